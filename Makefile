@@ -1,0 +1,37 @@
+# The README's quick start is `make run` and `make test`; everything else here
+# is a convenience for developers.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run worker test lint histories clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found " + sys.version.split()[0] + ")")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the whole system on the embedded default (Ctrl-C stops everything).
+run: $(STAMP)
+	$(BIN)/escalation run
+
+## Run the tests (CI runs exactly this).
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy policies workflows activities workers escalation
+
+## Re-record the workflow histories that the replay tests check.
+histories: $(STAMP)
+	$(BIN)/python -m tests.record_histories
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,51 @@
+"""The ``escalation`` command. Each group of subcommands lives in its own
+module with a ``register(subparsers)`` function; handlers return an exit
+status and raise ``CliError`` for anything the user can fix."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from escalation.clitools import CliError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from escalation import policy_cli
+
+    parser = argparse.ArgumentParser(
+        prog="escalation",
+        description="Multi-agency escalation of professional disagreements, run as durable workflows.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    policy_cli.register(commands)
+    for name in ("worker_cli", "simulate", "run"):
+        try:
+            module = __import__(f"escalation.{name}", fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name != f"escalation.{name}":
+                raise
+            continue
+        module.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except CliError as exc:
+        print(f"escalation: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def run_main() -> None:
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Reading policy files: the five built in, or a partnership's own.
+
+A bad file never surfaces as a traceback: ``PolicyFileError`` carries one
+problem per invalid field, each naming the file, the field's path and what is
+wrong, for the command line and the API to print as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from policies.model import Policy
+
+BUILTIN_DIR = Path(__file__).parent / "data"
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.path}" if self.path else self.file
+        return f"{where}: {self.message}"
+
+
+class PolicyFileError(Exception):
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class UnknownPolicyError(KeyError):
+    def __init__(self, policy_id: str, known: list[str]) -> None:
+        self.policy_id = policy_id
+        self.known = known
+        super().__init__(policy_id)
+
+    def __str__(self) -> str:
+        return f"unknown policy {self.policy_id!r}; known policies: {', '.join(self.known)}"
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("working_days", "hours", "same_working_day", "none"):
+            # pydantic names the union member it tried; the user wrote `kind:`
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def parse_policy(data: Any, file: str) -> Policy:
+    if not isinstance(data, dict):
+        raise PolicyFileError([Problem(file, "", "a policy file must be a YAML mapping")])
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            message = err["msg"]
+            if err["type"] == "missing":
+                message = "required field is missing"
+            elif err["type"] == "extra_forbidden":
+                message = "unknown field (check its spelling against the policy format)"
+            problems.append(Problem(file, _field_path(err["loc"]), message))
+        raise PolicyFileError(problems) from None
+
+
+def load_policy_file(path: str | Path) -> Policy:
+    path = Path(path)
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PolicyFileError([Problem(name, "", "no such file")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyFileError([Problem(name, "", f"cannot be read: {exc}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise PolicyFileError([Problem(name, where, f"not valid YAML: {reason}")]) from None
+    return parse_policy(data, name)
+
+
+@cache
+def builtin_policies() -> dict[str, Policy]:
+    policies: dict[str, Policy] = {}
+    for path in sorted(BUILTIN_DIR.glob("*.yaml")):
+        policy = load_policy_file(path)
+        policies[policy.id] = policy
+    return policies
+
+
+def get_policy(policy_id: str) -> Policy:
+    policies = builtin_policies()
+    try:
+        return policies[policy_id]
+    except KeyError:
+        raise UnknownPolicyError(policy_id, sorted(policies)) from None

@@ -1,0 +1,325 @@
+"""The shape of a partnership's escalation policy, as data.
+
+A policy is frozen once loaded: a case carries the snapshot it was raised
+under, so nothing here may change under a running workflow. Every stage,
+timescale, role and form carries ``source``: the section or paragraph of the
+partnership's own document that it encodes, so a reviewer can check each
+line of a policy file against the document it came from.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Citation = Annotated[
+    str,
+    Field(
+        min_length=3,
+        description="Section, paragraph or appendix of the source document, e.g. '§4.4.2'.",
+    ),
+]
+Key = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
+
+# Nations of the UK as the `holidays` package names their subdivisions.
+Nation = Literal["ENG", "WLS", "SCT", "NIR"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- Timescales -----------------------------------------------------------
+
+
+class WorkingDays(_Frozen):
+    """Close of business on the N-th working day after the clock starts."""
+
+    kind: Literal["working_days"] = "working_days"
+    days: int = Field(ge=1, le=60)
+    source: Citation
+
+    def describe(self) -> str:
+        return f"{self.days} working day" + ("" if self.days == 1 else "s")
+
+
+class Hours(_Frozen):
+    """Elapsed hours, e.g. 'within 48 hours'."""
+
+    kind: Literal["hours"] = "hours"
+    hours: int = Field(ge=1, le=24 * 30)
+    source: Citation
+
+    def describe(self) -> str:
+        return f"{self.hours} hours"
+
+
+class SameWorkingDay(_Frozen):
+    """Close of business today if today is a working day and it is not yet
+    close of business, otherwise close of business on the next working day."""
+
+    kind: Literal["same_working_day"] = "same_working_day"
+    source: Citation
+
+    def describe(self) -> str:
+        return "same working day"
+
+
+class NoTimescale(_Frozen):
+    """The document sets no timescale: reminders instead of escalation."""
+
+    kind: Literal["none"] = "none"
+    source: Citation
+
+    def describe(self) -> str:
+        return "no written timescale"
+
+
+Timescale = Annotated[
+    WorkingDays | Hours | SameWorkingDay | NoTimescale, Field(discriminator="kind")
+]
+
+
+# --- Who does what ----------------------------------------------------------
+
+AgencyKind = Literal[
+    "any",
+    "police",
+    "health",
+    "education",
+    "early-years",
+    "childrens-social-care",
+    "adult-social-care",
+    "local-authority",
+    "probation",
+    "housing",
+    "voluntary",
+    "other",
+]
+
+
+class StageOwner(_Frozen):
+    """Who holds a stage in one kind of agency ('any' covers all the rest)."""
+
+    agency_kind: AgencyKind = "any"
+    role: Key
+    title: str = Field(min_length=2)
+    source: Citation
+
+
+class BusinessTeamNotice(_Frozen):
+    """Something the partnership's business team must be sent at this stage."""
+
+    when: Literal["stage_started", "resolved", "escalated_from", "outcome"]
+    form: Key | None = None
+    source: Citation
+
+
+class ExtraNotice(_Frozen):
+    """A named role outside the two agencies that must be told at an event,
+    optionally only where one of the agencies is of a given kind
+    (e.g. Merton's CSC Assistant Director before stage 3)."""
+
+    when: Literal["stage_started", "escalated_from", "resolved"]
+    role: Key
+    title: str
+    only_if_agency_kind: AgencyKind | None = None
+    source: Citation
+
+
+class Stage(_Frozen):
+    key: Key
+    name: str = Field(min_length=2)
+    summary: str = Field(min_length=2, description="The policy's own words for the stage.")
+    owners: tuple[StageOwner, ...] = Field(min_length=1)
+    timescale: Timescale
+    written_confirmation: WorkingDays | None = Field(
+        default=None,
+        description="Where the outcome must be confirmed in writing within N working days.",
+    )
+    form_required: Key | None = Field(
+        default=None,
+        description="Form whose fields an escalation into this stage must carry.",
+    )
+    business_team: tuple[BusinessTeamNotice, ...] = ()
+    extra_notices: tuple[ExtraNotice, ...] = ()
+    reminder_every: WorkingDays | None = Field(
+        default=None,
+        description="Cadence of reminders while the stage has no timescale or is overdue; "
+        "the policy's default applies when absent.",
+    )
+    source: Citation
+
+    def owner_for(self, agency_kind: str) -> StageOwner:
+        """The stage's owner in an agency of this kind, else the 'any' owner."""
+        for owner in self.owners:
+            if owner.agency_kind == agency_kind:
+                return owner
+        for owner in self.owners:
+            if owner.agency_kind == "any":
+                return owner
+        return self.owners[0]
+
+
+class Contact(_Frozen):
+    """A role to be told (people are in the directory, not in the policy)."""
+
+    role: Key
+    title: str
+    area: Key | None = Field(default=None, description="Only for cases in this area.")
+    source: Citation
+
+
+class ImmediateRisk(_Frozen):
+    """What changes when a child is at immediate risk of significant harm."""
+
+    timescale_override: WorkingDays | SameWorkingDay | Hours | None = None
+    override_applies_to: Literal["current-and-later", "current-stage"] = "current-and-later"
+    urgent_contacts: tuple[Contact, ...] = Field(min_length=1)
+    may_start_at_later_stage: bool = False
+    may_jump_to_later_stage: bool = False
+    source: Citation
+
+
+class FormField(_Frozen):
+    key: Key
+    label: str
+    filled_from: Literal["case", "escalation", "resolution", "business-team"]
+    required: bool = True
+    identifying: bool = Field(
+        default=False,
+        description="Holds a child's identity (name, date of birth, address, NHS number).",
+    )
+
+
+class Form(_Frozen):
+    key: Key
+    name: str
+    fields: tuple[FormField, ...] = Field(min_length=1)
+    anonymised: bool = Field(
+        default=False, description="The policy requires the form to identify nobody."
+    )
+    sent_to: str = Field(description="Who receives it, in the policy's words.")
+    source: Citation
+
+    def fields_from(self, origin: str) -> tuple[FormField, ...]:
+        return tuple(f for f in self.fields if f.filled_from == origin)
+
+
+class Area(_Frozen):
+    key: Key
+    name: str
+    source: Citation
+
+
+class Acknowledgement(_Frozen):
+    """When the receiving side is reminded that it has not yet acknowledged."""
+
+    timescale: WorkingDays | Hours | SameWorkingDay
+    source: Citation
+
+
+class Policy(_Frozen):
+    id: Key
+    version: str = Field(min_length=1)
+    name: str
+    partnership: str
+    document: str = Field(description="Title and date of the source document.")
+    areas: tuple[Area, ...] = Field(min_length=1)
+    nation: Nation = "ENG"
+    time_zone: str = "Europe/London"
+    close_of_business: time = time(17, 0)
+    start_of_business: time = time(9, 0)
+    subjects: tuple[Literal["children", "adults-at-risk"], ...] = Field(min_length=1)
+    business_team: str = Field(description="The business team, in the policy's words.")
+    business_team_source: Citation
+    stages: tuple[Stage, ...] = Field(min_length=1)
+    immediate_risk: ImmediateRisk
+    acknowledgement: Acknowledgement
+    reminder_every: WorkingDays
+    forms: tuple[Form, ...] = ()
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Policy:
+        keys = [s.key for s in self.stages]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"stage keys must be unique, got {keys}")
+        form_keys = {f.key for f in self.forms}
+        for i, stage in enumerate(self.stages):
+            wanted = [stage.form_required] + [n.form for n in stage.business_team]
+            for form in wanted:
+                if form is not None and form not in form_keys:
+                    raise ValueError(
+                        f"stages[{i}] ({stage.key}) names form {form!r}, "
+                        f"which is not among the policy's forms {sorted(form_keys)}"
+                    )
+        if self.start_of_business >= self.close_of_business:
+            raise ValueError("start_of_business must be before close_of_business")
+        area_keys = {a.key for a in self.areas}
+        for contact in self.immediate_risk.urgent_contacts:
+            if contact.area is not None and contact.area not in area_keys:
+                raise ValueError(
+                    f"urgent contact {contact.role!r} names area {contact.area!r}, "
+                    f"not one of {sorted(area_keys)}"
+                )
+        return self
+
+    # --- Lookups the workflow and CLI share --------------------------------
+
+    @property
+    def final_stage(self) -> int:
+        return len(self.stages) - 1
+
+    def form(self, key: str) -> Form:
+        for form in self.forms:
+            if form.key == key:
+                return form
+        raise KeyError(key)
+
+    def stage_index(self, key: str) -> int:
+        for i, stage in enumerate(self.stages):
+            if stage.key == key:
+                return i
+        raise KeyError(key)
+
+    def reminder_cadence(self, index: int) -> WorkingDays:
+        return self.stages[index].reminder_every or self.reminder_every
+
+    def calendar_spec(self) -> CalendarSpec:
+        return CalendarSpec(
+            nation=self.nation,
+            time_zone=self.time_zone,
+            close_of_business=self.close_of_business,
+            start_of_business=self.start_of_business,
+        )
+
+
+class CalendarSpec(_Frozen):
+    """Everything the working-day arithmetic needs, small enough to travel in
+    an activity's input. Extra closure dates are the deployment's, not the
+    policy's, and are added by the activity that computes deadlines."""
+
+    nation: Nation = "ENG"
+    time_zone: str = "Europe/London"
+    close_of_business: time = time(17, 0)
+    start_of_business: time = time(9, 0)
+
+
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def slug(text: str) -> str:
+    return _SLUG.sub("-", text.lower()).strip("-")
