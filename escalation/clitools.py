@@ -17,7 +17,9 @@ from zoneinfo import ZoneInfo
 from policies.loader import PolicyFileError, UnknownPolicyError, get_policy, load_policy_file
 from policies.model import Policy
 
-INSTANT_FORMAT = "ISO 8601, e.g. 2026-12-23T11:00 (local time in the policy's zone) or 2026-12-23T11:00:00+00:00"
+INSTANT_FORMAT = (
+    "ISO 8601, e.g. 2026-12-23T11:00 (local time in the policy's zone) or 2026-12-23T11:00:00+00:00"
+)
 
 
 class CliError(Exception):
@@ -29,7 +31,9 @@ def parse_instant(text: str, zone: str, what: str = "--raised") -> datetime:
     try:
         value = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise CliError(f"{what}: cannot read {text!r} as a date and time; expected {INSTANT_FORMAT}") from None
+        raise CliError(
+            f"{what}: cannot read {text!r} as a date and time; expected {INSTANT_FORMAT}"
+        ) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=ZoneInfo(zone))
     return value

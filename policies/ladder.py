@@ -74,9 +74,7 @@ def explain(
     start: datetime | None = raised
     for index, stage in enumerate(policy.stages):
         override = risk_override(policy, index, risk_from)
-        deadline = (
-            stage_deadline(calendar, stage.timescale, start, override) if start else None
-        )
+        deadline = stage_deadline(calendar, stage.timescale, start, override) if start else None
         label = stage.timescale.describe()
         if override is not None:
             label = f"{label} (immediate risk: {override.describe()})"

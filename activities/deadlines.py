@@ -1,0 +1,70 @@
+"""Deadline arithmetic as activities (DESIGN.md section 3).
+
+Working-day arithmetic reads holiday tables, which change when the
+``holidays`` package is upgraded. Computing every instant here, outside the
+workflow, records it in the case's history, so a running case keeps the
+deadlines it was given even if next year's tables differ on replay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime
+
+from temporalio import activity
+
+from escalation.clitools import local_text
+from policies.calendar import WorkingDayCalendar
+from policies.ladder import stage_deadline
+from policies.model import CalendarSpec
+from workflows.messages import Clock, ClockRequest, ReminderRequest
+
+
+class DeadlineActivities:
+    """Holds the deployment's extra closure dates (e.g. a council's closure
+    days between Christmas and New Year), which are not in any policy."""
+
+    def __init__(self, extra_closures: Iterable[date] = ()) -> None:
+        self.extra_closures = frozenset(extra_closures)
+
+    def _calendar(self, spec: CalendarSpec) -> WorkingDayCalendar:
+        return WorkingDayCalendar(spec, self.extra_closures)
+
+    @activity.defn(name="plan_stage_clock")
+    async def plan_stage_clock(self, request: ClockRequest) -> Clock:
+        calendar = self._calendar(request.calendar)
+        if request.fixed_deadline is not None:
+            deadline: datetime | None = request.fixed_deadline
+        else:
+            deadline = stage_deadline(calendar, request.timescale, request.start, request.override)
+        basis = request.basis
+        if request.not_later_than is not None and (
+            deadline is None or request.not_later_than <= deadline
+        ):
+            deadline, basis = request.not_later_than, "policy"
+        day_reminder = None
+        if deadline is not None:
+            candidate = calendar.start_of_business_on_day_of(deadline)
+            if request.start < candidate < deadline:
+                day_reminder = candidate
+        acknowledgement_due = None
+        if request.acknowledgement is not None:
+            due = calendar.deadline(request.start, request.acknowledgement)
+            if due is not None and (deadline is None or due < deadline):
+                acknowledgement_due = due
+        next_reminder = None
+        if deadline is None and request.reminder_every is not None:
+            next_reminder = calendar.add_working_days(request.start, request.reminder_every.days)
+        return Clock(
+            started_at=request.start,
+            deadline=deadline,
+            deadline_text=local_text(deadline, request.calendar.time_zone) if deadline else None,
+            deadline_basis=basis,
+            deadline_day_reminder_at=day_reminder,
+            acknowledgement_due=acknowledgement_due,
+            next_reminder_at=next_reminder,
+        )
+
+    @activity.defn(name="next_reminder")
+    async def next_reminder(self, request: ReminderRequest) -> datetime:
+        return self._calendar(request.calendar).add_working_days(request.after, request.every.days)

@@ -1,0 +1,303 @@
+"""``escalation simulate``: rehearse a policy on Temporal's time-skipping server.
+
+The real workflow, worker and activities run; notices are captured instead of
+sent; time jumps from one timer to the next, so months of a case take
+seconds. Actions given with ``--act`` are sent as the real updates at their
+instants. The output is the case's own timeline, as recorded in its state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from activities.notices import MemorySink
+from escalation import search_attributes
+from escalation.clitools import (
+    CliError,
+    iso,
+    local_text,
+    parse_instant,
+    print_json,
+    resolve_policy,
+)
+from escalation.converter import data_converter
+from escalation.temporal_bin import test_server
+from policies.model import Policy
+from workers.worker import build_worker
+from workflows.disagreement import DisagreementWorkflow
+from workflows.messages import (
+    Acknowledge,
+    Action,
+    Actor,
+    AddNote,
+    Agency,
+    CaseState,
+    ConfirmOutcome,
+    Escalate,
+    FlagImmediateRisk,
+    RaiseDisagreement,
+    Resolve,
+    Withdraw,
+)
+from workflows.simulation import RehearsalPlan, RehearsalWorkflow, RehearsedAction
+
+ACTIONS = ("resolve", "confirm", "escalate", "immediate-risk", "withdraw", "acknowledge", "note")
+DEFAULT_HORIZON = timedelta(days=120)
+# The test server's clock reads "now" a moment after we do.
+PAST_TOLERANCE = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Act:
+    at: datetime
+    action: str
+
+
+def parse_act(text: str, zone: str) -> Act:
+    when, sep, action = text.rpartition("=")
+    if not sep or not when:
+        raise CliError(f"--act {text!r}: expected ISO8601=ACTION, e.g. 2027-01-05T10:00=resolve")
+    action = action.strip()
+    if action not in ACTIONS:
+        raise CliError(f"--act {text!r}: unknown action {action!r}; one of {', '.join(ACTIONS)}")
+    return Act(parse_instant(when, zone, what="--act"), action)
+
+
+def parties(policy: Policy) -> tuple[Agency, Agency, str]:
+    """A representative pair of agencies in the policy's first area."""
+    area = policy.areas[0].key
+    raising = Agency(key=f"{area}-health", name=f"{policy.areas[0].name} health", kind="health")
+    receiving = Agency(
+        key=f"{area}-childrens-social-care",
+        name=f"{policy.areas[0].name} children's social care",
+        kind="childrens-social-care",
+    )
+    return raising, receiving, area
+
+
+def _action(name: str, policy: Policy, manager: Actor) -> Action:
+    if name == "resolve":
+        return Resolve(by=manager, outcome="Agreed a way forward (simulated)")
+    if name == "confirm":
+        return ConfirmOutcome(by=manager)
+    if name == "acknowledge":
+        return Acknowledge(by=manager)
+    if name == "note":
+        return AddNote(by=manager, text="Discussion recorded (simulated)")
+    if name == "withdraw":
+        return Withdraw(by=manager, reason="Withdrawn (simulated)")
+    if name == "immediate-risk":
+        return FlagImmediateRisk(by=manager, reason="Immediate risk flagged (simulated)")
+    # The driver cannot know the stage in advance: fill every form's fields.
+    form = {f.key: "(simulated)" for form in policy.forms for f in form.fields_from("escalation")}
+    return Escalate(by=manager, reason="Escalated by a manager (simulated)", form=form)
+
+
+_SIGNAL_NAMES = {
+    "resolve": "resolve",
+    "confirm": "confirm",
+    "escalate": "escalate",
+    "immediate-risk": "immediate_risk",
+    "withdraw": "withdraw",
+    "acknowledge": "acknowledge",
+    "note": "add_note",
+}
+
+
+async def _register_search_attributes(env: WorkflowEnvironment) -> None:
+    try:
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=env.client.namespace,
+                search_attributes=search_attributes.indexed_types(),
+            )
+        )
+    except RPCError as exc:
+        if "already" not in str(exc).lower():
+            raise
+
+
+async def run_simulation(
+    policy: Policy,
+    raised: datetime | None,
+    immediate_risk: bool,
+    acts: list[Act],
+    until: datetime | None,
+) -> dict[str, Any]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=test_server(), data_converter=data_converter()
+    )
+    try:
+        await _register_search_attributes(env)
+        now = await env.get_current_time()
+        raised = raised or now
+        if raised < now - PAST_TOLERANCE:
+            raise CliError(
+                f"--raised {raised.isoformat()} is in the past; the simulator's clock can only "
+                f"move forward from now ({now.astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
+            )
+        horizon = until or raised + DEFAULT_HORIZON
+        for act in acts:
+            if act.at < raised:
+                raise CliError(f"--act at {act.at.isoformat()} is before --raised")
+        sink = MemorySink()
+        task_queue = f"simulate-{uuid.uuid4()}"
+        raising, receiving, area = parties(policy)
+        reference = f"SIM-{uuid.uuid4().hex[:8].upper()}"
+        request = RaiseDisagreement(
+            reference=reference,
+            policy=policy,
+            area=area,
+            raised_by=Actor(
+                id="sim-raiser",
+                name="Raising practitioner",
+                agency=raising.key,
+                role="practitioner",
+            ),
+            raising_agency=raising,
+            receiving_agency=receiving,
+            categories=["thresholds"],
+            summary="Simulated disagreement",
+            immediate_risk=immediate_risk,
+            raised_at=raised,
+        )
+        manager = Actor(
+            id="sim-manager", name="Receiving manager", agency=receiving.key, role="manager"
+        )
+        plan = RehearsalPlan(
+            case_workflow_id=f"disagreement-{reference}",
+            request=request,
+            raise_at=raised,
+            actions=[
+                RehearsedAction(
+                    at=act.at,
+                    signal=_SIGNAL_NAMES[act.action],
+                    payload=_action(act.action, policy, manager).model_dump(mode="json"),
+                )
+                for act in acts
+            ],
+            horizon=horizon,
+        )
+        async with build_worker(
+            env.client,
+            task_queue,
+            sink,
+            workflows=[RehearsalWorkflow],
+            # A rehearsal should fail loudly on a bug, not retry it for ever.
+            workflow_failure_exception_types=[Exception],
+        ):
+            # Awaiting the rehearsal lets the server skip from timer to timer.
+            await env.client.execute_workflow(
+                RehearsalWorkflow.run,
+                plan,
+                id=f"rehearsal-{reference}",
+                task_queue=task_queue,
+            )
+            case = env.client.get_workflow_handle(plan.case_workflow_id)
+            state = await case.query(DisagreementWorkflow.get_state)
+            if state.is_open:
+                await case.terminate("simulation horizon reached")
+        return _timeline(policy, raised, immediate_risk, state, sink)
+    finally:
+        await env.shutdown()
+
+
+def _timeline(
+    policy: Policy,
+    raised: datetime,
+    immediate_risk: bool,
+    state: CaseState,
+    sink: MemorySink,
+) -> dict[str, Any]:
+    events: list[dict[str, Any]] = []
+    for event in state.events:
+        item: dict[str, Any] = {
+            "at": iso(event.at.astimezone(UTC)),
+            "type": event.type,
+            "stage": event.stage,
+            "deadline": iso(event.deadline.astimezone(UTC)) if event.deadline else None,
+            "to": event.to,
+        }
+        if event.template:
+            item["template"] = event.template
+        if event.detail:
+            item["detail"] = event.detail
+        events.append(item)
+    return {
+        "policy": policy.id,
+        "raised": iso(raised.astimezone(UTC)),
+        "immediate_risk": immediate_risk,
+        "events": events,
+        "notices_captured": len(sink.notices),
+        "final": {"status": state.status, "stage": state.stage},
+    }
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "simulate",
+        help="rehearse a policy on the time-skipping test server",
+        description="Run the real workflow on Temporal's time-skipping test server and print "
+        "the case's timeline. Notices are captured, not sent.",
+    )
+    parser.add_argument("policy_id", nargs="?", metavar="POLICY_ID")
+    parser.add_argument("--policy-file", help="rehearse a partnership's own policy file")
+    parser.add_argument("--raised", help="when the concern is raised (ISO 8601; default now)")
+    parser.add_argument(
+        "--immediate-risk", action="store_true", help="flag immediate risk at raise"
+    )
+    parser.add_argument(
+        "--act",
+        action="append",
+        default=[],
+        metavar="ISO8601=ACTION",
+        help=f"an action at an instant; ACTION is one of {', '.join(ACTIONS)}",
+    )
+    parser.add_argument("--until", help="stop here (default: 120 days after --raised)")
+    parser.add_argument("--json", action="store_true", help="print the timeline as JSON")
+    parser.set_defaults(handler=_simulate)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    policy = resolve_policy(args.policy_id, args.policy_file)
+    zone = policy.time_zone
+    raised = parse_instant(args.raised, zone) if args.raised else None
+    until = parse_instant(args.until, zone, what="--until") if args.until else None
+    acts = [parse_act(text, zone) for text in args.act]
+    result = asyncio.run(run_simulation(policy, raised, args.immediate_risk, acts, until))
+    if args.json:
+        print_json(result)
+    else:
+        _print_readable(policy, result)
+    return 0
+
+
+def _print_readable(policy: Policy, result: dict[str, Any]) -> None:
+    zone = policy.time_zone
+    print(
+        f"{policy.partnership} · raised {local_text(datetime.fromisoformat(result['raised']), zone)}"
+    )
+    for event in result["events"]:
+        at = local_text(datetime.fromisoformat(event["at"]), zone)
+        stage = "" if event["stage"] is None else f"stage {event['stage']}"
+        line = f"{at:<26} {stage:<8} {event['type']:<18}"
+        if event.get("template"):
+            line += f" {event['template']}"
+        if event["to"]:
+            line += f" → {', '.join(event['to'])}"
+        if event.get("detail"):
+            line += f" ({event['detail']})"
+        if event["type"] == "stage_started" and event["deadline"]:
+            line += f" · due {local_text(datetime.fromisoformat(event['deadline']), zone)}"
+        print(line)
+    final = result["final"]
+    print(f"final: {final['status']} at stage {final['stage']}")

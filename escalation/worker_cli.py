@@ -1,0 +1,36 @@
+"""``escalation worker``: run the worker until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from escalation.clitools import CliError
+from escalation.settings import get_settings
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "worker",
+        help="run the worker (connects to TEMPORAL_ADDRESS)",
+        description="Host the disagreement workflow and its activities until SIGTERM or Ctrl-C.",
+    )
+    parser.set_defaults(handler=_worker)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from workers.worker import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = get_settings()
+    try:
+        asyncio.run(run_worker(settings))
+    except RuntimeError as exc:
+        if "connect" in str(exc).lower():
+            raise CliError(
+                f"cannot reach Temporal at {settings.temporal_address}: is the server running? "
+                "(`make run` starts one)"
+            ) from None
+        raise
+    return 0

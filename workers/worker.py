@@ -1,0 +1,73 @@
+"""The worker process: hosts the disagreement workflow and its activities.
+
+``build_worker`` is what the tests, the simulator and ``escalation worker``
+all use, so every one of them runs the same registrations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Iterable
+from datetime import date, timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.deadlines import DeadlineActivities
+from activities.notices import NoticeActivities, NoticeSink, OutboxSink
+from escalation.converter import data_converter
+from escalation.settings import Settings
+from workflows.disagreement import DisagreementWorkflow
+
+log = logging.getLogger("escalation.worker")
+
+
+def build_worker(
+    client: Client,
+    task_queue: str,
+    sink: NoticeSink,
+    extra_closures: Iterable[date] = (),
+    **options: object,
+) -> Worker:
+    deadlines = DeadlineActivities(extra_closures)
+    notices = NoticeActivities(sink)
+    extra_workflows = list(options.pop("workflows", []))  # type: ignore[call-overload]
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[DisagreementWorkflow, *extra_workflows],
+        activities=[deadlines.plan_stage_clock, deadlines.next_reminder, notices.send_notice],
+        graceful_shutdown_timeout=timedelta(seconds=10),
+        **options,  # type: ignore[arg-type]
+    )
+
+
+async def connect(settings: Settings) -> Client:
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=data_converter(),
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    client = await connect(settings)
+    sink = OutboxSink(settings.outbox_dir)
+    worker = build_worker(client, settings.task_queue, sink, settings.extra_closures)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "worker polling task queue %r on %s (namespace %r); notices to %s",
+        settings.task_queue,
+        settings.temporal_address,
+        settings.temporal_namespace,
+        settings.outbox_dir,
+    )
+    async with worker:
+        await stop.wait()
+        log.info("stopping: finishing the tasks in hand")
+    log.info("worker stopped")

@@ -1,0 +1,395 @@
+"""The disagreement workflow: one execution per professional disagreement.
+
+It sleeps until the next instant the case must act by itself (an
+acknowledgement falling due, the deadline day's morning, the deadline, a
+reminder), applies manager actions in the order they arrive, and records
+everything in the case's state. The rules live in ``workflows.ladder``; this
+class owns only time, ordering and side effects (activities).
+
+Manager actions arrive as updates (validated, answered with the case's new
+position or a clear refusal) or as signals of the same name, so an operator
+can act from the Temporal UI or CLI. Every action goes through one queue, so
+an update and a timer can never interleave half-way through a transition.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from escalation import search_attributes as sa
+    from policies.model import Policy
+    from workflows import ladder
+    from workflows.ladder import Refused, Step
+    from workflows.messages import (
+        REMINDER_TEMPLATES,
+        Acknowledge,
+        Action,
+        ActionResult,
+        AddNote,
+        CaseEvent,
+        CaseOutcome,
+        CaseState,
+        ClockRequest,
+        ConfirmOutcome,
+        Escalate,
+        FlagImmediateRisk,
+        Notice,
+        RaiseDisagreement,
+        ReminderRequest,
+        Resolve,
+        ShortenDeadline,
+        Withdraw,
+    )
+
+ACTIVITY_TIMEOUT = timedelta(seconds=30)
+# Notices keep retrying (with backoff) for a day before the failure shows.
+NOTICE_TIMEOUT = timedelta(hours=24)
+
+
+@workflow.defn(name="Disagreement")
+class DisagreementWorkflow:
+    def __init__(self) -> None:
+        self._request: RaiseDisagreement | None = None
+        self._policy: Policy | None = None
+        self._state: CaseState | None = None
+        self._queue: deque[tuple[int | None, Action]] = deque()
+        self._answers: dict[int, ActionResult | Refused] = {}
+        self._tickets = 0
+        self._busy = False
+
+    # --- Run ------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, request: RaiseDisagreement) -> CaseOutcome:
+        self._request = request
+        self._policy = request.policy
+        if request.resume is not None:
+            self._state = request.resume
+        else:
+            problems = ladder.raise_problems(request)
+            if problems:
+                raise ApplicationError("; ".join(problems), type="InvalidRaise", non_retryable=True)
+            raised_at = request.raised_at or workflow.now()
+            self._state = ladder.new_state(request, raised_at)
+            await self._carry_out(ladder.raise_case(self.policy, self.state))
+
+        while self.state.is_open:
+            if self._queue:
+                await self._apply_next()
+                continue
+            if workflow.info().is_continue_as_new_suggested() and workflow.all_handlers_finished():
+                workflow.continue_as_new(request.model_copy(update={"resume": self.state}))
+            wakeup = ladder.next_wakeup(self.state)
+            timeout = None
+            if wakeup is not None:
+                timeout = max(wakeup.at - workflow.now(), timedelta(0))
+            try:
+                await workflow.wait_condition(
+                    lambda: bool(self._queue),
+                    timeout=timeout,
+                    timeout_summary=wakeup.summary(self.state) if wakeup else None,
+                )
+            except TimeoutError:
+                assert wakeup is not None
+                await self._wake(wakeup)
+
+        # Refuse what is still queued (the case closed under it), then let
+        # every handler answer before the workflow completes.
+        while self._queue:
+            await self._apply_next()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return CaseOutcome(
+            reference=self.state.reference,
+            status=self.state.status,
+            stage=self.state.stage,
+            closed_at=self.state.closed_at,
+        )
+
+    @property
+    def policy(self) -> Policy:
+        assert self._policy is not None
+        return self._policy
+
+    @property
+    def state(self) -> CaseState:
+        assert self._state is not None
+        return self._state
+
+    async def _wake(self, wakeup: ladder.Wakeup) -> None:
+        now = workflow.now()
+        if wakeup.kind == "deadline":
+            step = ladder.deadline_passed(self.policy, self.state, now)
+        elif wakeup.kind == "deadline-day":
+            step = ladder.deadline_day(self.policy, self.state)
+        elif wakeup.kind == "acknowledgement":
+            step = ladder.acknowledgement_due(self.policy, self.state)
+        else:
+            step = ladder.reminder_due(self.policy, self.state, now)
+        await self._carry_out(step)
+
+    async def _apply_next(self) -> None:
+        ticket, action = self._queue.popleft()
+        try:
+            step = ladder.apply(self.policy, self.state, action, workflow.now())
+        except Refused as refusal:
+            self._record("refused", by=action.by.id, detail=str(refusal))
+            if ticket is not None:
+                self._answers[ticket] = refusal
+            return
+        await self._carry_out(step)
+        if ticket is not None:
+            self._answers[ticket] = self._result()
+
+    # --- Carrying out a step ----------------------------------------------------
+
+    async def _carry_out(self, step: Step) -> None:
+        if step.clock is not None:
+            await self._plan_clock(step.clock, replan=step.replan)
+        if step.reminder_after is not None:
+            cadence = self.policy.reminder_cadence(self.state.stage)
+            self.state.clock.next_reminder_at = await workflow.execute_activity(
+                "next_reminder",
+                ReminderRequest(
+                    calendar=self.policy.calendar_spec(), after=step.reminder_after, every=cadence
+                ),
+                result_type=datetime,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                summary="next reminder",
+            )
+        for event in step.events:
+            self._record(event.type, by=event.by.id if event.by else None, detail=event.detail)
+        for planned in step.notices:
+            await self._send(planned)
+        self._publish()
+
+    async def _plan_clock(self, request: ClockRequest, replan: bool) -> None:
+        old = self.state.clock
+        clock = await workflow.execute_activity(
+            "plan_stage_clock",
+            request,
+            result_type=type(old),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            summary=f"deadline for stage {self.state.stage}",
+        )
+        if replan:
+            clock.started_at = old.started_at
+            if clock.acknowledgement_due is None and self.state.acknowledged_by is None:
+                clock.acknowledgement_due = old.acknowledgement_due
+            if clock.deadline == old.deadline:
+                clock.deadline_basis = old.deadline_basis
+                clock.deadline_day_reminder_at = old.deadline_day_reminder_at
+        self.state.clock = clock
+
+    async def _send(self, planned: ladder.PlannedNotice) -> None:
+        state = self.state
+        stage = self.policy.stages[state.stage]
+        seq = state.next_seq
+        notice = Notice(
+            notice_id=f"{state.reference}-{seq:05d}-{planned.template}",
+            reference=state.reference,
+            template=planned.template,
+            policy_id=state.policy_id,
+            partnership=state.partnership,
+            area=state.area,
+            recipients=planned.recipients,
+            stage=state.stage,
+            stage_name=stage.name,
+            stage_summary=stage.summary,
+            deadline=state.clock.deadline,
+            deadline_text=state.clock.deadline_text,
+            status=state.status,
+            forms=planned.forms,
+            context=planned.context,
+            case_url=self._request.case_url if self._request else None,
+        )
+        await workflow.execute_activity(
+            "send_notice",
+            notice,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            schedule_to_close_timeout=NOTICE_TIMEOUT,
+            summary=f"{planned.template} → {', '.join(r.label for r in planned.recipients)}",
+        )
+        kind = "reminder" if planned.template in REMINDER_TEMPLATES else "notice"
+        self._record(
+            kind,
+            to=[r.label for r in planned.recipients],
+            template=planned.template,
+            notice_id=notice.notice_id,
+        )
+
+    def _record(self, type_: Any, **fields: Any) -> None:
+        state = self.state
+        deadline = state.clock.deadline if state.is_open else None
+        state.events.append(
+            CaseEvent(
+                seq=state.next_seq,
+                at=workflow.now(),
+                type=type_,
+                stage=state.stage,
+                deadline=deadline,
+                **fields,
+            )
+        )
+        state.next_seq += 1
+
+    def _publish(self) -> None:
+        """Search attributes and the UI's current details, after every change."""
+        state = self.state
+        deadline = (
+            state.clock.deadline if state.is_open and not state.clock.deadline_passed else None
+        )
+        workflow.upsert_search_attributes(
+            [
+                sa.PARTNERSHIP.value_set(state.policy_id),
+                sa.AREA.value_set(state.area) if state.area else sa.AREA.value_unset(),
+                sa.STAGE_INDEX.value_set(state.stage),
+                sa.STAGE_NAME.value_set(state.stage_key),
+                sa.STATUS.value_set(state.status),
+                sa.DEADLINE.value_set(deadline) if deadline else sa.DEADLINE.value_unset(),
+                sa.IMMEDIATE_RISK.value_set(state.immediate_risk),
+                sa.AGENCIES.value_set([state.raising_agency.key, state.receiving_agency.key]),
+                sa.CATEGORIES.value_set(list(state.categories)),
+            ]
+        )
+        workflow.set_current_details(ladder.current_details(state))
+
+    def _result(self) -> ActionResult:
+        state = self.state
+        return ActionResult(
+            reference=state.reference,
+            status=state.status,
+            stage=state.stage,
+            stage_name=state.stage_name,
+            deadline=state.clock.deadline if state.is_open else None,
+        )
+
+    # --- Handlers -----------------------------------------------------------
+
+    async def _submit(self, action: Action) -> ActionResult:
+        self._tickets += 1
+        ticket = self._tickets
+        self._queue.append((ticket, action))
+        await workflow.wait_condition(lambda: ticket in self._answers)
+        answer = self._answers.pop(ticket)
+        if isinstance(answer, Refused):
+            raise ApplicationError(str(answer), type="ActionRefused", non_retryable=True)
+        return answer
+
+    def _validate(self, action: Action) -> None:
+        if self._state is None:
+            raise ApplicationError("the case is still being raised; try again", type="NotReady")
+        try:
+            ladder.check(self.policy, self.state, action, workflow.now())
+        except Refused as refusal:
+            raise ApplicationError(str(refusal), type="ActionRefused", non_retryable=True) from None
+
+    @workflow.query(name="state")
+    def get_state(self) -> CaseState:
+        if self._state is None:
+            raise ApplicationError("the case is still being raised", type="NotReady")
+        return self.state
+
+    @workflow.update(name="acknowledge")
+    async def acknowledge(self, action: Acknowledge) -> ActionResult:
+        return await self._submit(action)
+
+    @acknowledge.validator
+    def _check_acknowledge(self, action: Acknowledge) -> None:
+        self._validate(action)
+
+    @workflow.update(name="resolve")
+    async def resolve(self, action: Resolve) -> ActionResult:
+        return await self._submit(action)
+
+    @resolve.validator
+    def _check_resolve(self, action: Resolve) -> None:
+        self._validate(action)
+
+    @workflow.update(name="confirm")
+    async def confirm(self, action: ConfirmOutcome) -> ActionResult:
+        return await self._submit(action)
+
+    @confirm.validator
+    def _check_confirm(self, action: ConfirmOutcome) -> None:
+        self._validate(action)
+
+    @workflow.update(name="escalate")
+    async def escalate(self, action: Escalate) -> ActionResult:
+        return await self._submit(action)
+
+    @escalate.validator
+    def _check_escalate(self, action: Escalate) -> None:
+        self._validate(action)
+
+    @workflow.update(name="immediate_risk")
+    async def immediate_risk(self, action: FlagImmediateRisk) -> ActionResult:
+        return await self._submit(action)
+
+    @immediate_risk.validator
+    def _check_immediate_risk(self, action: FlagImmediateRisk) -> None:
+        self._validate(action)
+
+    @workflow.update(name="shorten_deadline")
+    async def shorten_deadline(self, action: ShortenDeadline) -> ActionResult:
+        return await self._submit(action)
+
+    @shorten_deadline.validator
+    def _check_shorten_deadline(self, action: ShortenDeadline) -> None:
+        self._validate(action)
+
+    @workflow.update(name="add_note")
+    async def add_note(self, action: AddNote) -> ActionResult:
+        return await self._submit(action)
+
+    @add_note.validator
+    def _check_add_note(self, action: AddNote) -> None:
+        self._validate(action)
+
+    @workflow.update(name="withdraw")
+    async def withdraw(self, action: Withdraw) -> ActionResult:
+        return await self._submit(action)
+
+    @withdraw.validator
+    def _check_withdraw(self, action: Withdraw) -> None:
+        self._validate(action)
+
+    # The same actions as signals, for operators in the Temporal UI or CLI.
+    # A signal cannot be answered: a refusal is recorded on the case instead.
+
+    @workflow.signal(name="acknowledge")
+    def acknowledge_signal(self, action: Acknowledge) -> None:
+        self._queue.append((None, action))
+
+    @workflow.signal(name="resolve")
+    def resolve_signal(self, action: Resolve) -> None:
+        self._queue.append((None, action))
+
+    @workflow.signal(name="confirm")
+    def confirm_signal(self, action: ConfirmOutcome) -> None:
+        self._queue.append((None, action))
+
+    @workflow.signal(name="escalate")
+    def escalate_signal(self, action: Escalate) -> None:
+        self._queue.append((None, action))
+
+    @workflow.signal(name="immediate_risk")
+    def immediate_risk_signal(self, action: FlagImmediateRisk) -> None:
+        self._queue.append((None, action))
+
+    @workflow.signal(name="shorten_deadline")
+    def shorten_deadline_signal(self, action: ShortenDeadline) -> None:
+        self._queue.append((None, action))
+
+    @workflow.signal(name="add_note")
+    def add_note_signal(self, action: AddNote) -> None:
+        self._queue.append((None, action))
+
+    @workflow.signal(name="withdraw")
+    def withdraw_signal(self, action: Withdraw) -> None:
+        self._queue.append((None, action))

@@ -1,0 +1,676 @@
+"""What each action or passing deadline does to a case: pure functions.
+
+The workflow owns time, history and side effects; this module owns the
+policy's rules. Each transition mutates the ``CaseState`` it is given and
+returns a ``Step``: the clock to plan (by the deadline activity), the events
+to record once the new deadline is known, and the notices to send. Nothing
+here does I/O or reads a clock, so every rule is unit-tested without a
+server, and the workflow stays deterministic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from policies.ladder import risk_override
+from policies.model import NoTimescale, Policy, Stage
+from workflows.messages import (
+    Acknowledge,
+    Action,
+    Actor,
+    AddNote,
+    CaseState,
+    Clock,
+    ClockRequest,
+    ConfirmOutcome,
+    Escalate,
+    EventType,
+    FlagImmediateRisk,
+    Note,
+    NoticeTemplate,
+    RaiseDisagreement,
+    Recipient,
+    Resolve,
+    ShortenDeadline,
+    Withdraw,
+)
+
+PARTY_ROLES = ("practitioner", "manager")
+
+
+@dataclass
+class PlannedEvent:
+    type: EventType
+    by: Actor | None = None
+    detail: str | None = None
+
+
+@dataclass
+class PlannedNotice:
+    template: NoticeTemplate
+    recipients: list[Recipient]
+    forms: list[str] = field(default_factory=list)
+    context: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Step:
+    clock: ClockRequest | None = None
+    # Same stage, new deadline: keep the stage's start and acknowledgement.
+    replan: bool = False
+    reminder_after: datetime | None = None
+    events: list[PlannedEvent] = field(default_factory=list)
+    notices: list[PlannedNotice] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Wakeup:
+    at: datetime
+    kind: str  # acknowledgement | deadline-day | deadline | reminder
+
+    def summary(self, state: CaseState) -> str:
+        what = {
+            "acknowledgement": "acknowledgement due",
+            "deadline-day": "deadline-day reminder",
+            "deadline": "deadline",
+            "reminder": "reminder",
+        }[self.kind]
+        if state.status == "awaiting-confirmation":
+            what = f"written confirmation {what}"
+        due = f" · due {state.clock.deadline_text}" if state.clock.deadline_text else ""
+        return f"{what} · Stage {state.stage}: {state.stage_name}{due}"
+
+
+class Refused(Exception):
+    """An action the case cannot take now; the message is shown to the user."""
+
+
+# --- Who is told ------------------------------------------------------------
+
+
+def stage_owners(policy: Policy, state: CaseState, index: int) -> list[Recipient]:
+    stage = policy.stages[index]
+    out = []
+    for agency in (state.raising_agency, state.receiving_agency):
+        owner = stage.owner_for(agency.kind)
+        out.append(
+            Recipient(
+                role=owner.role,
+                title=owner.title,
+                agency=agency.key,
+                agency_kind=agency.kind,
+                area=state.area,
+            )
+        )
+    return out
+
+
+def receiving_owner(policy: Policy, state: CaseState) -> list[Recipient]:
+    return [
+        r
+        for r in stage_owners(policy, state, state.stage)
+        if r.agency == state.receiving_agency.key
+    ]
+
+
+def raiser(state: CaseState) -> Recipient:
+    # No agency on the recipient: the raiser is one person, not a role
+    # that the directory resolves within an agency.
+    actor = state.raised_by
+    return Recipient(
+        role="raiser",
+        title=f"{actor.name} (raised the concern)",
+        agency_kind=state.raising_agency.kind,
+        email=actor.email,
+        area=state.area,
+    )
+
+
+def business_team(policy: Policy, state: CaseState) -> Recipient:
+    return Recipient(role="business-team", title=policy.business_team, area=state.area)
+
+
+def urgent_contacts(policy: Policy, state: CaseState) -> list[Recipient]:
+    return [
+        Recipient(role=c.role, title=c.title, area=c.area or state.area)
+        for c in policy.immediate_risk.urgent_contacts
+        if c.area is None or state.area is None or c.area == state.area
+    ]
+
+
+def involved_so_far(policy: Policy, state: CaseState, up_to: int) -> list[Recipient]:
+    """Everyone who has held the case: the owners of each stage reached, the
+    raiser, and the business team once the policy has brought it in."""
+    out: list[Recipient] = []
+    for index in range(min(up_to, policy.final_stage) + 1):
+        out += stage_owners(policy, state, index)
+    out.append(raiser(state))
+    if any(policy.stages[i].business_team for i in range(up_to + 1)):
+        out.append(business_team(policy, state))
+    return unique(out)
+
+
+def unique(recipients: list[Recipient]) -> list[Recipient]:
+    seen: set[str] = set()
+    out = []
+    for r in recipients:
+        if r.label not in seen:
+            seen.add(r.label)
+            out.append(r)
+    return out
+
+
+def _extra(policy: Policy, state: CaseState, stage: Stage, when: str) -> list[Recipient]:
+    kinds = {state.raising_agency.kind, state.receiving_agency.kind}
+    return [
+        Recipient(role=n.role, title=n.title, area=state.area)
+        for n in stage.extra_notices
+        if n.when == when and (n.only_if_agency_kind is None or n.only_if_agency_kind in kinds)
+    ]
+
+
+def _business_team_records(
+    policy: Policy, state: CaseState, stage: Stage, whens: tuple[str, ...], event: str
+) -> list[PlannedNotice]:
+    wanted = [n for n in stage.business_team if n.when in whens]
+    if not wanted:
+        return []
+    forms = sorted({n.form for n in wanted if n.form})
+    return [
+        PlannedNotice(
+            "business-team-record",
+            [business_team(policy, state)],
+            forms=forms,
+            context={"event": event, "stage_key": stage.key},
+        )
+    ]
+
+
+# --- Clock ----------------------------------------------------------------
+
+
+def stage_clock(policy: Policy, state: CaseState, index: int, start: datetime) -> ClockRequest:
+    stage = policy.stages[index]
+    override = risk_override(policy, index, state.risk_from_stage)
+    return ClockRequest(
+        calendar=policy.calendar_spec(),
+        start=start,
+        timescale=stage.timescale,
+        override=override,
+        acknowledgement=policy.acknowledgement.timescale,
+        reminder_every=policy.reminder_cadence(index),
+        basis="immediate-risk" if override is not None else "policy",
+    )
+
+
+def next_wakeup(state: CaseState) -> Wakeup | None:
+    """The next instant the case must act by itself, if any."""
+    if not state.is_open:
+        return None
+    clock = state.clock
+    candidates: list[Wakeup] = []
+    if clock.acknowledgement_due and state.acknowledged_by is None and state.status == "open":
+        candidates.append(Wakeup(clock.acknowledgement_due, "acknowledgement"))
+    if clock.deadline_day_reminder_at and not clock.deadline_passed:
+        candidates.append(Wakeup(clock.deadline_day_reminder_at, "deadline-day"))
+    if clock.deadline and not clock.deadline_passed:
+        candidates.append(Wakeup(clock.deadline, "deadline"))
+    if clock.next_reminder_at:
+        candidates.append(Wakeup(clock.next_reminder_at, "reminder"))
+    order = {"acknowledgement": 0, "deadline-day": 1, "deadline": 2, "reminder": 3}
+    return min(candidates, key=lambda w: (w.at, order[w.kind]), default=None)
+
+
+# --- Starting and moving stages -------------------------------------------
+
+
+def new_state(request: RaiseDisagreement, raised_at: datetime) -> CaseState:
+    policy = request.policy
+    stage = policy.stages[request.start_stage]
+    return CaseState(
+        reference=request.reference,
+        policy_id=policy.id,
+        policy_version=policy.version,
+        partnership=policy.partnership,
+        area=request.area,
+        raising_agency=request.raising_agency,
+        receiving_agency=request.receiving_agency,
+        categories=list(request.categories),
+        raised_by=request.raised_by,
+        raised_at=raised_at,
+        stage=request.start_stage,
+        stage_key=stage.key,
+        stage_name=stage.name,
+        highest_stage_reached=request.start_stage,
+        clock=Clock(started_at=raised_at),
+        immediate_risk=request.immediate_risk,
+        risk_from_stage=request.start_stage if request.immediate_risk else None,
+    )
+
+
+def raise_problems(request: RaiseDisagreement) -> list[str]:
+    """What is wrong with a raise, before any workflow starts."""
+    policy = request.policy
+    problems = []
+    if request.start_stage > policy.final_stage:
+        problems.append(
+            f"start_stage {request.start_stage} is past the final stage ({policy.final_stage})"
+        )
+    elif request.start_stage > 0 and not (
+        request.immediate_risk and policy.immediate_risk.may_start_at_later_stage
+    ):
+        problems.append(
+            f"the {policy.id} policy starts every case at {policy.stages[0].name!r}; "
+            "only an immediate-risk case may start higher, and only where the policy allows it"
+        )
+    areas = {a.key for a in policy.areas}
+    if request.area is not None and request.area not in areas:
+        problems.append(f"unknown area {request.area!r}; the {policy.id} areas are {sorted(areas)}")
+    if len(areas) > 1 and request.area is None:
+        problems.append(f"the {policy.id} policy covers several areas; name one of {sorted(areas)}")
+    if request.raising_agency.key == request.receiving_agency.key:
+        problems.append("a disagreement needs two different agencies")
+    return problems
+
+
+def raise_case(policy: Policy, state: CaseState) -> Step:
+    index = state.stage
+    stage = policy.stages[index]
+    step = Step(clock=stage_clock(policy, state, index, state.raised_at))
+    step.events.append(PlannedEvent("raised", state.raised_by))
+    if state.immediate_risk:
+        step.events.append(PlannedEvent("immediate_risk", state.raised_by, "flagged when raised"))
+    step.events.append(PlannedEvent("stage_started", state.raised_by, "raised at this stage"))
+    if state.immediate_risk:
+        step.notices.append(_immediate_risk_notice(policy, state))
+    audience = stage_owners(policy, state, index) + [raiser(state)]
+    audience += _extra(policy, state, stage, "stage_started")
+    step.notices.append(
+        PlannedNotice("stage-started", unique(audience), context={"reason": "raised"})
+    )
+    step.notices += _business_team_records(
+        policy, state, stage, ("stage_started",), "stage started"
+    )
+    return step
+
+
+def _enter_stage(
+    policy: Policy,
+    state: CaseState,
+    target: int,
+    start: datetime,
+    how: str,
+    by: Actor,
+    reason: str,
+) -> Step:
+    previous = state.stage
+    left = policy.stages[previous]
+    state.stage = target
+    state.stage_key = policy.stages[target].key
+    state.stage_name = policy.stages[target].name
+    state.highest_stage_reached = max(state.highest_stage_reached, target)
+    state.acknowledged_by = None
+    state.status = "open"
+    stage = policy.stages[target]
+    step = Step(clock=stage_clock(policy, state, target, start))
+    detail = f"from stage {previous} to stage {target}: {reason}"
+    step.events.append(PlannedEvent("auto_escalated" if how == "auto" else "escalated", by, detail))
+    step.events.append(PlannedEvent("stage_started", by, reason))
+    if how == "auto":
+        audience = involved_so_far(policy, state, target)
+        template: NoticeTemplate = "escalated-automatically"
+    else:
+        audience = stage_owners(policy, state, previous) + stage_owners(policy, state, target)
+        audience.append(raiser(state))
+        template = "stage-started"
+    audience += _extra(policy, state, left, "escalated_from")
+    audience += _extra(policy, state, stage, "stage_started")
+    step.notices.append(
+        PlannedNotice(
+            template, unique(audience), context={"reason": reason, "from_stage": str(previous)}
+        )
+    )
+    step.notices += _business_team_records(policy, state, left, ("escalated_from",), "escalated")
+    step.notices += _business_team_records(
+        policy, state, stage, ("stage_started",), "stage started"
+    )
+    return step
+
+
+def deadline_passed(policy: Policy, state: CaseState, now: datetime) -> Step:
+    """The current deadline has passed with nobody resolving the case."""
+    deadline = state.clock.deadline or now
+    state.clock.deadline_passed = True
+    if state.status == "awaiting-confirmation":
+        step = Step(reminder_after=deadline)
+        step.notices.append(
+            PlannedNotice(
+                "written-confirmation-due",
+                receiving_owner(policy, state) + [business_team(policy, state)],
+                context={"overdue": "yes"},
+            )
+        )
+        return step
+    if state.stage < policy.final_stage:
+        return _enter_stage(
+            policy, state, state.stage + 1, deadline, "auto", _system(), "the deadline passed"
+        )
+    state.status = "overdue"
+    step = Step(reminder_after=deadline)
+    step.events.append(PlannedEvent("overdue", _system(), "the final stage's deadline passed"))
+    step.notices.append(
+        PlannedNotice(
+            "overdue-final-stage",
+            stage_owners(policy, state, state.stage) + [business_team(policy, state)],
+        )
+    )
+    return step
+
+
+def deadline_day(policy: Policy, state: CaseState) -> Step:
+    state.clock.deadline_day_reminder_at = None
+    if state.status == "awaiting-confirmation":
+        audience = receiving_owner(policy, state)
+        template: NoticeTemplate = "written-confirmation-due"
+    else:
+        audience = stage_owners(policy, state, state.stage)
+        template = "deadline-day-reminder"
+    return Step(notices=[PlannedNotice(template, audience)])
+
+
+def acknowledgement_due(policy: Policy, state: CaseState) -> Step:
+    state.clock.acknowledgement_due = None
+    return Step(notices=[PlannedNotice("acknowledgement-due", receiving_owner(policy, state))])
+
+
+def reminder_due(policy: Policy, state: CaseState, now: datetime) -> Step:
+    """A periodic reminder: a stage without a timescale, an overdue final
+    stage, or a written confirmation that is late."""
+    step = Step(reminder_after=now)
+    if state.status == "overdue":
+        audience = stage_owners(policy, state, state.stage) + [business_team(policy, state)]
+        step.notices.append(PlannedNotice("overdue-final-stage", audience))
+    elif state.status == "awaiting-confirmation":
+        audience = receiving_owner(policy, state) + [business_team(policy, state)]
+        step.notices.append(
+            PlannedNotice("written-confirmation-due", audience, context={"overdue": "yes"})
+        )
+    else:
+        step.notices.append(
+            PlannedNotice("stage-reminder", stage_owners(policy, state, state.stage))
+        )
+    return step
+
+
+def _system() -> Actor:
+    return Actor(id="system", name="Escalation service", role="system")
+
+
+def _immediate_risk_notice(policy: Policy, state: CaseState) -> PlannedNotice:
+    audience = urgent_contacts(policy, state) + stage_owners(policy, state, state.stage)
+    audience += [business_team(policy, state), raiser(state)]
+    return PlannedNotice("immediate-risk", unique(audience))
+
+
+# --- Manager actions ----------------------------------------------------------
+
+
+def _require_open(state: CaseState, what: str) -> None:
+    if not state.is_open:
+        raise Refused(f"cannot {what}: the case is closed ({state.status})")
+
+
+def _require_party(state: CaseState, by: Actor, what: str) -> None:
+    if by.role in PARTY_ROLES and by.agency not in (
+        state.raising_agency.key,
+        state.receiving_agency.key,
+    ):
+        raise Refused(f"cannot {what}: only the two agencies, the business team or an operator may")
+
+
+def check(policy: Policy, state: CaseState, action: Action, now: datetime) -> None:
+    """Raise ``Refused`` with the reason if the action cannot be taken now.
+    Used by the update validators (which must not change state) and again
+    when the action is applied, since the case may have moved in between."""
+    if isinstance(action, AddNote):
+        _require_open(state, "add a note")
+        return
+    if isinstance(action, Withdraw):
+        _require_open(state, "withdraw")
+        _require_party(state, action.by, "withdraw")
+        return
+    if isinstance(action, ConfirmOutcome):
+        if state.status != "awaiting-confirmation":
+            raise Refused(
+                "cannot confirm the outcome: the case is not awaiting written confirmation "
+                f"(it is {state.status})"
+            )
+        _require_party(state, action.by, "confirm the outcome")
+        return
+    if state.status == "awaiting-confirmation":
+        raise Refused(
+            "the case is resolved and awaits written confirmation of the outcome; "
+            "confirm it or withdraw"
+        )
+    _require_open(state, _verb(action))
+    _require_party(state, action.by, _verb(action))
+    if isinstance(action, Acknowledge):
+        if state.acknowledged_by is not None:
+            raise Refused(f"already acknowledged at this stage by {state.acknowledged_by.name}")
+        if action.by.role in PARTY_ROLES and action.by.agency == state.raising_agency.key:
+            raise Refused("only the receiving agency acknowledges the concern")
+    elif isinstance(action, Escalate):
+        target = escalation_target(policy, state, action)
+        missing = missing_form_fields(policy, target, action.form)
+        if missing:
+            form = policy.form(policy.stages[target].form_required or "")
+            raise Refused(
+                f"escalating to {policy.stages[target].name} needs the {form.name}: "
+                f"missing {', '.join(repr(m) for m in missing)}"
+            )
+    elif isinstance(action, FlagImmediateRisk):
+        if action.jump_to_stage is not None:
+            _jump_target(policy, state, action.jump_to_stage)
+        elif state.immediate_risk:
+            raise Refused("immediate risk is already flagged on this case")
+    elif isinstance(action, ShortenDeadline):
+        if state.status == "overdue":
+            raise Refused("the final stage's deadline has already passed")
+        if action.deadline.tzinfo is None:
+            raise Refused("the new deadline needs a time zone")
+        if action.deadline <= now:
+            raise Refused("the new deadline must be in the future")
+        current = state.clock.deadline
+        if current is not None and action.deadline >= current:
+            raise Refused(
+                f"a deadline may only be shortened, never lengthened: the current deadline is "
+                f"{state.clock.deadline_text or current.isoformat()}"
+            )
+
+
+def _verb(action: Action) -> str:
+    return {
+        Acknowledge: "acknowledge",
+        Resolve: "resolve",
+        Escalate: "escalate",
+        FlagImmediateRisk: "flag immediate risk",
+        ShortenDeadline: "shorten the deadline",
+    }.get(type(action), "act")
+
+
+def _jump_target(policy: Policy, state: CaseState, target: int) -> int:
+    if not policy.immediate_risk.may_jump_to_later_stage:
+        raise Refused(f"the {policy.id} policy does not allow a jump to a later stage")
+    if target <= state.stage or target > policy.final_stage:
+        raise Refused(
+            f"stage {target} is not a later stage of this ladder "
+            f"(now at stage {state.stage}, final stage {policy.final_stage})"
+        )
+    return target
+
+
+def escalation_target(policy: Policy, state: CaseState, action: Escalate) -> int:
+    if action.to_stage is not None and action.to_stage != state.stage + 1:
+        if not state.immediate_risk:
+            raise Refused("only a case at immediate risk may jump past the next stage")
+        return _jump_target(policy, state, action.to_stage)
+    if state.stage >= policy.final_stage:
+        raise Refused(
+            f"already at the final stage ({policy.stages[state.stage].name}); there is nowhere higher"
+        )
+    return state.stage + 1
+
+
+def missing_form_fields(policy: Policy, target: int, form: dict[str, str]) -> list[str]:
+    key = policy.stages[target].form_required
+    if key is None:
+        return []
+    return [
+        f.label
+        for f in policy.form(key).fields_from("escalation")
+        if f.required and not form.get(f.key, "").strip()
+    ]
+
+
+def apply(policy: Policy, state: CaseState, action: Action, now: datetime) -> Step:
+    """Carry out an action that ``check`` accepts (it is checked again here)."""
+    check(policy, state, action, now)
+    if isinstance(action, Acknowledge):
+        state.acknowledged_by = action.by
+        state.clock.acknowledgement_due = None
+        return Step(events=[PlannedEvent("acknowledged", action.by, action.note)])
+    if isinstance(action, AddNote):
+        state.notes.append(Note(at=now, by=action.by, text=action.text))
+        return Step(events=[PlannedEvent("note", action.by)])
+    if isinstance(action, Resolve):
+        return _resolve(policy, state, action, now)
+    if isinstance(action, ConfirmOutcome):
+        state.status = "resolved"
+        state.closed_at = now
+        step = _closing_step(policy, state, "outcome-confirmed", action.by)
+        step.events.insert(0, PlannedEvent("confirmed", action.by))
+        return step
+    if isinstance(action, Withdraw):
+        state.status = "withdrawn"
+        state.closed_at = now
+        step = _closing_step(policy, state, "withdrawn", action.by)
+        step.notices[0].recipients = involved_so_far(policy, state, state.highest_stage_reached)
+        step.events.insert(0, PlannedEvent("withdrawn", action.by))
+        return step
+    if isinstance(action, Escalate):
+        target = escalation_target(policy, state, action)
+        key = policy.stages[target].form_required
+        if key is not None:
+            state.escalation_forms[key] = dict(action.form)
+        return _enter_stage(
+            policy, state, target, now, "manual", action.by, "escalated by a manager"
+        )
+    if isinstance(action, FlagImmediateRisk):
+        return _flag_risk(policy, state, action, now)
+    assert isinstance(action, ShortenDeadline)
+    step = Step(
+        clock=ClockRequest(
+            calendar=policy.calendar_spec(),
+            start=now,
+            timescale=NoTimescale(source="shortened by a manager"),
+            fixed_deadline=action.deadline,
+            basis="shortened",
+        ),
+        replan=True,
+    )
+    step.events.append(PlannedEvent("deadline_shortened", action.by))
+    step.notices.append(
+        PlannedNotice(
+            "deadline-shortened",
+            unique(stage_owners(policy, state, state.stage) + [raiser(state)]),
+        )
+    )
+    return step
+
+
+def _resolve(policy: Policy, state: CaseState, action: Resolve, now: datetime) -> Step:
+    stage = policy.stages[state.stage]
+    state.outcome = action.outcome
+    state.resolved_at = now
+    state.resolution_form = dict(action.form)
+    records = _business_team_records(policy, state, stage, ("resolved", "outcome"), "resolved")
+    if stage.written_confirmation is not None:
+        state.status = "awaiting-confirmation"
+        step = Step(
+            clock=ClockRequest(
+                calendar=policy.calendar_spec(),
+                start=now,
+                timescale=stage.written_confirmation,
+                basis="confirmation",
+            )
+        )
+        step.events.append(PlannedEvent("resolved", action.by, "written confirmation due"))
+        audience = stage_owners(policy, state, state.stage) + [raiser(state)]
+        step.notices.append(
+            PlannedNotice("resolved", unique(audience), context={"confirmation": "due"})
+        )
+        step.notices += records
+        return step
+    state.status = "resolved"
+    state.closed_at = now
+    step = _closing_step(policy, state, "resolved", action.by)
+    step.events.insert(0, PlannedEvent("resolved", action.by))
+    step.notices += records
+    return step
+
+
+def _closing_step(policy: Policy, state: CaseState, template: NoticeTemplate, by: Actor) -> Step:
+    state.clock = Clock(started_at=state.closed_at or state.clock.started_at)
+    audience = stage_owners(policy, state, state.stage) + [raiser(state)]
+    step = Step(events=[PlannedEvent("closed", by)])
+    step.notices.append(PlannedNotice(template, unique(audience)))
+    return step
+
+
+def _flag_risk(policy: Policy, state: CaseState, action: FlagImmediateRisk, now: datetime) -> Step:
+    first_flag = not state.immediate_risk
+    state.immediate_risk = True
+    if action.jump_to_stage is not None:
+        target = _jump_target(policy, state, action.jump_to_stage)
+        state.risk_from_stage = target
+        step = _enter_stage(
+            policy, state, target, now, "jump", action.by, "jumped for immediate risk"
+        )
+    else:
+        state.risk_from_stage = state.stage
+        override = risk_override(policy, state.stage, state.risk_from_stage)
+        step = Step()
+        if override is not None:
+            step.clock = ClockRequest(
+                calendar=policy.calendar_spec(),
+                start=now,
+                timescale=NoTimescale(source="immediate risk"),
+                override=override,
+                not_later_than=state.clock.deadline,
+                basis="immediate-risk",
+            )
+            step.replan = True
+    step.events.insert(
+        0, PlannedEvent("immediate_risk", action.by, f"flagged at stage {state.stage}")
+    )
+    if first_flag or action.jump_to_stage is not None:
+        step.notices.insert(0, _immediate_risk_notice(policy, state))
+    return step
+
+
+# --- What the Temporal UI shows ----------------------------------------------
+
+
+def current_details(state: CaseState) -> str:
+    """Markdown for the Temporal UI's current details."""
+    lines = [f"**Stage {state.stage} · {state.stage_name}** · {state.status}"]
+    if state.is_open and state.clock.deadline_text and not state.clock.deadline_passed:
+        label = "written confirmation due" if state.status == "awaiting-confirmation" else "due"
+        lines.append(f"{label} {state.clock.deadline_text} ({state.clock.deadline_basis})")
+    elif state.is_open and state.clock.deadline is None:
+        lines.append("no written timescale: reminders instead of escalation")
+    if state.immediate_risk:
+        lines.append("**immediate risk of significant harm**")
+    lines.append(f"{state.raising_agency.name} → {state.receiving_agency.name}")
+    return "  \n".join(lines)

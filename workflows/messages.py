@@ -1,0 +1,353 @@
+"""What travels in and out of the disagreement workflow.
+
+Everything here is pydantic so that the pydantic data converter carries it
+intact through Temporal's history. The child's identifying details travel only
+inside ``ChildDetails``; nothing in this module copies them into a reference,
+a search attribute, a notice's recipients or an event.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from policies.model import (
+    AgencyKind,
+    CalendarSpec,
+    Hours,
+    NoTimescale,
+    Policy,
+    SameWorkingDay,
+    WorkingDays,
+)
+
+ActorRole = Literal["practitioner", "manager", "business-team", "operator", "system"]
+CaseStatus = Literal["open", "overdue", "awaiting-confirmation", "resolved", "withdrawn"]
+EventType = Literal[
+    "raised",
+    "stage_started",
+    "acknowledged",
+    "notice",
+    "reminder",
+    "auto_escalated",
+    "escalated",
+    "immediate_risk",
+    "deadline_shortened",
+    "note",
+    "resolved",
+    "confirmed",
+    "overdue",
+    "withdrawn",
+    "closed",
+    "refused",
+]
+NoticeTemplate = Literal[
+    "stage-started",
+    "escalated-automatically",
+    "acknowledgement-due",
+    "deadline-day-reminder",
+    "stage-reminder",
+    "overdue-final-stage",
+    "immediate-risk",
+    "deadline-shortened",
+    "resolved",
+    "written-confirmation-due",
+    "outcome-confirmed",
+    "withdrawn",
+    "business-team-record",
+]
+# Templates that chase someone for something already owed; recorded in the
+# timeline as reminders rather than notices.
+REMINDER_TEMPLATES: frozenset[str] = frozenset(
+    {
+        "acknowledgement-due",
+        "deadline-day-reminder",
+        "stage-reminder",
+        "overdue-final-stage",
+        "written-confirmation-due",
+    }
+)
+OPEN_STATUSES: frozenset[str] = frozenset({"open", "overdue", "awaiting-confirmation"})
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Agency(_Model):
+    """One side of the disagreement. ``key`` is a stable non-identifying slug
+    (e.g. 'merton-police') used in search attributes and recipients."""
+
+    key: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)
+    name: str
+    kind: AgencyKind
+
+
+class Actor(_Model):
+    """Who did something. Operators acting from the Temporal UI or CLI may
+    omit it; the workflow then records the action as the operator's."""
+
+    id: str = "operator"
+    name: str = "Temporal operator"
+    email: str | None = None
+    agency: str | None = None
+    role: ActorRole = "operator"
+
+
+SYSTEM = Actor(id="system", name="Escalation service", role="system")
+
+
+class ChildDetails(_Model):
+    """Identifying details: encrypted in history by the payload codec and
+    never copied anywhere a search, log or notice could show them."""
+
+    name: str
+    date_of_birth: date | None = None
+    address: str | None = None
+    nhs_number: str | None = None
+
+    def __repr__(self) -> str:  # keeps identities out of tracebacks and logs
+        return "ChildDetails(<redacted>)"
+
+    __str__ = __repr__
+
+
+class RaiseDisagreement(_Model):
+    reference: str = Field(pattern=r"^[A-Z0-9][A-Z0-9-]{3,40}$")
+    policy: Policy
+    area: str | None = None
+    raised_by: Actor
+    raising_agency: Agency
+    receiving_agency: Agency
+    categories: list[str] = Field(default_factory=list)
+    summary: str = Field(min_length=1, description="The concern, in the raiser's words.")
+    child: ChildDetails | None = None
+    immediate_risk: bool = False
+    start_stage: int = Field(default=0, ge=0)
+    raised_at: datetime | None = Field(
+        default=None, description="When the concern was raised; the workflow's start if absent."
+    )
+    case_url: str | None = None
+    # Carried across continue-as-new; never set by a caller.
+    resume: CaseState | None = None
+
+
+# --- Manager actions (updates, and the same as signals) ------------------
+
+
+class Acknowledge(_Model):
+    by: Actor = Field(default_factory=Actor)
+    note: str | None = None
+
+
+class Resolve(_Model):
+    by: Actor = Field(default_factory=Actor)
+    outcome: str = Field(min_length=1)
+    form: dict[str, str] = Field(default_factory=dict)
+
+
+class ConfirmOutcome(_Model):
+    by: Actor = Field(default_factory=Actor)
+    confirmation: str = Field(default="Outcome confirmed in writing", min_length=1)
+
+
+class Escalate(_Model):
+    by: Actor = Field(default_factory=Actor)
+    reason: str = Field(min_length=1)
+    form: dict[str, str] = Field(default_factory=dict)
+    to_stage: int | None = Field(
+        default=None, description="A later stage to jump to, where the policy allows it."
+    )
+
+
+class FlagImmediateRisk(_Model):
+    by: Actor = Field(default_factory=Actor)
+    reason: str = Field(min_length=1)
+    jump_to_stage: int | None = None
+
+
+class ShortenDeadline(_Model):
+    by: Actor = Field(default_factory=Actor)
+    deadline: datetime
+    reason: str = Field(min_length=1)
+
+
+class AddNote(_Model):
+    by: Actor = Field(default_factory=Actor)
+    text: str = Field(min_length=1)
+
+
+class Withdraw(_Model):
+    by: Actor = Field(default_factory=Actor)
+    reason: str = Field(min_length=1)
+
+
+Action = (
+    Acknowledge
+    | Resolve
+    | ConfirmOutcome
+    | Escalate
+    | FlagImmediateRisk
+    | ShortenDeadline
+    | AddNote
+    | Withdraw
+)
+
+
+# --- State ------------------------------------------------------------------
+
+
+class CaseEvent(_Model):
+    seq: int
+    at: datetime
+    type: EventType
+    stage: int
+    deadline: datetime | None = None
+    by: str | None = None
+    to: list[str] = Field(default_factory=list)
+    template: str | None = None
+    notice_id: str | None = None
+    detail: str | None = None
+
+
+class Note(_Model):
+    at: datetime
+    by: Actor
+    text: str
+
+
+class Clock(_Model):
+    """The instants that wake the workflow for the current stage (or for the
+    written confirmation it awaits), all computed by the deadline activity."""
+
+    started_at: datetime
+    deadline: datetime | None = None
+    deadline_text: str | None = None
+    deadline_basis: Literal["policy", "immediate-risk", "shortened", "confirmation"] = "policy"
+    deadline_passed: bool = False
+    deadline_day_reminder_at: datetime | None = None
+    acknowledgement_due: datetime | None = None
+    next_reminder_at: datetime | None = None
+
+
+class CaseState(_Model):
+    reference: str
+    policy_id: str
+    policy_version: str
+    partnership: str
+    area: str | None
+    raising_agency: Agency
+    receiving_agency: Agency
+    categories: list[str]
+    raised_by: Actor
+    raised_at: datetime
+    status: CaseStatus = "open"
+    stage: int = 0
+    stage_key: str = ""
+    stage_name: str = ""
+    highest_stage_reached: int = 0
+    clock: Clock
+    acknowledged_by: Actor | None = None
+    immediate_risk: bool = False
+    risk_from_stage: int | None = None
+    outcome: str | None = None
+    resolved_at: datetime | None = None
+    resolution_form: dict[str, str] = Field(default_factory=dict)
+    escalation_forms: dict[str, dict[str, str]] = Field(default_factory=dict)
+    closed_at: datetime | None = None
+    notes: list[Note] = Field(default_factory=list)
+    events: list[CaseEvent] = Field(default_factory=list)
+    next_seq: int = 1
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+
+class ActionResult(_Model):
+    """What an update returns: enough for the API to answer without a query."""
+
+    reference: str
+    status: CaseStatus
+    stage: int
+    stage_name: str
+    deadline: datetime | None
+
+
+class CaseOutcome(_Model):
+    reference: str
+    status: CaseStatus
+    stage: int
+    closed_at: datetime | None
+
+
+# --- Activity contracts -----------------------------------------------------
+
+
+class Recipient(_Model):
+    """A role to be told. People are looked up from the partnership's
+    directory by the notice activity; only the raiser is named here."""
+
+    role: str
+    title: str
+    agency: str | None = None
+    agency_kind: str | None = None
+    area: str | None = None
+    email: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.agency}:{self.role}" if self.agency else self.role
+
+
+class Notice(_Model):
+    notice_id: str = Field(description="Deterministic, so a retried send is recognised.")
+    reference: str
+    template: NoticeTemplate
+    policy_id: str
+    partnership: str
+    area: str | None
+    recipients: list[Recipient]
+    stage: int
+    stage_name: str
+    stage_summary: str
+    deadline: datetime | None
+    deadline_text: str | None
+    status: CaseStatus
+    forms: list[str] = Field(default_factory=list)
+    context: dict[str, str] = Field(default_factory=dict)
+    case_url: str | None = None
+
+
+class ClockRequest(_Model):
+    """Plan the instants of one stage, or of a written confirmation.
+
+    ``not_later_than`` keeps an existing deadline when a new rule (immediate
+    risk) may only bring it forward: whichever is less."""
+
+    calendar: CalendarSpec
+    start: datetime
+    timescale: WorkingDays | Hours | SameWorkingDay | NoTimescale
+    override: WorkingDays | Hours | SameWorkingDay | None = None
+    fixed_deadline: datetime | None = None
+    not_later_than: datetime | None = None
+    acknowledgement: WorkingDays | Hours | SameWorkingDay | None = None
+    reminder_every: WorkingDays | None = None
+    basis: Literal["policy", "immediate-risk", "shortened", "confirmation"] = "policy"
+
+
+class ReminderRequest(_Model):
+    calendar: CalendarSpec
+    after: datetime
+    every: WorkingDays
+
+
+class NoticeReceipt(_Model):
+    notice_id: str
+    delivered: bool
+    duplicate: bool = False
+
+
+RaiseDisagreement.model_rebuild()
