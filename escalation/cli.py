@@ -16,7 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="escalation",
-        description="Multi-agency escalation of professional disagreements, run as durable workflows.",
+        description="Multi-agency escalation of professional disagreements, "
+        "run as durable workflows.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     policy_cli.register(commands)
@@ -41,6 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) went away: not an error worth a traceback.
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

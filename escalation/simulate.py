@@ -16,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import WorkflowHandle
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
@@ -126,6 +128,14 @@ async def _register_search_attributes(env: WorkflowEnvironment) -> None:
             raise
 
 
+@dataclass
+class Rehearsal:
+    raised: datetime
+    state: CaseState
+    sink: MemorySink
+    case: WorkflowHandle
+
+
 async def run_simulation(
     policy: Policy,
     raised: datetime | None,
@@ -133,82 +143,112 @@ async def run_simulation(
     acts: list[Act],
     until: datetime | None,
 ) -> dict[str, Any]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=test_server(), data_converter=data_converter()
-    )
+    """The whole `escalation simulate` run on a server of its own."""
+    env = await start_test_server()
     try:
-        await _register_search_attributes(env)
-        now = await env.get_current_time()
-        raised = raised or now
-        if raised < now - PAST_TOLERANCE:
-            raise CliError(
-                f"--raised {raised.isoformat()} is in the past; the simulator's clock can only "
-                f"move forward from now ({now.astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
-            )
-        horizon = until or raised + DEFAULT_HORIZON
-        for act in acts:
-            if act.at < raised:
-                raise CliError(f"--act at {act.at.isoformat()} is before --raised")
-        sink = MemorySink()
-        task_queue = f"simulate-{uuid.uuid4()}"
-        raising, receiving, area = parties(policy)
-        reference = f"SIM-{uuid.uuid4().hex[:8].upper()}"
-        request = RaiseDisagreement(
-            reference=reference,
-            policy=policy,
-            area=area,
-            raised_by=Actor(
-                id="sim-raiser",
-                name="Raising practitioner",
-                agency=raising.key,
-                role="practitioner",
-            ),
-            raising_agency=raising,
-            receiving_agency=receiving,
-            categories=["thresholds"],
-            summary="Simulated disagreement",
-            immediate_risk=immediate_risk,
-            raised_at=raised,
-        )
-        manager = Actor(
-            id="sim-manager", name="Receiving manager", agency=receiving.key, role="manager"
-        )
-        plan = RehearsalPlan(
-            case_workflow_id=f"disagreement-{reference}",
-            request=request,
-            raise_at=raised,
-            actions=[
-                RehearsedAction(
-                    at=act.at,
-                    signal=_SIGNAL_NAMES[act.action],
-                    payload=_action(act.action, policy, manager).model_dump(mode="json"),
-                )
-                for act in acts
-            ],
-            horizon=horizon,
-        )
-        async with build_worker(
-            env.client,
-            task_queue,
-            sink,
-            workflows=[RehearsalWorkflow],
-            # A rehearsal should fail loudly on a bug, not retry it for ever.
-            workflow_failure_exception_types=[Exception],
-        ):
-            # Awaiting the rehearsal lets the server skip from timer to timer.
-            await env.client.execute_workflow(
-                RehearsalWorkflow.run,
-                plan,
-                id=f"rehearsal-{reference}",
-                task_queue=task_queue,
-            )
-            case = env.client.get_workflow_handle(plan.case_workflow_id)
-            state = await case.query(DisagreementWorkflow.get_state)
-            if state.is_open:
-                await case.terminate("simulation horizon reached")
-        return _timeline(policy, raised, immediate_risk, state, sink)
+        result = await rehearse(env, policy, raised, immediate_risk, acts, until)
+        return _timeline(policy, result.raised, immediate_risk, result.state, result.sink)
     finally:
         await env.shutdown()
+
+
+def _quiet_runtime() -> Runtime:
+    """The SDK core warns that the test server lacks newer features; in a
+    rehearsal that is noise in the user's terminal."""
+    logging = LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
+    return Runtime(telemetry=TelemetryConfig(logging=logging))
+
+
+async def start_test_server(runtime: Runtime | None = None) -> WorkflowEnvironment:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=test_server(),
+        data_converter=data_converter(),
+        runtime=runtime or _quiet_runtime(),
+    )
+    await _register_search_attributes(env)
+    return env
+
+
+async def rehearse(
+    env: WorkflowEnvironment,
+    policy: Policy,
+    raised: datetime | None,
+    immediate_risk: bool,
+    acts: list[Act],
+    until: datetime | None,
+    raising_kind: str = "health",
+) -> Rehearsal:
+    """Run one case through its ladder on a time-skipping server; the case is
+    terminated if it is still open at the horizon."""
+    now = await env.get_current_time()
+    raised = raised or now
+    if raised < now - PAST_TOLERANCE:
+        raise CliError(
+            f"--raised {raised.isoformat()} is in the past; the simulator's clock can only "
+            f"move forward from now ({now.astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
+        )
+    horizon = until or raised + DEFAULT_HORIZON
+    for act in acts:
+        if act.at < raised:
+            raise CliError(f"--act at {act.at.isoformat()} is before --raised")
+    sink = MemorySink()
+    task_queue = f"simulate-{uuid.uuid4()}"
+    raising, receiving, area = parties(policy)
+    reference = f"SIM-{uuid.uuid4().hex[:8].upper()}"
+    request = RaiseDisagreement(
+        reference=reference,
+        policy=policy,
+        area=area,
+        raised_by=Actor(
+            id="sim-raiser",
+            name="Raising practitioner",
+            agency=raising.key,
+            role="practitioner",
+        ),
+        raising_agency=raising,
+        receiving_agency=receiving,
+        categories=["thresholds"],
+        summary="Simulated disagreement",
+        immediate_risk=immediate_risk,
+        raised_at=raised,
+    )
+    manager = Actor(
+        id="sim-manager", name="Receiving manager", agency=receiving.key, role="manager"
+    )
+    plan = RehearsalPlan(
+        case_workflow_id=f"disagreement-{reference}",
+        request=request,
+        raise_at=raised,
+        actions=[
+            RehearsedAction(
+                at=act.at,
+                signal=_SIGNAL_NAMES[act.action],
+                payload=_action(act.action, policy, manager).model_dump(mode="json"),
+            )
+            for act in acts
+        ],
+        horizon=horizon,
+    )
+    async with build_worker(
+        env.client,
+        task_queue,
+        sink,
+        workflows=[RehearsalWorkflow],
+        # A rehearsal should fail loudly on a bug, not retry it for ever.
+        workflow_failure_exception_types=[Exception],
+    ):
+        # Awaiting the rehearsal lets the server skip from timer to timer.
+        await env.client.execute_workflow(
+            RehearsalWorkflow.run,
+            plan,
+            id=f"rehearsal-{reference}",
+            task_queue=task_queue,
+        )
+        case = env.client.get_workflow_handle(plan.case_workflow_id)
+        state = await case.query(DisagreementWorkflow.get_state)
+        if state.is_open:
+            await case.terminate("simulation horizon reached")
+    return Rehearsal(raised=raised, state=state, sink=sink, case=case)
 
 
 def _timeline(
@@ -284,7 +324,8 @@ def _simulate(args: argparse.Namespace) -> int:
 def _print_readable(policy: Policy, result: dict[str, Any]) -> None:
     zone = policy.time_zone
     print(
-        f"{policy.partnership} · raised {local_text(datetime.fromisoformat(result['raised']), zone)}"
+        f"{policy.partnership} · raised "
+        f"{local_text(datetime.fromisoformat(result['raised']), zone)}"
     )
     for event in result["events"]:
         at = local_text(datetime.fromisoformat(event["at"]), zone)

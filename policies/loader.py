@@ -68,7 +68,7 @@ def parse_policy(data: Any, file: str) -> Policy:
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False):
-            message = err["msg"]
+            message = err["msg"].removeprefix("Value error, ")
             if err["type"] == "missing":
                 message = "required field is missing"
             elif err["type"] == "extra_forbidden":

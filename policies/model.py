@@ -243,6 +243,17 @@ class Policy(_Frozen):
     reminder_every: WorkingDays
     forms: tuple[Form, ...] = ()
 
+    @field_validator("close_of_business", "start_of_business", mode="before")
+    @classmethod
+    def _clock_time(cls, value: object) -> object:
+        # Unquoted 17:00 is the integer 1020 to YAML (base-60); refuse it
+        # rather than read it as seconds past midnight.
+        if isinstance(value, time):
+            return value
+        if not isinstance(value, str) or not re.fullmatch(r"\d{1,2}:\d{2}(:\d{2})?", value.strip()):
+            raise ValueError('expected a time of day as quoted text "HH:MM", e.g. "17:00"')
+        return value.strip()
+
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, value: str) -> str:

@@ -517,7 +517,8 @@ def escalation_target(policy: Policy, state: CaseState, action: Escalate) -> int
         return _jump_target(policy, state, action.to_stage)
     if state.stage >= policy.final_stage:
         raise Refused(
-            f"already at the final stage ({policy.stages[state.stage].name}); there is nowhere higher"
+            f"already at the final stage ({policy.stages[state.stage].name}); "
+            "there is nowhere higher"
         )
     return state.stage + 1
 

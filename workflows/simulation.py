@@ -8,15 +8,15 @@ exact instant. A refused action is then recorded on the case's own timeline.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows.disagreement import DisagreementWorkflow
-    from workflows.messages import CaseOutcome, RaiseDisagreement
+    from workflows.messages import RaiseDisagreement
 
 
 class RehearsedAction(BaseModel):
@@ -40,8 +40,10 @@ class RehearsalPlan(BaseModel):
 @workflow.defn(name="Rehearsal")
 class RehearsalWorkflow:
     @workflow.run
-    async def run(self, plan: RehearsalPlan) -> CaseOutcome | None:
+    async def run(self, plan: RehearsalPlan) -> None:
         await self._sleep_until(plan.raise_at, "until the concern is raised")
+        # Abandoned, not watched: awaiting the child and then giving up at
+        # the horizon would cancel the case, which a rehearsal must not do.
         case = await workflow.start_child_workflow(
             DisagreementWorkflow.run,
             plan.request,
@@ -49,29 +51,16 @@ class RehearsalWorkflow:
             parent_close_policy=workflow.ParentClosePolicy.ABANDON,
             static_summary=f"Rehearsal · {plan.request.policy.partnership}",
         )
-        outcome: list[CaseOutcome] = []
-
-        async def watch() -> None:
-            outcome.append(await case)
-
-        watcher = asyncio.create_task(watch())
         for action in sorted(plan.actions, key=lambda a: a.at):
-            if outcome or action.at > plan.horizon:
+            if action.at > plan.horizon:
                 break
             await self._sleep_until(action.at, f"until {action.signal}")
-            if not outcome:
-                await case.signal(action.signal, action.payload)
-        remaining = plan.horizon - workflow.now()
-        if remaining > timedelta(0):
             try:
-                await workflow.wait_condition(
-                    lambda: bool(outcome), timeout=remaining, timeout_summary="simulation horizon"
-                )
-            except TimeoutError:
-                pass
-        if not outcome:
-            watcher.cancel()
-        return outcome[0] if outcome else None
+                await case.signal(action.signal, action.payload)
+            except ApplicationError:
+                # The case has already closed; its timeline says so.
+                break
+        await self._sleep_until(plan.horizon, "simulation horizon")
 
     @staticmethod
     async def _sleep_until(at: datetime, summary: str) -> None:

