@@ -36,6 +36,7 @@ from escalation.temporal_bin import test_server
 from policies.model import Policy
 from workers.worker import build_worker
 from workflows.disagreement import DisagreementWorkflow
+from workflows.ladder import raise_problems
 from workflows.messages import (
     Acknowledge,
     Action,
@@ -62,16 +63,26 @@ PAST_TOLERANCE = timedelta(minutes=1)
 class Act:
     at: datetime
     action: str
+    # For escalate and immediate-risk: a later stage to jump to, where the
+    # policy allows it (e.g. Hillingdon).
+    to_stage: int | None = None
 
 
 def parse_act(text: str, zone: str) -> Act:
     when, sep, action = text.rpartition("=")
     if not sep or not when:
         raise CliError(f"--act {text!r}: expected ISO8601=ACTION, e.g. 2027-01-05T10:00=resolve")
-    action = action.strip()
+    action, _, stage = action.strip().partition(":")
     if action not in ACTIONS:
         raise CliError(f"--act {text!r}: unknown action {action!r}; one of {', '.join(ACTIONS)}")
-    return Act(parse_instant(when, zone, what="--act"), action)
+    to_stage = None
+    if stage:
+        if action not in ("escalate", "immediate-risk") or not stage.isdigit():
+            raise CliError(
+                f"--act {text!r}: only escalate:STAGE and immediate-risk:STAGE take a stage number"
+            )
+        to_stage = int(stage)
+    return Act(parse_instant(when, zone, what="--act"), action, to_stage)
 
 
 def parties(policy: Policy) -> tuple[Agency, Agency, str]:
@@ -86,7 +97,8 @@ def parties(policy: Policy) -> tuple[Agency, Agency, str]:
     return raising, receiving, area
 
 
-def _action(name: str, policy: Policy, manager: Actor) -> Action:
+def _action(act: Act, policy: Policy, manager: Actor) -> Action:
+    name = act.action
     if name == "resolve":
         return Resolve(by=manager, outcome="Agreed a way forward (simulated)")
     if name == "confirm":
@@ -98,10 +110,14 @@ def _action(name: str, policy: Policy, manager: Actor) -> Action:
     if name == "withdraw":
         return Withdraw(by=manager, reason="Withdrawn (simulated)")
     if name == "immediate-risk":
-        return FlagImmediateRisk(by=manager, reason="Immediate risk flagged (simulated)")
+        return FlagImmediateRisk(
+            by=manager, reason="Immediate risk flagged (simulated)", jump_to_stage=act.to_stage
+        )
     # The driver cannot know the stage in advance: fill every form's fields.
     form = {f.key: "(simulated)" for form in policy.forms for f in form.fields_from("escalation")}
-    return Escalate(by=manager, reason="Escalated by a manager (simulated)", form=form)
+    return Escalate(
+        by=manager, reason="Escalated by a manager (simulated)", form=form, to_stage=act.to_stage
+    )
 
 
 _SIGNAL_NAMES = {
@@ -142,11 +158,12 @@ async def run_simulation(
     immediate_risk: bool,
     acts: list[Act],
     until: datetime | None,
+    start_stage: int = 0,
 ) -> dict[str, Any]:
     """The whole `escalation simulate` run on a server of its own."""
     env = await start_test_server()
     try:
-        result = await rehearse(env, policy, raised, immediate_risk, acts, until)
+        result = await rehearse(env, policy, raised, immediate_risk, acts, until, start_stage)
         return _timeline(policy, result.raised, immediate_risk, result.state, result.sink)
     finally:
         await env.shutdown()
@@ -176,7 +193,7 @@ async def rehearse(
     immediate_risk: bool,
     acts: list[Act],
     until: datetime | None,
-    raising_kind: str = "health",
+    start_stage: int = 0,
 ) -> Rehearsal:
     """Run one case through its ladder on a time-skipping server; the case is
     terminated if it is still open at the horizon."""
@@ -210,8 +227,12 @@ async def rehearse(
         categories=["thresholds"],
         summary="Simulated disagreement",
         immediate_risk=immediate_risk,
+        start_stage=start_stage,
         raised_at=raised,
     )
+    problems = raise_problems(request)
+    if problems:
+        raise CliError("; ".join(problems))
     manager = Actor(
         id="sim-manager", name="Receiving manager", agency=receiving.key, role="manager"
     )
@@ -223,7 +244,7 @@ async def rehearse(
             RehearsedAction(
                 at=act.at,
                 signal=_SIGNAL_NAMES[act.action],
-                payload=_action(act.action, policy, manager).model_dump(mode="json"),
+                payload=_action(act, policy, manager).model_dump(mode="json"),
             )
             for act in acts
         ],
@@ -300,7 +321,15 @@ def register(commands: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="ISO8601=ACTION",
-        help=f"an action at an instant; ACTION is one of {', '.join(ACTIONS)}",
+        help=f"an action at an instant; ACTION is one of {', '.join(ACTIONS)} "
+        "(escalate:STAGE and immediate-risk:STAGE jump where the policy allows)",
+    )
+    parser.add_argument(
+        "--start-stage",
+        type=int,
+        default=0,
+        metavar="INDEX",
+        help="raise at a later stage (only with --immediate-risk, where the policy allows it)",
     )
     parser.add_argument("--until", help="stop here (default: 120 days after --raised)")
     parser.add_argument("--json", action="store_true", help="print the timeline as JSON")
@@ -313,7 +342,9 @@ def _simulate(args: argparse.Namespace) -> int:
     raised = parse_instant(args.raised, zone) if args.raised else None
     until = parse_instant(args.until, zone, what="--until") if args.until else None
     acts = [parse_act(text, zone) for text in args.act]
-    result = asyncio.run(run_simulation(policy, raised, args.immediate_risk, acts, until))
+    result = asyncio.run(
+        run_simulation(policy, raised, args.immediate_risk, acts, until, args.start_stage)
+    )
     if args.json:
         print_json(result)
     else:

@@ -139,14 +139,16 @@ def urgent_contacts(policy: Policy, state: CaseState) -> list[Recipient]:
     ]
 
 
-def involved_so_far(policy: Policy, state: CaseState, up_to: int) -> list[Recipient]:
-    """Everyone who has held the case: the owners of each stage reached, the
-    raiser, and the business team once the policy has brought it in."""
+def involved_so_far(policy: Policy, state: CaseState) -> list[Recipient]:
+    """Everyone who has held the case: the owners of each stage it reached
+    (not those it jumped over), the raiser, and the business team once the
+    policy has brought it in."""
+    reached = sorted(set(state.stages_reached) | {state.stage})
     out: list[Recipient] = []
-    for index in range(min(up_to, policy.final_stage) + 1):
+    for index in reached:
         out += stage_owners(policy, state, index)
     out.append(raiser(state))
-    if any(policy.stages[i].business_team for i in range(up_to + 1)):
+    if any(policy.stages[i].business_team for i in reached):
         out.append(business_team(policy, state))
     return unique(out)
 
@@ -243,6 +245,7 @@ def new_state(request: RaiseDisagreement, raised_at: datetime) -> CaseState:
         stage_key=stage.key,
         stage_name=stage.name,
         highest_stage_reached=request.start_stage,
+        stages_reached=[request.start_stage],
         clock=Clock(started_at=raised_at),
         immediate_risk=request.immediate_risk,
         risk_from_stage=request.start_stage if request.immediate_risk else None,
@@ -310,6 +313,8 @@ def _enter_stage(
     state.stage_key = policy.stages[target].key
     state.stage_name = policy.stages[target].name
     state.highest_stage_reached = max(state.highest_stage_reached, target)
+    if target not in state.stages_reached:
+        state.stages_reached.append(target)
     state.acknowledged_by = None
     state.status = "open"
     stage = policy.stages[target]
@@ -318,7 +323,7 @@ def _enter_stage(
     step.events.append(PlannedEvent("auto_escalated" if how == "auto" else "escalated", by, detail))
     step.events.append(PlannedEvent("stage_started", by, reason))
     if how == "auto":
-        audience = involved_so_far(policy, state, target)
+        audience = involved_so_far(policy, state)
         template: NoticeTemplate = "escalated-automatically"
     else:
         audience = stage_owners(policy, state, previous) + stage_owners(policy, state, target)
@@ -556,7 +561,7 @@ def apply(policy: Policy, state: CaseState, action: Action, now: datetime) -> St
         state.status = "withdrawn"
         state.closed_at = now
         step = _closing_step(policy, state, "withdrawn", action.by)
-        step.notices[0].recipients = involved_so_far(policy, state, state.highest_stage_reached)
+        step.notices[0].recipients = involved_so_far(policy, state)
         step.events.insert(0, PlannedEvent("withdrawn", action.by))
         return step
     if isinstance(action, Escalate):
@@ -631,6 +636,7 @@ def _closing_step(policy: Policy, state: CaseState, template: NoticeTemplate, by
 
 def _flag_risk(policy: Policy, state: CaseState, action: FlagImmediateRisk, now: datetime) -> Step:
     first_flag = not state.immediate_risk
+    flagged_at = state.stage
     state.immediate_risk = True
     if action.jump_to_stage is not None:
         target = _jump_target(policy, state, action.jump_to_stage)
@@ -653,7 +659,7 @@ def _flag_risk(policy: Policy, state: CaseState, action: FlagImmediateRisk, now:
             )
             step.replan = True
     step.events.insert(
-        0, PlannedEvent("immediate_risk", action.by, f"flagged at stage {state.stage}")
+        0, PlannedEvent("immediate_risk", action.by, f"flagged at stage {flagged_at}")
     )
     if first_flag or action.jump_to_stage is not None:
         step.notices.insert(0, _immediate_risk_notice(policy, state))

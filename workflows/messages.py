@@ -248,6 +248,7 @@ class CaseState(_Model):
     stage_key: str = ""
     stage_name: str = ""
     highest_stage_reached: int = 0
+    stages_reached: list[int] = Field(default_factory=list)
     clock: Clock
     acknowledged_by: Actor | None = None
     immediate_risk: bool = False

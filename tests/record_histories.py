@@ -1,0 +1,184 @@
+"""Record the workflow histories that ``test_replay.py`` replays.
+
+Run with ``make histories`` (``python -m tests.record_histories``) after a
+deliberate change to the workflow's commands, and only together with a
+``workflow.patched`` guard: the checked-in histories stand for cases already
+running in production, which must keep replaying.
+
+Each scenario is a real case on the time-skipping server, covering one path
+of the ladder: nobody acting, resolution with and without written
+confirmation, immediate risk at raise and mid-case, the Hillingdon jump, the
+Wirral same-working-day route, withdrawal, operator signals, and the manager
+actions sent as updates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from activities.notices import MemorySink
+from escalation.simulate import Act, parties, rehearse, start_test_server
+from policies.loader import get_policy
+from workers.worker import build_worker
+from workflows.disagreement import DisagreementWorkflow
+from workflows.messages import (
+    Acknowledge,
+    Actor,
+    AddNote,
+    RaiseDisagreement,
+    Resolve,
+    ShortenDeadline,
+)
+
+HISTORIES = Path(__file__).parent / "histories"
+LONDON = ZoneInfo("Europe/London")
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=LONDON)
+
+
+# name: (policy, raised, immediate risk, start stage, actions, horizon)
+REHEARSALS: dict[str, tuple[str, str, bool, int, list[tuple[str, str]], str]] = {
+    "merton-unattended": ("merton", "2027-03-01T10:00", False, 0, [], "2027-05-01T10:00"),
+    "merton-resolve-with-confirmation": (
+        "merton",
+        "2027-03-01T10:00",
+        False,
+        0,
+        [
+            ("2027-03-02T10:00", "acknowledge"),
+            ("2027-03-03T10:00", "escalate"),
+            ("2027-03-04T10:00", "escalate"),
+            ("2027-03-05T10:00", "resolve"),
+            ("2027-03-22T10:00", "confirm"),
+        ],
+        "2027-04-30T10:00",
+    ),
+    "merton-immediate-risk-mid-case": (
+        "merton",
+        "2027-03-01T10:00",
+        False,
+        0,
+        [("2027-03-02T11:00", "immediate-risk"), ("2027-03-10T11:00", "resolve")],
+        "2027-04-01T10:00",
+    ),
+    "staffordshire-unattended": (
+        "staffordshire-stoke",
+        "2027-03-01T10:00",
+        False,
+        0,
+        [],
+        "2027-04-15T10:00",
+    ),
+    "cheshire-immediate-risk-then-withdrawn": (
+        "cheshire",
+        "2027-03-01T10:00",
+        True,
+        0,
+        [("2027-03-12T10:00", "note"), ("2027-03-15T10:00", "withdraw")],
+        "2027-04-01T10:00",
+    ),
+    "wirral-same-working-day": (
+        "wirral",
+        "2027-03-01T10:00",
+        True,
+        0,
+        [("2027-03-20T10:00", "resolve")],
+        "2027-04-01T10:00",
+    ),
+    "hillingdon-jump": (
+        "hillingdon",
+        "2027-03-01T10:00",
+        False,
+        0,
+        [("2027-03-02T10:00", "immediate-risk:3"), ("2027-03-03T10:00", "escalate")],
+        "2027-04-01T10:00",
+    ),
+}
+
+
+async def record_rehearsal(env: WorkflowEnvironment, name: str) -> None:
+    policy_id, raised, risk, start_stage, acts, horizon = REHEARSALS[name]
+    parsed = []
+    for when, action in acts:
+        verb, _, stage = action.partition(":")
+        parsed.append(Act(at(when), verb, int(stage) if stage else None))
+    result = await rehearse(
+        env, get_policy(policy_id), at(raised), risk, parsed, at(horizon), start_stage
+    )
+    await save(name, result.case)
+
+
+async def record_updates(env: WorkflowEnvironment) -> None:
+    """Manager actions as updates (the API's path), answered by the case."""
+    policy = get_policy("merton")
+    raising, receiving, area = parties(policy)
+    manager = Actor(id="m-1", name="Receiving manager", agency=receiving.key, role="manager")
+    task_queue = f"record-{uuid.uuid4()}"
+    now = await env.get_current_time()
+    request = RaiseDisagreement(
+        reference="REPLAY-UPDATES",
+        policy=policy,
+        area=area,
+        raised_by=Actor(id="p-1", name="Raiser", agency=raising.key, role="practitioner"),
+        raising_agency=raising,
+        receiving_agency=receiving,
+        categories=["thresholds"],
+        summary="Recorded for replay",
+        raised_at=now,
+    )
+    async with build_worker(env.client, task_queue, MemorySink()):
+        handle = await env.client.start_workflow(
+            DisagreementWorkflow.run,
+            request,
+            id="disagreement-REPLAY-UPDATES",
+            task_queue=task_queue,
+        )
+        await handle.execute_update(DisagreementWorkflow.acknowledge, Acknowledge(by=manager))
+        await handle.execute_update(DisagreementWorkflow.add_note, AddNote(by=manager, text="Met"))
+        await handle.execute_update(
+            DisagreementWorkflow.shorten_deadline,
+            ShortenDeadline(by=manager, deadline=now + timedelta(days=2), reason="Child at risk"),
+        )
+        await handle.execute_update(
+            DisagreementWorkflow.resolve, Resolve(by=manager, outcome="Agreed")
+        )
+        await handle.result()
+        await save("merton-updates", handle)
+
+
+async def save(name: str, handle: WorkflowHandle) -> None:
+    history = await handle.fetch_history()
+    HISTORIES.mkdir(exist_ok=True)
+    path = HISTORIES / f"{name}.json"
+    path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
+    print(f"recorded {path.relative_to(Path.cwd())} ({len(history.events)} events)")
+
+
+async def main(names: list[str]) -> None:
+    jobs: dict[str, Callable[[WorkflowEnvironment], Awaitable[None]]] = {
+        name: (lambda env, name=name: record_rehearsal(env, name)) for name in REHEARSALS
+    }
+    jobs["merton-updates"] = record_updates
+    for name in names or list(jobs):
+        # A server each: the time-skipping clock only moves forward.
+        env = await start_test_server()
+        try:
+            await jobs[name](env)
+        finally:
+            await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1:]))

@@ -1,0 +1,57 @@
+"""Replay the checked-in histories against today's workflow code.
+
+Each history stands for a case already running in production. If a change
+to the workflow alters the commands it issues for any of them, replay fails
+here: put the change behind ``workflow.patched`` instead (see
+``tests/record_histories.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from escalation.converter import data_converter
+from workflows.disagreement import DisagreementWorkflow
+from workflows.simulation import RehearsalWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def test_there_are_histories_for_every_path() -> None:
+    names = {path.stem for path in HISTORIES}
+    for policy in ("merton", "staffordshire", "cheshire", "wirral", "hillingdon"):
+        assert any(name.startswith(policy) for name in names), policy
+    for path in (
+        "confirmation",
+        "immediate-risk",
+        "jump",
+        "same-working-day",
+        "withdrawn",
+        "updates",
+    ):
+        assert any(path in name for name in names), path
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_history_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))
+    replayer = Replayer(
+        workflows=[DisagreementWorkflow, RehearsalWorkflow], data_converter=data_converter()
+    )
+    await replayer.replay_workflow(history)
+
+
+async def test_replay_detects_a_changed_workflow(tmp_path: Path) -> None:
+    """The guard works: a history whose recorded commands differ from what the
+    code would do (here, a deadline activity renamed) fails replay."""
+    source = next(p for p in HISTORIES if p.stem == "merton-unattended")
+    text = source.read_text().replace('"plan_stage_clock"', '"plan_stage_clock_v0"')
+    history = WorkflowHistory.from_json("changed", json.loads(text))
+    replayer = Replayer(workflows=[DisagreementWorkflow], data_converter=data_converter())
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is not None
