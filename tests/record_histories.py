@@ -27,6 +27,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notices import MemorySink
+from escalation.converter import plain_data_converter
 from escalation.simulate import Act, parties, rehearse, start_test_server
 from policies.loader import get_policy
 from workers.worker import build_worker
@@ -105,6 +106,24 @@ REHEARSALS: dict[str, tuple[str, str, bool, int, list[tuple[str, str]], str]] = 
         [("2027-03-02T10:00", "immediate-risk:3"), ("2027-03-03T10:00", "escalate")],
         "2027-04-01T10:00",
     ),
+    # Since the business-team-for-skipped-stages patch: the jump and the later
+    # start tell the business team of the stages passed over.
+    "hillingdon-jump-tells-business-team": (
+        "hillingdon",
+        "2027-03-01T10:00",
+        False,
+        0,
+        [("2027-03-02T10:00", "immediate-risk:3"), ("2027-03-05T10:00", "resolve")],
+        "2027-04-01T10:00",
+    ),
+    "hillingdon-raised-at-stage-3-immediate-risk": (
+        "hillingdon",
+        "2027-03-01T10:00",
+        True,
+        2,
+        [("2027-03-03T10:00", "withdraw")],
+        "2027-04-01T10:00",
+    ),
 }
 
 
@@ -173,7 +192,8 @@ async def main(names: list[str]) -> None:
     jobs["merton-updates"] = record_updates
     for name in names or list(jobs):
         # A server each: the time-skipping clock only moves forward.
-        env = await start_test_server()
+        # Unencrypted: the histories hold fake cases and must replay with no key.
+        env = await start_test_server(converter=plain_data_converter())
         try:
             await jobs[name](env)
         finally:

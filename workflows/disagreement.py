@@ -47,6 +47,9 @@ with workflow.unsafe.imports_passed_through():
         Withdraw,
     )
 
+# workflow.patched ids: each marks a change to what running cases do.
+PATCH_BUSINESS_TEAM_FOR_SKIPPED_STAGES = "business-team-for-skipped-stages"
+
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # Notices keep retrying (with backoff) for a day before the failure shows.
 NOTICE_TIMEOUT = timedelta(hours=24)
@@ -77,7 +80,8 @@ class DisagreementWorkflow:
                 raise ApplicationError("; ".join(problems), type="InvalidRaise", non_retryable=True)
             raised_at = request.raised_at or workflow.now()
             self._state = ladder.new_state(request, raised_at)
-            await self._carry_out(ladder.raise_case(self.policy, self.state))
+            features = self._features(None)
+            await self._carry_out(ladder.raise_case(self.policy, self.state, features))
 
         while self.state.is_open:
             if self._queue:
@@ -136,7 +140,8 @@ class DisagreementWorkflow:
     async def _apply_next(self) -> None:
         ticket, action = self._queue.popleft()
         try:
-            step = ladder.apply(self.policy, self.state, action, workflow.now())
+            features = self._features(action)
+            step = ladder.apply(self.policy, self.state, action, workflow.now(), features)
         except Refused as refusal:
             self._record("refused", by=action.by.id, detail=str(refusal))
             if ticket is not None:
@@ -145,6 +150,17 @@ class DisagreementWorkflow:
         await self._carry_out(step)
         if ticket is not None:
             self._answers[ticket] = self._result()
+
+    def _features(self, action: Action | None) -> ladder.Features:
+        """Ask ``workflow.patched`` only where the change makes a difference,
+        so histories of cases that never jump carry no marker."""
+        if not ladder.skips_stages(self.state, action):
+            return ladder.ALL_FEATURES
+        return ladder.Features(
+            business_team_for_skipped_stages=workflow.patched(
+                PATCH_BUSINESS_TEAM_FOR_SKIPPED_STAGES
+            )
+        )
 
     # --- Carrying out a step ----------------------------------------------------
 

@@ -65,6 +65,20 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Features:
+    """Rule changes that alter what a running case does. The workflow turns
+    each on with ``workflow.patched`` so cases started before the change
+    replay as they ran."""
+
+    # Business-team records owed at the start of stages a case jumps over
+    # (or starts beyond): Hillingdon stage 2.
+    business_team_for_skipped_stages: bool = True
+
+
+ALL_FEATURES = Features()
+
+
+@dataclass(frozen=True)
 class Wakeup:
     at: datetime
     kind: str  # acknowledgement | deadline-day | deadline | reminder
@@ -277,7 +291,7 @@ def raise_problems(request: RaiseDisagreement) -> list[str]:
     return problems
 
 
-def raise_case(policy: Policy, state: CaseState) -> Step:
+def raise_case(policy: Policy, state: CaseState, features: Features = ALL_FEATURES) -> Step:
     index = state.stage
     stage = policy.stages[index]
     step = Step(clock=stage_clock(policy, state, index, state.raised_at))
@@ -292,10 +306,33 @@ def raise_case(policy: Policy, state: CaseState) -> Step:
     step.notices.append(
         PlannedNotice("stage-started", unique(audience), context={"reason": "raised"})
     )
-    step.notices += _business_team_records(
-        policy, state, stage, ("stage_started",), "stage started"
-    )
+    first = 0 if features.business_team_for_skipped_stages else index
+    step.notices += _business_team_on_entry(policy, state, first, index)
     return step
+
+
+def _business_team_on_entry(
+    policy: Policy, state: CaseState, first: int, target: int
+) -> list[PlannedNotice]:
+    """The business-team record owed on entering ``target``, including those
+    of the stages from ``first`` that the case jumped over: a jump does not
+    skip what the team is owed (Hillingdon stage 2, 'who will keep a record
+    of all ongoing disagreements')."""
+    records: list[PlannedNotice] = []
+    for index in range(first, target + 1):
+        records += _business_team_records(
+            policy, state, policy.stages[index], ("stage_started",), "stage started"
+        )
+    if len(records) < 2:
+        return records
+    return [
+        PlannedNotice(
+            "business-team-record",
+            records[0].recipients,
+            forms=sorted({f for n in records for f in n.forms}),
+            context=records[-1].context,
+        )
+    ]
 
 
 def _enter_stage(
@@ -306,6 +343,7 @@ def _enter_stage(
     how: str,
     by: Actor,
     reason: str,
+    features: Features = ALL_FEATURES,
 ) -> Step:
     previous = state.stage
     left = policy.stages[previous]
@@ -337,9 +375,8 @@ def _enter_stage(
         )
     )
     step.notices += _business_team_records(policy, state, left, ("escalated_from",), "escalated")
-    step.notices += _business_team_records(
-        policy, state, stage, ("stage_started",), "stage started"
-    )
+    first = previous + 1 if features.business_team_for_skipped_stages else target
+    step.notices += _business_team_on_entry(policy, state, first, target)
     return step
 
 
@@ -421,6 +458,18 @@ def _immediate_risk_notice(policy: Policy, state: CaseState) -> PlannedNotice:
 # --- Manager actions ----------------------------------------------------------
 
 
+def skips_stages(state: CaseState, action: Action | None) -> bool:
+    """Whether carrying this out may pass over stages (a later start, or a
+    jump), i.e. whether ``Features.business_team_for_skipped_stages`` matters."""
+    if action is None:
+        return state.stage > 0
+    if isinstance(action, FlagImmediateRisk):
+        return action.jump_to_stage is not None
+    if isinstance(action, Escalate):
+        return action.to_stage is not None and action.to_stage > state.stage + 1
+    return False
+
+
 def _require_open(state: CaseState, what: str) -> None:
     if not state.is_open:
         raise Refused(f"cannot {what}: the case is closed ({state.status})")
@@ -440,6 +489,7 @@ def check(policy: Policy, state: CaseState, action: Action, now: datetime) -> No
     when the action is applied, since the case may have moved in between."""
     if isinstance(action, AddNote):
         _require_open(state, "add a note")
+        _require_party(state, action.by, "add a note")
         return
     if isinstance(action, Withdraw):
         _require_open(state, "withdraw")
@@ -539,7 +589,13 @@ def missing_form_fields(policy: Policy, target: int, form: dict[str, str]) -> li
     ]
 
 
-def apply(policy: Policy, state: CaseState, action: Action, now: datetime) -> Step:
+def apply(
+    policy: Policy,
+    state: CaseState,
+    action: Action,
+    now: datetime,
+    features: Features = ALL_FEATURES,
+) -> Step:
     """Carry out an action that ``check`` accepts (it is checked again here)."""
     check(policy, state, action, now)
     if isinstance(action, Acknowledge):
@@ -570,10 +626,10 @@ def apply(policy: Policy, state: CaseState, action: Action, now: datetime) -> St
         if key is not None:
             state.escalation_forms[key] = dict(action.form)
         return _enter_stage(
-            policy, state, target, now, "manual", action.by, "escalated by a manager"
+            policy, state, target, now, "manual", action.by, "escalated by a manager", features
         )
     if isinstance(action, FlagImmediateRisk):
-        return _flag_risk(policy, state, action, now)
+        return _flag_risk(policy, state, action, now, features)
     assert isinstance(action, ShortenDeadline)
     step = Step(
         clock=ClockRequest(
@@ -634,7 +690,13 @@ def _closing_step(policy: Policy, state: CaseState, template: NoticeTemplate, by
     return step
 
 
-def _flag_risk(policy: Policy, state: CaseState, action: FlagImmediateRisk, now: datetime) -> Step:
+def _flag_risk(
+    policy: Policy,
+    state: CaseState,
+    action: FlagImmediateRisk,
+    now: datetime,
+    features: Features = ALL_FEATURES,
+) -> Step:
     first_flag = not state.immediate_risk
     flagged_at = state.stage
     state.immediate_risk = True
@@ -642,13 +704,15 @@ def _flag_risk(policy: Policy, state: CaseState, action: FlagImmediateRisk, now:
         target = _jump_target(policy, state, action.jump_to_stage)
         state.risk_from_stage = target
         step = _enter_stage(
-            policy, state, target, now, "jump", action.by, "jumped for immediate risk"
+            policy, state, target, now, "jump", action.by, "jumped for immediate risk", features
         )
     else:
         state.risk_from_stage = state.stage
         override = risk_override(policy, state.stage, state.risk_from_stage)
         step = Step()
-        if override is not None:
+        # Once the deadline has passed (an overdue final stage) there is
+        # nothing to bring forward: "whichever is less" is the passed one.
+        if override is not None and not state.clock.deadline_passed:
             step.clock = ClockRequest(
                 calendar=policy.calendar_spec(),
                 start=now,

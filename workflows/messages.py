@@ -108,7 +108,12 @@ class ChildDetails(_Model):
     address: str | None = None
     nhs_number: str | None = None
 
-    def __repr__(self) -> str:  # keeps identities out of tracebacks and logs
+    # Keep identities out of tracebacks, logs and pretty-printers (pydantic's
+    # repr, str and rich repr all read __repr_args__).
+    def __repr_args__(self) -> list[tuple[str | None, object]]:
+        return [(None, "<redacted>")]
+
+    def __repr__(self) -> str:
         return "ChildDetails(<redacted>)"
 
     __str__ = __repr__
