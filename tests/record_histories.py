@@ -106,6 +106,21 @@ REHEARSALS: dict[str, tuple[str, str, bool, int, list[tuple[str, str]], str]] = 
         [("2027-03-02T10:00", "immediate-risk:3"), ("2027-03-03T10:00", "escalate")],
         "2027-04-01T10:00",
     ),
+    # Since the immediate-risk-while-awaiting-confirmation patch.
+    "merton-immediate-risk-while-awaiting-confirmation": (
+        "merton",
+        "2027-03-01T10:00",
+        False,
+        0,
+        [
+            ("2027-03-02T10:00", "escalate"),
+            ("2027-03-02T11:00", "escalate"),
+            ("2027-03-03T10:00", "resolve"),
+            ("2027-03-04T10:00", "immediate-risk"),
+            ("2027-03-05T10:00", "confirm"),
+        ],
+        "2027-04-01T10:00",
+    ),
     # Since the business-team-for-skipped-stages patch: the jump and the later
     # start tell the business team of the stages passed over.
     "hillingdon-jump-tells-business-team": (

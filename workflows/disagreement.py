@@ -19,12 +19,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    # `import a.b as c`, not `from a import b`: the sandbox re-imports this
+    # module's own package, and `from workflows import ladder` would then load
+    # a fresh copy of ladder for every case instead of passing it through.
+    import workflows.ladder as ladder
     from escalation import search_attributes as sa
     from policies.model import Policy
-    from workflows import ladder
     from workflows.ladder import Refused, Step
     from workflows.messages import (
         REMINDER_TEMPLATES,
@@ -37,9 +40,12 @@ with workflow.unsafe.imports_passed_through():
         CaseState,
         ClockRequest,
         ConfirmOutcome,
+        DeliveryFailed,
         Escalate,
+        FilledForm,
         FlagImmediateRisk,
         Notice,
+        NoticeReceipt,
         RaiseDisagreement,
         ReminderRequest,
         Resolve,
@@ -49,41 +55,55 @@ with workflow.unsafe.imports_passed_through():
 
 # workflow.patched ids: each marks a change to what running cases do.
 PATCH_BUSINESS_TEAM_FOR_SKIPPED_STAGES = "business-team-for-skipped-stages"
+PATCH_RISK_WHILE_AWAITING_CONFIRMATION = "immediate-risk-while-awaiting-confirmation"
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # Notices keep retrying (with backoff) for a day before the failure shows.
 NOTICE_TIMEOUT = timedelta(hours=24)
+# Issue 5 patches (see tests/test_replay.py): a notice the mail service
+# refuses is recorded and reported instead of failing the case, and a
+# delivery failure reported by SendGrid's webhook sends the business team a
+# notice. Both issue commands that earlier histories never saw.
+PATCH_NOTICE_FAILURE = "notice-failure-recorded"
+PATCH_DELIVERY_FAILED = "delivery-failed-notice"
 
 
 @workflow.defn(name="Disagreement")
 class DisagreementWorkflow:
-    def __init__(self) -> None:
-        self._request: RaiseDisagreement | None = None
-        self._policy: Policy | None = None
-        self._state: CaseState | None = None
+    @workflow.init
+    def __init__(self, request: RaiseDisagreement) -> None:
+        # The case exists from the first instant, so an update or query that
+        # arrives with the start is answered rather than told to retry.
+        self._request: RaiseDisagreement | None = request
+        self._policy: Policy | None = request.policy
+        self._problems = [] if request.resume else ladder.raise_problems(request)
+        self._state: CaseState | None = request.resume
+        if self._state is None and not self._problems:
+            raised_at = request.raised_at or workflow.now()
+            self._state = ladder.new_state(request, raised_at)
         self._queue: deque[tuple[int | None, Action]] = deque()
         self._answers: dict[int, ActionResult | Refused] = {}
         self._tickets = 0
         self._busy = False
+        # Delivery failures signalled by the SendGrid webhook (issue 5).
+        self._failures: deque[DeliveryFailed] = deque()
 
     # --- Run ------------------------------------------------------------------
 
     @workflow.run
     async def run(self, request: RaiseDisagreement) -> CaseOutcome:
-        self._request = request
-        self._policy = request.policy
-        if request.resume is not None:
-            self._state = request.resume
-        else:
-            problems = ladder.raise_problems(request)
-            if problems:
-                raise ApplicationError("; ".join(problems), type="InvalidRaise", non_retryable=True)
-            raised_at = request.raised_at or workflow.now()
-            self._state = ladder.new_state(request, raised_at)
+        if self._problems:
+            raise ApplicationError(
+                "; ".join(self._problems), type="InvalidRaise", non_retryable=True
+            )
+        if request.resume is None:
             features = self._features(None)
             await self._carry_out(ladder.raise_case(self.policy, self.state, features))
 
         while self.state.is_open:
+            if self._failures:
+                await self._delivery_failed(self._failures.popleft())
+                continue
             if self._queue:
                 await self._apply_next()
                 continue
@@ -95,7 +115,7 @@ class DisagreementWorkflow:
                 timeout = max(wakeup.at - workflow.now(), timedelta(0))
             try:
                 await workflow.wait_condition(
-                    lambda: bool(self._queue),
+                    lambda: bool(self._queue) or bool(self._failures),
                     timeout=timeout,
                     timeout_summary=wakeup.summary(self.state) if wakeup else None,
                 )
@@ -107,6 +127,8 @@ class DisagreementWorkflow:
         # every handler answer before the workflow completes.
         while self._queue:
             await self._apply_next()
+        while self._failures:
+            await self._delivery_failed(self._failures.popleft())
         await workflow.wait_condition(workflow.all_handlers_finished)
         return CaseOutcome(
             reference=self.state.reference,
@@ -152,14 +174,19 @@ class DisagreementWorkflow:
             self._answers[ticket] = self._result()
 
     def _features(self, action: Action | None) -> ladder.Features:
-        """Ask ``workflow.patched`` only where the change makes a difference,
-        so histories of cases that never jump carry no marker."""
-        if not ladder.skips_stages(self.state, action):
+        """Ask ``workflow.patched`` only where a change makes a difference,
+        so histories that never reach it carry no marker."""
+        skips = ladder.skips_stages(self.state, action)
+        risk_awaiting = ladder.risk_while_awaiting(self.state, action)
+        if not skips and not risk_awaiting:
             return ladder.ALL_FEATURES
         return ladder.Features(
-            business_team_for_skipped_stages=workflow.patched(
-                PATCH_BUSINESS_TEAM_FOR_SKIPPED_STAGES
-            )
+            business_team_for_skipped_stages=(
+                workflow.patched(PATCH_BUSINESS_TEAM_FOR_SKIPPED_STAGES) if skips else True
+            ),
+            immediate_risk_while_awaiting_confirmation=(
+                workflow.patched(PATCH_RISK_WHILE_AWAITING_CONFIRMATION) if risk_awaiting else True
+            ),
         )
 
     # --- Carrying out a step ----------------------------------------------------
@@ -223,20 +250,101 @@ class DisagreementWorkflow:
             forms=planned.forms,
             context=planned.context,
             case_url=self._request.case_url if self._request else None,
-        )
-        await workflow.execute_activity(
-            "send_notice",
-            notice,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            schedule_to_close_timeout=NOTICE_TIMEOUT,
-            summary=f"{planned.template} → {', '.join(r.label for r in planned.recipients)}",
+            # Issue 5: the forms filled from the case, for the PDF attachments
+            # (activity input only: no change to the commands issued).
+            filled_forms=self._fill_forms(planned.forms),
         )
         kind = "reminder" if planned.template in REMINDER_TEMPLATES else "notice"
+        try:
+            receipt = await workflow.execute_activity(
+                "send_notice",
+                notice,
+                result_type=NoticeReceipt,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                schedule_to_close_timeout=NOTICE_TIMEOUT,
+                summary=f"{planned.template} → {', '.join(r.label for r in planned.recipients)}",
+            )
+        except ActivityError as failure:
+            # Issue 5: a refused notice (SendGrid 4xx) or one that could not be
+            # sent in a day is recorded and reported, not fatal to the case.
+            if not workflow.patched(PATCH_NOTICE_FAILURE):
+                raise
+            reason = _failure_reason(failure)
+            self._record(
+                "notice_failed",
+                to=[r.label for r in planned.recipients],
+                template=planned.template,
+                notice_id=notice.notice_id,
+                detail=reason,
+            )
+            if planned.template != "delivery-failed":
+                await self._report_undelivered(
+                    DeliveryFailed(notice_id=notice.notice_id, event="rejected", reason=reason),
+                    planned.template,
+                )
+            return
         self._record(
             kind,
             to=[r.label for r in planned.recipients],
             template=planned.template,
             notice_id=notice.notice_id,
+        )
+        # Issue 5: roles nobody holds in the directory (the activity has told
+        # the business team); recorded on the case, never skipped silently.
+        if receipt.unfilled_roles:
+            for label in receipt.unfilled_roles:
+                if label not in state.unfilled_roles:
+                    state.unfilled_roles.append(label)
+            self._record(
+                "unfilled_roles",
+                to=list(receipt.unfilled_roles),
+                template=planned.template,
+                notice_id=notice.notice_id,
+                detail="nobody in the role directory holds these roles; the business team "
+                "was sent the notice instead",
+            )
+
+    def _fill_forms(self, keys: list[str]) -> list[FilledForm]:
+        if not keys or self._request is None:
+            return []
+        # Emailed copies name nobody; the complete form is downloaded.
+        return ladder.filled_forms(
+            self.policy, self.state, self._request, keys, workflow.now(), for_email=True
+        )
+
+    async def _delivery_failed(self, report: DeliveryFailed) -> None:
+        """A notice bounced or was dropped (SendGrid's event webhook): record
+        it on the case and tell the business team."""
+        state = self.state
+        key = (report.notice_id, report.recipient, report.event)
+        if any((f.notice_id, f.recipient, f.event) == key for f in state.delivery_failures):
+            return
+        state.delivery_failures.append(report)
+        recipient = f" to {report.recipient}" if report.recipient else ""
+        self._record(
+            "delivery_failed",
+            notice_id=report.notice_id,
+            detail=f"{report.event}{recipient}: {report.reason}".strip(": "),
+        )
+        template = report.template or _template_of(report.notice_id)
+        # Never report the failure of a failure report: that would loop.
+        if template != "delivery-failed" and workflow.patched(PATCH_DELIVERY_FAILED):
+            await self._report_undelivered(report, template)
+        self._publish()
+
+    async def _report_undelivered(self, report: DeliveryFailed, failed_template: str) -> None:
+        context = {
+            "failed_notice": report.notice_id,
+            "failed_template": failed_template,
+            "event": report.event,
+            "reason": report.reason,
+        }
+        if report.recipient:
+            context["recipient"] = report.recipient
+        await self._send(
+            ladder.PlannedNotice(
+                "delivery-failed", [ladder.business_team(self.policy, self.state)], context=context
+            )
         )
 
     def _record(self, type_: Any, **fields: Any) -> None:
@@ -299,7 +407,11 @@ class DisagreementWorkflow:
 
     def _validate(self, action: Action) -> None:
         if self._state is None:
-            raise ApplicationError("the case is still being raised; try again", type="NotReady")
+            raise ApplicationError(
+                "the case was never raised: " + "; ".join(self._problems),
+                type="InvalidRaise",
+                non_retryable=True,
+            )
         try:
             ladder.check(self.policy, self.state, action, workflow.now())
         except Refused as refusal:
@@ -308,8 +420,19 @@ class DisagreementWorkflow:
     @workflow.query(name="state")
     def get_state(self) -> CaseState:
         if self._state is None:
-            raise ApplicationError("the case is still being raised", type="NotReady")
+            raise ApplicationError("the case was never raised", type="InvalidRaise")
         return self.state
+
+    @workflow.query(name="form")
+    def get_form(self, key: str) -> FilledForm | None:
+        """One of the policy's forms filled from the case as it stands (for
+        GET /disagreements/{ref}/forms/{form}), or None if the case's policy
+        has no such form; it holds the child's details where the form asks."""
+        if self._state is None or self._request is None:
+            raise ApplicationError("the case was never raised", type="InvalidRaise")
+        if key not in {f.key for f in self.policy.forms}:
+            return None
+        return ladder.filled_forms(self.policy, self.state, self._request, [key], workflow.now())[0]
 
     @workflow.update(name="acknowledge")
     async def acknowledge(self, action: Acknowledge) -> ActionResult:
@@ -409,3 +532,26 @@ class DisagreementWorkflow:
     @workflow.signal(name="withdraw")
     def withdraw_signal(self, action: Withdraw) -> None:
         self._queue.append((None, action))
+
+    # Issue 5: SendGrid's event webhook reports a bounce or drop.
+    @workflow.signal(name="delivery_failed")
+    def delivery_failed_signal(self, report: DeliveryFailed) -> None:
+        self._failures.append(report)
+
+
+def _template_of(notice_id: str) -> str:
+    # Notice ids are "<reference>-<seq:05d>-<template>" (see _send).
+    parts = notice_id.split("-")
+    for i in reversed(range(len(parts))):  # templates have no digits
+        if len(parts[i]) == 5 and parts[i].isdigit():
+            return "-".join(parts[i + 1 :]) or "notice"
+    return "notice"
+
+
+def _failure_reason(failure: ActivityError) -> str:
+    cause = failure.cause
+    if isinstance(cause, ApplicationError):
+        return f"{cause.type or 'error'}: {cause.message}"[:500]
+    if cause is not None:
+        return f"{type(cause).__name__}: {cause}"[:500]
+    return str(failure)[:500]

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from policies.ladder import risk_override
 from policies.model import NoTimescale, Policy, Stage
+from workflows.forms import fill_form
 from workflows.messages import (
     Acknowledge,
     Action,
@@ -26,6 +27,7 @@ from workflows.messages import (
     ConfirmOutcome,
     Escalate,
     EventType,
+    FilledForm,
     FlagImmediateRisk,
     Note,
     NoticeTemplate,
@@ -73,6 +75,10 @@ class Features:
     # Business-team records owed at the start of stages a case jumps over
     # (or starts beyond): Hillingdon stage 2.
     business_team_for_skipped_stages: bool = True
+    # Immediate risk may be flagged while a resolved case awaits written
+    # confirmation: the urgent contacts must hear of it whatever the case's
+    # state (DESIGN.md section 4: "flag at raise or later").
+    immediate_risk_while_awaiting_confirmation: bool = True
 
 
 ALL_FEATURES = Features()
@@ -458,6 +464,11 @@ def _immediate_risk_notice(policy: Policy, state: CaseState) -> PlannedNotice:
 # --- Manager actions ----------------------------------------------------------
 
 
+def risk_while_awaiting(state: CaseState, action: Action | None) -> bool:
+    """Whether ``Features.immediate_risk_while_awaiting_confirmation`` matters."""
+    return isinstance(action, FlagImmediateRisk) and state.status == "awaiting-confirmation"
+
+
 def skips_stages(state: CaseState, action: Action | None) -> bool:
     """Whether carrying this out may pass over stages (a later start, or a
     jump), i.e. whether ``Features.business_team_for_skipped_stages`` matters."""
@@ -483,7 +494,13 @@ def _require_party(state: CaseState, by: Actor, what: str) -> None:
         raise Refused(f"cannot {what}: only the two agencies, the business team or an operator may")
 
 
-def check(policy: Policy, state: CaseState, action: Action, now: datetime) -> None:
+def check(
+    policy: Policy,
+    state: CaseState,
+    action: Action,
+    now: datetime,
+    features: Features = ALL_FEATURES,
+) -> None:
     """Raise ``Refused`` with the reason if the action cannot be taken now.
     Used by the update validators (which must not change state) and again
     when the action is applied, since the case may have moved in between."""
@@ -503,7 +520,11 @@ def check(policy: Policy, state: CaseState, action: Action, now: datetime) -> No
             )
         _require_party(state, action.by, "confirm the outcome")
         return
-    if state.status == "awaiting-confirmation":
+    if state.status == "awaiting-confirmation" and not (
+        isinstance(action, FlagImmediateRisk)
+        and action.jump_to_stage is None
+        and features.immediate_risk_while_awaiting_confirmation
+    ):
         raise Refused(
             "the case is resolved and awaits written confirmation of the outcome; "
             "confirm it or withdraw"
@@ -566,6 +587,11 @@ def _jump_target(policy: Policy, state: CaseState, target: int) -> int:
 
 
 def escalation_target(policy: Policy, state: CaseState, action: Escalate) -> int:
+    if action.to_stage is not None and action.to_stage <= state.stage:
+        raise Refused(
+            f"stage {action.to_stage} is not a later stage than the current one "
+            f"(stage {state.stage}); escalation only moves up the ladder"
+        )
     if action.to_stage is not None and action.to_stage != state.stage + 1:
         if not state.immediate_risk:
             raise Refused("only a case at immediate risk may jump past the next stage")
@@ -597,7 +623,7 @@ def apply(
     features: Features = ALL_FEATURES,
 ) -> Step:
     """Carry out an action that ``check`` accepts (it is checked again here)."""
-    check(policy, state, action, now)
+    check(policy, state, action, now, features)
     if isinstance(action, Acknowledge):
         state.acknowledged_by = action.by
         state.clock.acknowledgement_due = None
@@ -712,7 +738,9 @@ def _flag_risk(
         step = Step()
         # Once the deadline has passed (an overdue final stage) there is
         # nothing to bring forward: "whichever is less" is the passed one.
-        if override is not None and not state.clock.deadline_passed:
+        # Awaiting written confirmation, the clock is the confirmation's:
+        # the stage's timescale no longer runs, so nothing to bring forward.
+        if override is not None and state.status == "open" and not state.clock.deadline_passed:
             step.clock = ClockRequest(
                 calendar=policy.calendar_spec(),
                 start=now,
@@ -745,3 +773,24 @@ def current_details(state: CaseState) -> str:
         lines.append("**immediate risk of significant harm**")
     lines.append(f"{state.raising_agency.name} → {state.receiving_agency.name}")
     return "  \n".join(lines)
+
+
+# --- Forms (issue 5) -----------------------------------------------------------
+
+
+def filled_forms(
+    policy: Policy,
+    state: CaseState,
+    request: RaiseDisagreement,
+    keys: list[str],
+    now: datetime,
+    for_email: bool = False,
+) -> list[FilledForm]:
+    """The policy's forms named by a business-team notice, filled from the
+    case (``workflows.forms``): pure, so the workflow may call it."""
+    known = {f.key for f in policy.forms}
+    return [
+        fill_form(policy, state, request, key, now, for_email=for_email)
+        for key in keys
+        if key in known
+    ]
