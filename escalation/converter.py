@@ -1,11 +1,84 @@
 """The one data converter that the worker, the API and the simulator share:
-pydantic models travel through Temporal intact."""
+pydantic models travel through Temporal intact, and encrypted.
+
+Every payload (workflow and activity inputs and results, updates, signals,
+queries, memos, and the summaries and details of user metadata) goes through
+the ``EncryptionCodec`` (``escalation.codec``) on its way to and from the
+server; failures use the failure converter that moves their message and
+stack trace into an encoded attribute, so those are encrypted too. Search
+attributes cannot be encrypted (the server indexes them), which is why they
+carry only non-identifying fields.
+
+The key ring comes from the settings, read when ``data_converter()`` is
+called (``escalation.codec`` explains where keys live). A process running a
+throwaway server (the tests, ``escalation simulate``) calls
+``use_ephemeral_key_when_unconfigured()`` first: with no key configured and
+none in the data folder, it then encrypts under an in-memory key that dies
+with the server, instead of creating the embedded default's key file.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from functools import cache
+from pathlib import Path
+
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+
+from escalation.codec import EncryptionCodec, resolve_key_ring
+from escalation.settings import Settings
+
+_ephemeral = False
 
 
-def data_converter() -> DataConverter:
+def use_ephemeral_key_when_unconfigured() -> None:
+    """This process's Temporal server is throwaway: with no key configured,
+    use a key made in memory rather than creating the embedded default's
+    key file."""
+    global _ephemeral
+    _ephemeral = True
+
+
+@cache
+def _codec(
+    keys: str | None, key_file: Path | None, data_dir: Path, generate: bool, ephemeral: bool
+) -> EncryptionCodec:
+    ring = resolve_key_ring(
+        keys=keys, key_file=key_file, data_dir=data_dir, generate=generate, ephemeral=ephemeral
+    )
+    return EncryptionCodec(ring)
+
+
+def payload_codec(settings: Settings | None = None) -> EncryptionCodec:
+    """The codec for these settings (default: the environment's), made once
+    per key configuration. The codec endpoint uses it too."""
+    settings = settings or Settings()
+    return _codec(
+        settings.codec_keys.get_secret_value() if settings.codec_keys else None,
+        settings.codec_key_file.resolve() if settings.codec_key_file else None,
+        settings.data_dir.resolve(),
+        settings.codec_generate_key,
+        _ephemeral,
+    )
+
+
+@cache
+def _converter(codec: EncryptionCodec) -> DataConverter:
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+
+
+def data_converter(settings: Settings | None = None) -> DataConverter:
+    """The product's converter; its keys from ``settings`` (default: read
+    from the environment now, so a changed ``ESCALATION_DATA_DIR`` counts)."""
+    return _converter(payload_codec(settings))
+
+
+def plain_data_converter() -> DataConverter:
+    """Without encryption: only for recording the replay tests' histories,
+    which hold fake cases and must replay without any key."""
     return pydantic_data_converter

@@ -18,13 +18,17 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.notices import MemorySink
-from escalation.converter import data_converter
+from escalation.converter import data_converter, use_ephemeral_key_when_unconfigured
 from escalation.simulate import _register_search_attributes, parties
 from escalation.temporal_bin import test_server
 from policies.loader import get_policy
 from workers.worker import build_worker
 from workflows.disagreement import DisagreementWorkflow
 from workflows.messages import Actor, RaiseDisagreement
+
+# The test servers are throwaway: unless a key is configured, payloads are
+# encrypted under an in-memory key, and no key file is created in .data.
+use_ephemeral_key_when_unconfigured()
 
 
 @pytest_asyncio.fixture(scope="session")

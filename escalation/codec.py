@@ -1,0 +1,438 @@
+"""Encryption of everything the product hands to Temporal.
+
+Temporal keeps every workflow input, result, update, signal, query answer,
+memo and piece of user metadata (summaries) in its history; for this product
+that is a child's name, date of birth and the detail of a concern. The
+``EncryptionCodec`` encrypts each payload with AES-256-GCM before it leaves
+the process, so Temporal's database, its visibility store and anything that
+reads them without the key see only ciphertext.
+
+An encrypted payload
+--------------------
+The whole original payload (its metadata and data) is serialised with
+``Payload.SerializeToString`` and encrypted under a fresh 96-bit random
+nonce. The result is a payload with metadata::
+
+    encoding:           binary/encrypted
+    encryption-key-id:  <key id>
+
+and data ``nonce || ciphertext-with-tag``. The key id is also bound into the
+ciphertext as associated data, so relabelling a payload with another key id
+makes it fail to decrypt rather than decrypt wrongly.
+
+Decoding passes through any payload whose ``encoding`` is not
+``binary/encrypted``: histories written before encryption was switched on
+(and the replay tests' recorded histories) keep working.
+
+The key ring
+------------
+Keys live outside the code, in one of (first match wins):
+
+1. ``ESCALATION_CODEC_KEYS``: ``id:base64key[,id2:base64key...]``, e.g.
+   ``2027-01:q0B1...=,2026-06:Zm9v...=``. Key ids are 1-64 characters of
+   ``A-Z a-z 0-9 . _ -``; each key is 32 random bytes (AES-256) in base64
+   (standard or URL-safe alphabet).
+2. ``ESCALATION_CODEC_KEY_FILE``: a JSON file
+   ``{"keys": [{"id": "2027-01", "key": "<base64>"}, ...]}``; it must exist.
+3. The embedded default: ``<data dir>/codec-keys.json`` (same format),
+   created with mode 0600 on first use when no key is configured and
+   ``ESCALATION_CODEC_GENERATE_KEY`` is true (the default; turn it off in
+   production, where a missing key must be an error, not a fresh key).
+
+The FIRST key of the ring encrypts; every key in the ring decrypts. To rotate:
+generate a key (``python -m escalation.codec new-key``), put it first, and keep
+the old keys after it for as long as any history (open or closed, within the
+namespace's retention) may hold payloads under them. A payload under a key
+that is no longer in the ring fails with an error that names only its key id.
+
+Keys that look like placeholders (all zeros, repeated bytes, printable text
+such as ``changeme`` base64-encoded) are refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import re
+import secrets
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.converter import PayloadCodec
+
+if TYPE_CHECKING:
+    from escalation.settings import Settings
+
+log = logging.getLogger("escalation.codec")
+
+ENCODING = b"binary/encrypted"
+KEY_ID_METADATA = "encryption-key-id"
+KEY_BYTES = 32
+NONCE_BYTES = 12
+KEY_FILE = "codec-keys.json"
+_AAD_PREFIX = b"escalation-codec/v1:"
+_KEY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_PLACEHOLDER_WORDS = ("changeme", "changethis", "replaceme", "placeholder", "example", "secret")
+NEW_KEY_HINT = "generate one with `python -m escalation.codec new-key`"
+
+
+class CodecKeyError(ValueError):
+    """The key ring is missing or unusable. Messages never contain key material."""
+
+
+class CodecDecodeError(ValueError):
+    """A payload cannot be decrypted. Messages name the key id only."""
+
+
+class UnknownKeyError(CodecDecodeError):
+    """A payload was encrypted under a key id that is not in the ring."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(
+            f"payload was encrypted under key id {key_id!r}, which is not in the codec key "
+            "ring; add that key (after the active one) to ESCALATION_CODEC_KEYS or the key file"
+        )
+        self.key_id = key_id
+
+
+# --- Keys -------------------------------------------------------------------------
+
+
+def _decode_key(key_id: str, text: str) -> bytes:
+    text = text.strip()
+    squashed = text.lower().replace("-", "").replace("_", "")
+    if any(word in squashed for word in _PLACEHOLDER_WORDS) or len(set(text)) < 8:
+        raise CodecKeyError(f"codec key {key_id!r} is a placeholder; {NEW_KEY_HINT}")
+    padded = text + "=" * (-len(text) % 4)
+    try:
+        if "-" in text or "_" in text:
+            raw = base64.urlsafe_b64decode(padded)
+        else:
+            raw = base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError):
+        raise CodecKeyError(f"codec key {key_id!r} is not valid base64; {NEW_KEY_HINT}") from None
+    if len(raw) != KEY_BYTES:
+        raise CodecKeyError(
+            f"codec key {key_id!r} must be {KEY_BYTES} bytes (AES-256), base64-encoded; "
+            f"it is {len(raw)} bytes; {NEW_KEY_HINT}"
+        )
+    # 32 random bytes are (all but) never all printable ASCII nor made of a
+    # handful of distinct values: such a key is typed-in text or a pattern.
+    if len(set(raw)) < 16 or all(0x20 <= b < 0x7F for b in raw):
+        raise CodecKeyError(
+            f"codec key {key_id!r} does not look random (a placeholder?); {NEW_KEY_HINT}"
+        )
+    return raw
+
+
+def _check_key_id(key_id: str) -> str:
+    key_id = key_id.strip()
+    if not _KEY_ID_RE.match(key_id):
+        # The id is not secret, but a malformed entry may be a key pasted in
+        # the wrong place: do not echo it.
+        raise CodecKeyError(
+            "codec key ids must be 1-64 characters of A-Z a-z 0-9 . _ - "
+            "(format: id:base64key,id2:base64key)"
+        )
+    return key_id
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """Codec keys by id, in order: the first (``active_id``) encrypts."""
+
+    keys: Mapping[str, bytes] = field(repr=False)
+    source: str = "memory"
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise CodecKeyError("the codec key ring is empty")
+
+    @property
+    def active_id(self) -> str:
+        return next(iter(self.keys))
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self.keys)
+
+    def __repr__(self) -> str:
+        return f"KeyRing(ids={self.ids!r}, source={self.source!r})"
+
+    @classmethod
+    def from_pairs(cls, pairs: Sequence[tuple[str, str]], source: str) -> KeyRing:
+        keys: dict[str, bytes] = {}
+        for raw_id, text in pairs:
+            key_id = _check_key_id(raw_id)
+            if key_id in keys:
+                raise CodecKeyError(f"codec key id {key_id!r} appears twice in {source}")
+            keys[key_id] = _decode_key(key_id, text)
+        if not keys:
+            raise CodecKeyError(f"{source} holds no codec key; {NEW_KEY_HINT}")
+        return cls(keys, source)
+
+    @classmethod
+    def parse(cls, text: str, source: str = "ESCALATION_CODEC_KEYS") -> KeyRing:
+        """``id:base64key[,id2:base64key...]`` (first is active)."""
+        pairs = []
+        for entry in text.split(","):
+            if not entry.strip():
+                continue
+            key_id, sep, key = entry.partition(":")
+            if not sep:
+                raise CodecKeyError(
+                    f"{source}: every entry must be id:base64key (comma-separated, the "
+                    "active key first)"
+                )
+            pairs.append((key_id, key))
+        return cls.from_pairs(pairs, source)
+
+    @classmethod
+    def from_file(cls, path: Path) -> KeyRing:
+        """A JSON key file: ``{"keys": [{"id": ..., "key": ...}, ...]}``."""
+        source = f"key file {path}"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            entries = data["keys"]
+            pairs = [(str(entry["id"]), str(entry["key"])) for entry in entries]
+        except FileNotFoundError:
+            raise CodecKeyError(f"codec {source} does not exist") from None
+        except OSError as exc:
+            raise CodecKeyError(f"codec {source} cannot be read ({exc.strerror})") from None
+        except (ValueError, KeyError, TypeError):
+            raise CodecKeyError(
+                f'codec {source} is not {{"keys": [{{"id": "...", "key": "<base64>"}}]}}'
+            ) from None
+        if os.name == "posix" and path.stat().st_mode & 0o077:
+            log.warning("codec key file %s is readable by other users; chmod 600 it", path)
+        return cls.from_pairs(pairs, source)
+
+    @classmethod
+    def generate(cls, source: str = "memory") -> KeyRing:
+        return cls({new_key_id(): secrets.token_bytes(KEY_BYTES)}, source)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "comment": "Payload encryption keys (AES-256-GCM). The first key encrypts; "
+                "all of them decrypt. Never share or commit this file; losing it makes every "
+                "case history unreadable.",
+                "keys": [
+                    {"id": key_id, "key": base64.b64encode(key).decode("ascii")}
+                    for key_id, key in self.keys.items()
+                ],
+            },
+            indent=2,
+        )
+
+
+def new_key_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%d}-{secrets.token_hex(3)}"
+
+
+def create_key_file(path: Path) -> KeyRing:
+    """Create a key file holding one new key, mode 0600, atomically; if
+    another process (the worker and the API start together) created it
+    first, use theirs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ring = KeyRing.generate(source=f"key file {path}")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(ring.to_json() + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            # link() never replaces an existing file, and the file appears
+            # complete or not at all.
+            os.link(temporary, path)
+        except FileExistsError:
+            return KeyRing.from_file(path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    log.warning(
+        "no codec key was configured: generated payload encryption key %r in %s. Back this "
+        "file up: without it no case history can be read.",
+        ring.active_id,
+        path,
+    )
+    return ring
+
+
+def key_ring_from_settings(settings: Settings, *, ephemeral: bool = False) -> KeyRing:
+    """The key ring the settings configure (see ``resolve_key_ring``)."""
+    return resolve_key_ring(
+        keys=settings.codec_keys.get_secret_value() if settings.codec_keys else None,
+        key_file=settings.codec_key_file,
+        data_dir=settings.data_dir,
+        generate=settings.codec_generate_key,
+        ephemeral=ephemeral,
+    )
+
+
+def resolve_key_ring(
+    *,
+    keys: str | None,
+    key_file: Path | None,
+    data_dir: Path,
+    generate: bool,
+    ephemeral: bool = False,
+) -> KeyRing:
+    """Keys from ESCALATION_CODEC_KEYS, else ESCALATION_CODEC_KEY_FILE, else
+    the embedded default's ``<data dir>/codec-keys.json``, created if need be.
+
+    With ``ephemeral`` (a throwaway server: tests, ``escalation simulate``) no
+    key file is ever created: with none configured and none in the data dir,
+    a key is made in memory for this process.
+    """
+    keys = (keys or "").strip()
+    if keys and key_file:
+        raise CodecKeyError("set ESCALATION_CODEC_KEYS or ESCALATION_CODEC_KEY_FILE, not both")
+    if keys:
+        return KeyRing.parse(keys)
+    if key_file:
+        return KeyRing.from_file(key_file)
+    path = data_dir / KEY_FILE
+    if path.exists():
+        return KeyRing.from_file(path)
+    if ephemeral:
+        return KeyRing.generate(source="ephemeral")
+    if not generate:
+        raise CodecKeyError(
+            "no codec key configured: set ESCALATION_CODEC_KEYS or ESCALATION_CODEC_KEY_FILE "
+            f"({NEW_KEY_HINT})"
+        )
+    return create_key_file(path)
+
+
+# --- The codec ----------------------------------------------------------------------
+
+
+def _aad(key_id: str) -> bytes:
+    return _AAD_PREFIX + key_id.encode("ascii")
+
+
+class EncryptionCodec(PayloadCodec):
+    """AES-256-GCM over whole serialised payloads, tagged with the key id."""
+
+    def __init__(self, ring: KeyRing) -> None:
+        self.ring = ring
+        self._ciphers = {key_id: AESGCM(key) for key_id, key in ring.keys.items()}
+
+    def __repr__(self) -> str:
+        return f"EncryptionCodec({self.ring!r})"
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        key_id = self.ring.active_id
+        cipher = self._ciphers[key_id]
+        aad = _aad(key_id)
+        encoded = []
+        for payload in payloads:
+            nonce = os.urandom(NONCE_BYTES)
+            sealed = cipher.encrypt(nonce, payload.SerializeToString(), aad)
+            encoded.append(
+                Payload(
+                    metadata={"encoding": ENCODING, KEY_ID_METADATA: key_id.encode("ascii")},
+                    data=nonce + sealed,
+                )
+            )
+        return encoded
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return [self._decode_one(payload) for payload in payloads]
+
+    def _decode_one(self, payload: Payload) -> Payload:
+        if payload.metadata.get("encoding") != ENCODING:
+            return payload
+        raw_id = payload.metadata.get(KEY_ID_METADATA)
+        if raw_id is None:
+            raise CodecDecodeError(f"encrypted payload has no {KEY_ID_METADATA} metadata")
+        key_id = raw_id.decode("utf-8", errors="replace")
+        cipher = self._ciphers.get(key_id)
+        if cipher is None:
+            raise UnknownKeyError(key_id)
+        data = payload.data
+        try:
+            plain = cipher.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], _aad(key_id))
+        except InvalidTag:
+            raise CodecDecodeError(
+                f"payload under key id {key_id!r} failed authentication: the key in the ring "
+                "under that id is not the one it was encrypted with, or the payload was altered"
+            ) from None
+        return Payload.FromString(plain)
+
+
+# --- Temporal's remote codec protocol -------------------------------------------------
+#
+# POST {endpoint}/encode and {endpoint}/decode take and return the proto3 JSON
+# form of temporal.api.common.v1.Payloads:
+#     {"payloads": [{"metadata": {"encoding": "<base64>"}, "data": "<base64>"}]}
+
+
+class CodecRequestError(ValueError):
+    """The body is not the JSON form of Payloads."""
+
+
+def _payloads_from_json(body: Any) -> Payloads:
+    if not isinstance(body, dict):
+        raise CodecRequestError('expected a JSON object {"payloads": [...]}')
+    try:
+        return json_format.ParseDict(body, Payloads(), ignore_unknown_fields=True)
+    except json_format.ParseError:
+        raise CodecRequestError(
+            'expected {"payloads": [{"metadata": {...}, "data": "<base64>"}]}'
+        ) from None
+
+
+def _payloads_to_json(payloads: Sequence[Payload]) -> dict[str, Any]:
+    return json_format.MessageToDict(Payloads(payloads=payloads))
+
+
+def _shared_codec() -> PayloadCodec:
+    from escalation.converter import payload_codec
+
+    return payload_codec()
+
+
+async def encode_payloads_json(
+    body: dict[str, Any], codec: PayloadCodec | None = None
+) -> dict[str, Any]:
+    """The remote codec protocol's /encode: JSON Payloads in, encrypted out."""
+    payloads = _payloads_from_json(body)
+    codec = codec or _shared_codec()
+    return _payloads_to_json(await codec.encode(list(payloads.payloads)))
+
+
+async def decode_payloads_json(
+    body: dict[str, Any], codec: PayloadCodec | None = None
+) -> dict[str, Any]:
+    """The remote codec protocol's /decode: JSON Payloads in, decrypted out.
+    Raises ``CodecDecodeError`` for a payload that cannot be decrypted."""
+    payloads = _payloads_from_json(body)
+    codec = codec or _shared_codec()
+    return _payloads_to_json(await codec.decode(list(payloads.payloads)))
+
+
+def main(argv: Sequence[str]) -> int:
+    if list(argv) != ["new-key"]:
+        print("usage: python -m escalation.codec new-key", file=sys.stderr)
+        return 2
+    key = base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode("ascii")
+    print(f"{new_key_id()}:{key}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
