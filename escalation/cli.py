@@ -5,6 +5,9 @@ status and raise ``CliError`` for anything the user can fix."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -21,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     policy_cli.register(commands)
-    for name in ("worker_cli", "simulate", "run"):
+    for name in ("worker_cli", "simulate", "run", "directory_cli"):
         try:
             module = __import__(f"escalation.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:
@@ -48,9 +51,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def run_main() -> None:
-    sys.exit(main())
+    """The console script. The Temporal SDK's Rust threads can outlive the
+    event loop and abort CPython's finalisation once a command is done
+    (temporalio/sdk-python#300): a finished command with its output flushed
+    leaves without it, so its exit status is its own."""
+    code = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    run_main()

@@ -17,6 +17,7 @@ from typing import Any
 
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowHandle
+from temporalio.converter import DataConverter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -31,8 +32,9 @@ from escalation.clitools import (
     print_json,
     resolve_policy,
 )
-from escalation.converter import data_converter
+from escalation.converter import data_converter, use_ephemeral_key_when_unconfigured
 from escalation.temporal_bin import test_server
+from policies.directory import Directory
 from policies.model import Policy
 from workers.worker import build_worker
 from workflows.disagreement import DisagreementWorkflow
@@ -159,11 +161,15 @@ async def run_simulation(
     acts: list[Act],
     until: datetime | None,
     start_stage: int = 0,
+    directory: Directory | None = None,
 ) -> dict[str, Any]:
-    """The whole `escalation simulate` run on a server of its own."""
+    """The whole `escalation simulate` run on a server of its own. With a role
+    directory, each notice's event also lists the people it went to."""
     env = await start_test_server()
     try:
-        result = await rehearse(env, policy, raised, immediate_risk, acts, until, start_stage)
+        result = await rehearse(
+            env, policy, raised, immediate_risk, acts, until, start_stage, directory=directory
+        )
         return _timeline(policy, result.raised, immediate_risk, result.state, result.sink)
     finally:
         await env.shutdown()
@@ -176,10 +182,15 @@ def _quiet_runtime() -> Runtime:
     return Runtime(telemetry=TelemetryConfig(logging=logging))
 
 
-async def start_test_server(runtime: Runtime | None = None) -> WorkflowEnvironment:
+async def start_test_server(
+    runtime: Runtime | None = None, converter: DataConverter | None = None
+) -> WorkflowEnvironment:
+    # The server and its histories die with the rehearsal: an in-memory key
+    # will do unless one is configured.
+    use_ephemeral_key_when_unconfigured()
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=test_server(),
-        data_converter=data_converter(),
+        data_converter=converter or data_converter(),
         runtime=runtime or _quiet_runtime(),
     )
     await _register_search_attributes(env)
@@ -194,6 +205,8 @@ async def rehearse(
     acts: list[Act],
     until: datetime | None,
     start_stage: int = 0,
+    *,
+    directory: Directory | None = None,
 ) -> Rehearsal:
     """Run one case through its ladder on a time-skipping server; the case is
     terminated if it is still open at the horizon."""
@@ -250,10 +263,15 @@ async def rehearse(
         ],
         horizon=horizon,
     )
+    if directory is not None:
+        # The raiser is a person, not a role: give the rehearsal's one an
+        # (invented) address so the directory run has nobody unfilled.
+        request.raised_by.email = f"raising.practitioner@{raising.key}.example.org"
     async with build_worker(
         env.client,
         task_queue,
         sink,
+        directory=directory,
         workflows=[RehearsalWorkflow],
         # A rehearsal should fail loudly on a bug, not retry it for ever.
         workflow_failure_exception_types=[Exception],
@@ -290,6 +308,16 @@ def _timeline(
         }
         if event.template:
             item["template"] = event.template
+        if event.notice_id and event.type in ("notice", "reminder"):
+            # Who the notice reached (with a role directory; issue 5).
+            people = [
+                f"{a.name} <{a.email}>"
+                for email in sink.emails_for(event.notice_id)
+                if email.key == event.notice_id
+                for a in email.to
+            ]
+            if people:
+                item["people"] = people
         if event.detail:
             item["detail"] = event.detail
         events.append(item)
@@ -332,6 +360,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="raise at a later stage (only with --immediate-risk, where the policy allows it)",
     )
     parser.add_argument("--until", help="stop here (default: 120 days after --raised)")
+    parser.add_argument(
+        "--directory",
+        metavar="FILE",
+        help="role directory to address notices with, listing each notice's people "
+        "(default: ESCALATION_DIRECTORY_FILE if set; 'example' for the example directory)",
+    )
     parser.add_argument("--json", action="store_true", help="print the timeline as JSON")
     parser.set_defaults(handler=_simulate)
 
@@ -342,14 +376,30 @@ def _simulate(args: argparse.Namespace) -> int:
     raised = parse_instant(args.raised, zone) if args.raised else None
     until = parse_instant(args.until, zone, what="--until") if args.until else None
     acts = [parse_act(text, zone) for text in args.act]
+    directory = _directory(args.directory)
     result = asyncio.run(
-        run_simulation(policy, raised, args.immediate_risk, acts, until, args.start_stage)
+        run_simulation(
+            policy, raised, args.immediate_risk, acts, until, args.start_stage, directory
+        )
     )
     if args.json:
         print_json(result)
     else:
         _print_readable(policy, result)
     return 0
+
+
+def _directory(name: str | None) -> Directory | None:
+    from escalation.settings import get_settings
+    from policies.directory import DirectoryFileError, example_directory, load_directory
+
+    path = name or get_settings().directory_file
+    if path is None:
+        return None
+    try:
+        return example_directory() if str(path) == "example" else load_directory(path)
+    except DirectoryFileError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _print_readable(policy: Policy, result: dict[str, Any]) -> None:
@@ -368,6 +418,8 @@ def _print_readable(policy: Policy, result: dict[str, Any]) -> None:
             line += f" → {', '.join(event['to'])}"
         if event.get("detail"):
             line += f" ({event['detail']})"
+        if event.get("people"):
+            line += "\n" + " " * 28 + "people: " + ", ".join(event["people"])
         if event["type"] == "stage_started" and event["deadline"]:
             line += f" · due {local_text(datetime.fromisoformat(event['deadline']), zone)}"
         print(line)

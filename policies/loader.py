@@ -7,6 +7,7 @@ wrong, for the command line and the API to print as they are.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -31,10 +32,17 @@ class Problem:
         return f"{where}: {self.message}"
 
 
-class PolicyFileError(Exception):
+class DataFileError(Exception):
+    """A YAML data file (a policy, a role directory) with one problem per
+    invalid field."""
+
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
+
+
+class PolicyFileError(DataFileError):
+    pass
 
 
 class UnknownPolicyError(KeyError):
@@ -60,39 +68,55 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+def validation_problems(
+    exc: ValidationError,
+    file: str,
+    kind: str,
+    explain: Callable[[Any], str | None] = lambda err: None,
+) -> list[Problem]:
+    """One plain-English problem per invalid field; ``explain`` may word a
+    file kind's own errors better."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        message = explain(err) or err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            message = "required field is missing"
+        elif err["type"] == "extra_forbidden":
+            message = f"unknown field (check its spelling against the {kind} format)"
+        problems.append(Problem(file, _field_path(err["loc"]), message))
+    return problems
+
+
+def read_yaml(path: str | Path, error: type[DataFileError]) -> tuple[str, Any]:
+    """The file's name and its YAML content, or ``error`` saying what is wrong."""
+    path = Path(path)
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error([Problem(name, "", "no such file")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error([Problem(name, "", f"cannot be read: {exc}")]) from None
+    try:
+        return name, yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise error([Problem(name, where, f"not valid YAML: {reason}")]) from None
+
+
 def parse_policy(data: Any, file: str) -> Policy:
     if not isinstance(data, dict):
         raise PolicyFileError([Problem(file, "", "a policy file must be a YAML mapping")])
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors(include_url=False):
-            message = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "missing":
-                message = "required field is missing"
-            elif err["type"] == "extra_forbidden":
-                message = "unknown field (check its spelling against the policy format)"
-            problems.append(Problem(file, _field_path(err["loc"]), message))
-        raise PolicyFileError(problems) from None
+        raise PolicyFileError(validation_problems(exc, file, "policy")) from None
 
 
 def load_policy_file(path: str | Path) -> Policy:
-    path = Path(path)
-    name = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PolicyFileError([Problem(name, "", "no such file")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyFileError([Problem(name, "", f"cannot be read: {exc}")]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        reason = getattr(exc, "problem", None) or str(exc)
-        raise PolicyFileError([Problem(name, where, f"not valid YAML: {reason}")]) from None
+    name, data = read_yaml(path, PolicyFileError)
     return parse_policy(data, name)
 
 
@@ -100,6 +124,8 @@ def load_policy_file(path: str | Path) -> Policy:
 def builtin_policies() -> dict[str, Policy]:
     policies: dict[str, Policy] = {}
     for path in sorted(BUILTIN_DIR.glob("*.yaml")):
+        if path.name.startswith("directory."):
+            continue  # the example role directory (policies/directory.py), not a policy
         policy = load_policy_file(path)
         policies[policy.id] = policy
     return policies

@@ -16,9 +16,10 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.deadlines import DeadlineActivities
-from activities.notices import NoticeActivities, NoticeSink, OutboxSink
+from activities.notices import Addressee, NoticeActivities, NoticeSink
 from escalation.converter import data_converter
 from escalation.settings import Settings
+from policies.directory import Directory
 from workflows.disagreement import DisagreementWorkflow
 
 log = logging.getLogger("escalation.worker")
@@ -29,10 +30,15 @@ def build_worker(
     task_queue: str,
     sink: NoticeSink,
     extra_closures: Iterable[date] = (),
+    *,
+    directory: Directory | None = None,
+    sender: Addressee | None = None,
+    public_url: str | None = None,
     **options: object,
 ) -> Worker:
     deadlines = DeadlineActivities(extra_closures)
-    notices = NoticeActivities(sink)
+    # Without a directory (simulation, tests) notices are captured unresolved.
+    notices = NoticeActivities(sink, directory=directory, sender=sender, public_url=public_url)
     extra_workflows = list(options.pop("workflows", []))  # type: ignore[call-overload]
     return Worker(
         client,
@@ -53,9 +59,19 @@ async def connect(settings: Settings) -> Client:
 
 
 async def run_worker(settings: Settings) -> None:
+    from activities.email import notice_setup
+
     client = await connect(settings)
-    sink = OutboxSink(settings.outbox_dir)
-    worker = build_worker(client, settings.task_queue, sink, settings.extra_closures)
+    setup = notice_setup(settings)  # SendGrid, or the .eml outbox without an API key
+    worker = build_worker(
+        client,
+        settings.task_queue,
+        setup.sink,
+        settings.extra_closures,
+        directory=setup.directory,
+        sender=setup.sender,
+        public_url=settings.public_url,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -65,7 +81,7 @@ async def run_worker(settings: Settings) -> None:
         settings.task_queue,
         settings.temporal_address,
         settings.temporal_namespace,
-        settings.outbox_dir,
+        setup.description,
     )
     async with worker:
         await stop.wait()

@@ -42,6 +42,11 @@ EventType = Literal[
     "withdrawn",
     "closed",
     "refused",
+    # Notices (issue 5): a role nobody holds in the directory, a notice the
+    # mail service refused, a bounce or drop reported by its event webhook.
+    "unfilled_roles",
+    "notice_failed",
+    "delivery_failed",
 ]
 NoticeTemplate = Literal[
     "stage-started",
@@ -57,6 +62,8 @@ NoticeTemplate = Literal[
     "outcome-confirmed",
     "withdrawn",
     "business-team-record",
+    # To the business team: a notice could not be delivered (issue 5).
+    "delivery-failed",
 ]
 # Templates that chase someone for something already owed; recorded in the
 # timeline as reminders rather than notices.
@@ -266,6 +273,10 @@ class CaseState(_Model):
     notes: list[Note] = Field(default_factory=list)
     events: list[CaseEvent] = Field(default_factory=list)
     next_seq: int = 1
+    # Roles the directory had nobody for when a notice was sent (labels as
+    # in CaseEvent.to), and notices reported undelivered: issue 5.
+    unfilled_roles: list[str] = Field(default_factory=list)
+    delivery_failures: list[DeliveryFailed] = Field(default_factory=list)
 
     @property
     def is_open(self) -> bool:
@@ -308,6 +319,34 @@ class Recipient(_Model):
         return f"{self.agency}:{self.role}" if self.agency else self.role
 
 
+class FilledField(_Model):
+    """One field of a form, with its value as the case fills it ("" when the
+    case cannot: the business team completes it by hand)."""
+
+    key: str
+    label: str
+    value: str = ""
+    filled_from: str = "case"
+    identifying: bool = False
+
+
+class FilledForm(_Model):
+    """A policy's form filled from the case, ready to render (activities.forms).
+    Identifying fields are filled only where the source form asks for them;
+    an anonymised form (Hillingdon's) carries none and has the child's
+    details scrubbed from its free text."""
+
+    key: str
+    name: str
+    partnership: str
+    reference: str
+    sent_to: str
+    source: str
+    anonymised: bool = False
+    completed_on: str = ""
+    fields: list[FilledField] = Field(default_factory=list)
+
+
 class Notice(_Model):
     notice_id: str = Field(description="Deterministic, so a retried send is recognised.")
     reference: str
@@ -325,6 +364,9 @@ class Notice(_Model):
     forms: list[str] = Field(default_factory=list)
     context: dict[str, str] = Field(default_factory=dict)
     case_url: str | None = None
+    # The forms in ``forms``, filled from the case (attached as PDFs to the
+    # business team's notice). Empty for every other notice.
+    filled_forms: list[FilledForm] = Field(default_factory=list)
 
 
 class ClockRequest(_Model):
@@ -354,6 +396,21 @@ class NoticeReceipt(_Model):
     notice_id: str
     delivered: bool
     duplicate: bool = False
+    # Recipients (labels) the directory had nobody for; the business team
+    # has been told. Empty when no directory is configured (capture mode).
+    unfilled_roles: list[str] = Field(default_factory=list)
 
 
+class DeliveryFailed(_Model):
+    """A notice the mail service could not deliver (SendGrid's bounce or
+    dropped event), signalled to the case as ``delivery_failed``."""
+
+    notice_id: str
+    event: str = Field(description="bounce, dropped, blocked or rejected")
+    reason: str = ""
+    recipient: str | None = Field(default=None, description="The address that failed.")
+    template: str | None = Field(default=None, description="The failed notice's template.")
+
+
+CaseState.model_rebuild()  # delivery_failures names DeliveryFailed, defined below it
 RaiseDisagreement.model_rebuild()

@@ -1,0 +1,309 @@
+"""Sending notices through SendGrid (production).
+
+``SendGridSink`` is a ``NoticeSink`` (``activities.notices``): it turns an
+``OutgoingEmail`` into a SendGrid v3 mail-send request with the ``sendgrid``
+package and records what SendGrid accepted in a ledger, so a retried
+activity never mails the same notice twice.
+
+- **Exactly once, as far as email allows.** The ledger (SQLite, under the
+  data folder) is checked before every send and written only after SendGrid
+  answered 2xx. The one window left is a crash after SendGrid accepted and
+  before the ledger row is committed: the retry then sends again. SendGrid
+  has no idempotency key to close it.
+- **Failures.** 429 and 5xx (and a network failure or timeout) raise a
+  retryable ``ApplicationError``: Temporal retries the activity with backoff
+  (after the ``Retry-After`` SendGrid gives for 429). Any other 4xx (a bad
+  key, a refused sender, a malformed address) raises a non-retryable
+  ``ApplicationError`` of type ``NoticeRejected``; the workflow records it on
+  the case and tells the business team.
+- **Privacy.** The request carries the case reference and notice id as
+  custom arguments (they come back in the event webhook), categories that
+  name only the kind of notice, and no open or click tracking (a tracking
+  pixel or rewritten link has no place in safeguarding mail). Forms travel as
+  PDF attachments to the business team over SendGrid's TLS.
+- **Options.** EU data residency (``api.eu.sendgrid.com``, for an EU
+  subuser) and sandbox mode (SendGrid validates the request and sends
+  nothing) come from the settings.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import sqlite3
+import threading
+import urllib.error
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+from python_http_client.exceptions import HTTPError
+from sendgrid import SendGridAPIClient
+from sendgrid.helpers.mail import (
+    Attachment,
+    Category,
+    ClickTracking,
+    CustomArg,
+    Disposition,
+    FileContent,
+    FileName,
+    FileType,
+    From,
+    Mail,
+    MailSettings,
+    OpenTracking,
+    SandBoxMode,
+    To,
+    TrackingSettings,
+)
+from temporalio.exceptions import ApplicationError
+
+from activities.notices import Addressee, NoticeSink, OutboxSink, OutgoingEmail
+from escalation.clitools import CliError
+from escalation.settings import Settings
+from policies.directory import Directory, DirectoryFileError, example_directory, load_directory
+from workflows.messages import Notice
+
+log = logging.getLogger("escalation.sendgrid")
+
+DEFAULT_TIMEOUT = 20.0
+# How long to wait after a 429 when SendGrid gives no Retry-After.
+DEFAULT_RATE_LIMIT_DELAY = timedelta(seconds=30)
+
+
+class Ledger:
+    """The keys of the emails SendGrid has accepted, in a SQLite file.
+
+    SQLite, not a JSON-lines file, so that several worker processes on one
+    host can share it safely (each write is one transaction)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        with self._connect() as db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS sent ("
+                " key TEXT PRIMARY KEY,"
+                " notice_id TEXT NOT NULL,"
+                " reference TEXT NOT NULL,"
+                " sent_at TEXT NOT NULL,"
+                " message_id TEXT)"
+            )
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        return db
+
+    def __contains__(self, key: str) -> bool:
+        with self._lock, self._connect() as db:
+            row = db.execute("SELECT 1 FROM sent WHERE key = ?", (key,)).fetchone()
+        return row is not None
+
+    def record(self, key: str, notice_id: str, reference: str, message_id: str | None) -> None:
+        with self._lock, self._connect() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO sent (key, notice_id, reference, sent_at, message_id) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (key, notice_id, reference, datetime.now(UTC).isoformat(), message_id),
+            )
+
+    def entries(self) -> list[dict[str, Any]]:
+        with self._lock, self._connect() as db:
+            db.row_factory = sqlite3.Row
+            return [dict(r) for r in db.execute("SELECT * FROM sent ORDER BY sent_at")]
+
+
+def request_body(email: OutgoingEmail, sandbox: bool = False) -> dict[str, Any]:
+    """The v3 mail-send request for one email, built with sendgrid's helpers."""
+    mail = Mail(
+        from_email=From(email.sender.email, email.sender.name),
+        to_emails=[To(a.email, a.name) for a in email.to],
+        subject=email.subject,
+        plain_text_content=email.text,
+        html_content=email.html,
+    )
+    mail.category = [Category(c) for c in email.categories]
+    mail.custom_arg = [CustomArg(k, v) for k, v in email.custom_args.items()]
+    for attachment in email.attachments:
+        mail.add_attachment(
+            Attachment(
+                FileContent(base64.b64encode(attachment.content).decode("ascii")),
+                FileName(attachment.filename),
+                FileType(attachment.mime_type),
+                Disposition("attachment"),
+            )
+        )
+    tracking = TrackingSettings()
+    tracking.click_tracking = ClickTracking(False, False)
+    tracking.open_tracking = OpenTracking(False)
+    mail.tracking_settings = tracking
+    if sandbox:
+        settings = MailSettings()
+        settings.sandbox_mode = SandBoxMode(True)
+        mail.mail_settings = settings
+    return mail.get()
+
+
+def _header(headers: Any, name: str) -> str | None:
+    if headers is None:
+        return None
+    try:
+        value = headers.get(name)
+    except AttributeError:
+        return None
+    return None if value is None else str(value)
+
+
+def _retry_after(headers: Any) -> timedelta:
+    value = _header(headers, "Retry-After")
+    if value:
+        if value.strip().isdigit():
+            return timedelta(seconds=int(value.strip()))
+        try:
+            delta = parsedate_to_datetime(value) - datetime.now(UTC)
+            return max(delta, timedelta(seconds=1))
+        except (TypeError, ValueError):
+            pass
+    reset = _header(headers, "X-RateLimit-Reset")
+    if reset and reset.strip().isdigit():
+        delta = datetime.fromtimestamp(int(reset.strip()), UTC) - datetime.now(UTC)
+        return max(delta, timedelta(seconds=1))
+    return DEFAULT_RATE_LIMIT_DELAY
+
+
+def _sendgrid_errors(body: Any) -> str:
+    try:
+        data = json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
+        messages = [str(e.get("message", "")) for e in data.get("errors", [])]
+        return "; ".join(m for m in messages if m)[:500]
+    except (ValueError, AttributeError, TypeError):
+        return ""
+
+
+class SendGridSink:
+    def __init__(
+        self,
+        api_key: str,
+        ledger_path: Path,
+        *,
+        eu_residency: bool = False,
+        sandbox: bool = False,
+        host: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        if host:
+            self.client = SendGridAPIClient(api_key=api_key, host=host.rstrip("/"))
+        else:
+            self.client = SendGridAPIClient(api_key=api_key)
+            if eu_residency:
+                self.client.set_sendgrid_data_residency("eu")
+        # python_http_client waits for ever by default; the activity must not.
+        self.client.client.timeout = timeout
+        self.sandbox = sandbox
+        self.ledger = Ledger(ledger_path)
+
+    @property
+    def host(self) -> str:
+        return str(self.client.host)
+
+    def already_sent(self, key: str) -> bool:
+        return key in self.ledger
+
+    def deliver(self, notice: Notice, email: OutgoingEmail) -> None:
+        if email.key in self.ledger:
+            return
+        if not email.to:
+            raise ApplicationError(
+                f"email {email.key} has no recipient", type="NoticeRejected", non_retryable=True
+            )
+        body = request_body(email, sandbox=self.sandbox)
+        try:
+            response = self.client.send(body)
+        except HTTPError as exc:
+            raise self._failure(email, exc.status_code, exc.body, exc.headers) from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+            # Not reached, or no answer: SendGrid may or may not have it. Retry.
+            raise ApplicationError(
+                f"SendGrid could not be reached for {email.key}: {type(exc).__name__}",
+                type="SendGridUnavailable",
+            ) from None
+        status = int(getattr(response, "status_code", 0) or 0)
+        if not 200 <= status < 300:
+            raise self._failure(email, status, getattr(response, "body", b""), None)
+        message_id = _header(getattr(response, "headers", None), "X-Message-Id")
+        self.ledger.record(email.key, email.notice_id, email.reference, message_id)
+        log.info("SendGrid accepted %s (%s)", email.key, message_id or "no message id")
+
+    def _failure(self, email: OutgoingEmail, status: int, body: Any, headers: Any) -> Exception:
+        detail = _sendgrid_errors(body)
+        what = f"SendGrid answered {status} for {email.key}" + (f": {detail}" if detail else "")
+        if status == 429:
+            return ApplicationError(
+                what, type="SendGridRateLimited", next_retry_delay=_retry_after(headers)
+            )
+        if status >= 500 or status == 0:
+            return ApplicationError(what, type="SendGridUnavailable")
+        log.error("%s (not retried)", what)
+        return ApplicationError(what, type="NoticeRejected", non_retryable=True)
+
+
+# --- Choosing the transport from the settings -----------------------------------
+
+
+@dataclass(frozen=True)
+class NoticeSetup:
+    sink: NoticeSink
+    directory: Directory | None
+    sender: Addressee
+    description: str
+
+
+class NoticeConfigError(CliError):
+    """The settings cannot send notices safely; the worker refuses to start."""
+
+
+def notice_setup(settings: Settings) -> NoticeSetup:
+    """SendGrid when an API key is set (which needs a directory and a real
+    sender); otherwise the ``.eml`` outbox under the data folder, addressed
+    with the directory file or, in development, the example directory."""
+    sender = Addressee(settings.sender_name, settings.sender_email)
+    directory: Directory | None = None
+    if settings.directory_file is not None:
+        try:
+            directory = load_directory(settings.directory_file)
+        except DirectoryFileError as exc:
+            raise NoticeConfigError(f"ESCALATION_DIRECTORY_FILE is not valid:\n{exc}") from None
+    if settings.sendgrid_api_key is not None:
+        if directory is None:
+            raise NoticeConfigError(
+                "SENDGRID_API_KEY is set but ESCALATION_DIRECTORY_FILE is not: without the "
+                "role directory no notice can reach anyone"
+            )
+        if settings.sender_email.lower().endswith("@example.org"):
+            raise NoticeConfigError("set ESCALATION_SENDER_EMAIL to a sender verified in SendGrid")
+        sink = SendGridSink(
+            settings.sendgrid_api_key.get_secret_value(),
+            settings.sendgrid_ledger_path,
+            eu_residency=settings.sendgrid_eu_residency,
+            sandbox=settings.sendgrid_sandbox,
+            host=settings.sendgrid_host,
+        )
+        mode = " (sandbox: nothing is delivered)" if settings.sendgrid_sandbox else ""
+        return NoticeSetup(sink, directory, sender, f"SendGrid at {sink.host}{mode}")
+    if directory is None and settings.example_directory:
+        directory = example_directory()
+    outbox = OutboxSink(settings.outbox_dir)
+    which = (
+        "no directory"
+        if directory is None
+        else (
+            "example directory" if settings.directory_file is None else str(settings.directory_file)
+        )
+    )
+    return NoticeSetup(outbox, directory, sender, f"the outbox {outbox.folder} ({which})")

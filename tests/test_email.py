@@ -1,0 +1,470 @@
+"""Sending through SendGrid with the real ``sendgrid`` client, pointed at a
+local HTTP endpoint that records each request and answers as scripted."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pypdf import PdfReader
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+
+from activities.email import (
+    Ledger,
+    NoticeConfigError,
+    SendGridSink,
+    notice_setup,
+)
+from activities.notices import UNFILLED_SUFFIX, Addressee, NoticeActivities, OutboxSink
+from escalation.settings import Settings
+from policies.directory import example_directory, parse_directory
+from tests.conftest import Harness, make_request
+from workflows.disagreement import DisagreementWorkflow
+from workflows.messages import (
+    ChildDetails,
+    FilledField,
+    FilledForm,
+    Notice,
+    Recipient,
+)
+
+API_KEY = "SG.test-key-for-a-local-endpoint"
+SENDER = Addressee("Merton escalation service", "escalation@merton.example.org")
+CHILD = ChildDetails(
+    name="Jamie Okonkwo-Smith",
+    date_of_birth=date(2015, 3, 3),
+    address="12 Acacia Avenue, Morden SM4 1AA",
+    nhs_number="943 476 5919",
+)
+SECRETS = ("Jamie", "Okonkwo", "Acacia", "SM4 1AA", "943 476 5919", "2015-03-03", "3 March 2015")
+
+
+# --- A local SendGrid ------------------------------------------------------------------
+
+
+@dataclass
+class Captured:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class FakeSendGrid:
+    """Answers 202 (with an X-Message-Id) unless told otherwise."""
+
+    url: str = ""
+    requests: list[Captured] = field(default_factory=list)
+    script: list[tuple[int, dict[str, str], bytes]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def answer(self, status: int, headers: dict[str, str] | None = None, body: Any = None) -> None:
+        data = json.dumps(body).encode() if body is not None else b""
+        self.script.append((status, headers or {}, data))
+
+    @property
+    def mail_sends(self) -> list[dict[str, Any]]:
+        return [r.body for r in self.requests if r.path == "/v3/mail/send"]
+
+
+@pytest.fixture
+def sendgrid_server() -> Iterator[FakeSendGrid]:
+    fake = FakeSendGrid()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            length = int(self.headers.get("Content-Length", "0"))
+            raw = self.rfile.read(length)
+            with fake.lock:
+                fake.requests.append(
+                    Captured("POST", self.path, dict(self.headers.items()), json.loads(raw))
+                )
+                status, headers, body = fake.script.pop(0) if fake.script else (202, {}, b"")
+            self.send_response(status)
+            if status == 202:
+                self.send_header("X-Message-Id", f"msg-{len(fake.requests)}")
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def sink_for(fake: FakeSendGrid, tmp_path: Path, **kwargs: Any) -> SendGridSink:
+    return SendGridSink(API_KEY, tmp_path / "ledger.sqlite3", host=fake.url, **kwargs)
+
+
+def activities(sink: Any, directory: Any = None) -> NoticeActivities:
+    return NoticeActivities(sink, directory or example_directory(), sender=SENDER)
+
+
+def pro_forma() -> FilledForm:
+    return FilledForm(
+        key="escalation-pro-forma",
+        name="Escalation Stage One/Two Pro-forma",
+        partnership="Merton Safeguarding Children Partnership (MSCP)",
+        reference="MER-7K2Q9XAB",
+        sent_to="Safeguarding Partnership Business Team, via secure email",
+        source="Appendix 1",
+        fields=[
+            FilledField(
+                key="child-name",
+                label="Name of child/young person",
+                value=CHILD.name,
+                identifying=True,
+            ),
+            FilledField(key="child-dob", label="DOB", value="3 March 2015", identifying=True),
+            FilledField(key="what-was-agreed", label="If yes, what was agreed?", value="A plan"),
+        ],
+    )
+
+
+def notice(template: str = "stage-started", **changes: Any) -> Notice:
+    return Notice(
+        notice_id=f"MER-7K2Q9XAB-00004-{template}",
+        reference="MER-7K2Q9XAB",
+        template=template,  # type: ignore[arg-type]
+        policy_id="merton",
+        partnership="Merton Safeguarding Children Partnership (MSCP)",
+        area="merton",
+        recipients=[
+            Recipient(
+                role="named-professional",
+                title="Named Professional",
+                agency="merton-health",
+                agency_kind="health",
+                area="merton",
+            ),
+            Recipient(
+                role="head-of-service",
+                title="Head of Service",
+                agency="merton-childrens-social-care",
+                agency_kind="childrens-social-care",
+                area="merton",
+            ),
+        ],
+        stage=2,
+        stage_name="Stage 2: senior leaders",
+        stage_summary="Senior Leader to Senior Leader attempt to resolve within 5 working days.",
+        deadline=None,
+        deadline_text=None,
+        status="open",
+    ).model_copy(update=changes)
+
+
+def business_record() -> Notice:
+    return notice(
+        "business-team-record",
+        recipients=[Recipient(role="business-team", title="Business Team", area="merton")],
+        forms=["escalation-pro-forma"],
+        filled_forms=[pro_forma()],
+        context={"event": "resolved"},
+    )
+
+
+def without_head_of_service() -> Any:
+    data = example_directory().model_dump(mode="json")
+    roles = data["partnerships"]["merton"]["areas"]["merton"]["agencies"][
+        "merton-childrens-social-care"
+    ]["roles"]
+    del roles["head-of-service"]
+    return parse_directory(data, "test")
+
+
+def words_of(body: dict[str, Any]) -> str:
+    """Everything in a request but the attachments' content."""
+    stripped = json.loads(json.dumps(body))
+    for attachment in stripped.get("attachments", []):
+        attachment["content"] = "<pdf>"
+    return json.dumps(stripped)
+
+
+# --- The request ----------------------------------------------------------------------
+
+
+async def test_the_request_carries_recipients_case_reference_and_the_form(
+    sendgrid_server: FakeSendGrid, tmp_path: Path
+) -> None:
+    acts = activities(sink_for(sendgrid_server, tmp_path))
+    receipt = await ActivityEnvironment().run(acts.send_notice, business_record())
+    assert receipt.delivered and not receipt.duplicate
+    (request,) = sendgrid_server.requests
+    assert request.path == "/v3/mail/send"
+    assert request.headers["Authorization"] == f"Bearer {API_KEY}"
+    body = request.body
+    assert body["from"] == {"email": SENDER.email, "name": SENDER.name}
+    assert body["personalizations"][0]["to"] == [
+        {"email": "mscp-business-team@merton.example.org", "name": "MSCP Business Team"}
+    ]
+    assert body["custom_args"] == {
+        "case_reference": "MER-7K2Q9XAB",
+        "notice_id": "MER-7K2Q9XAB-00004-business-team-record",
+        "ledger_key": "MER-7K2Q9XAB-00004-business-team-record",
+        "template": "business-team-record",
+        "policy": "merton",
+    }
+    assert sorted(body["categories"]) == ["business-team-record", "escalation-notice", "merton"]
+    assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
+    assert body["subject"].startswith("[MER-7K2Q9XAB] For the record: resolved")
+    assert body["tracking_settings"] == {
+        "click_tracking": {"enable": False, "enable_text": False},
+        "open_tracking": {"enable": False},
+    }
+    assert "mail_settings" not in body
+    (attachment,) = body["attachments"]
+    assert attachment["filename"] == "MER-7K2Q9XAB-escalation-pro-forma.pdf"
+    assert attachment["type"] == "application/pdf"
+    assert attachment["disposition"] == "attachment"
+    pdf = base64.b64decode(attachment["content"])
+    assert CHILD.name in PdfReader(io.BytesIO(pdf)).pages[0].extract_text()
+    # The child is named only inside the attached form.
+    words = words_of(body)
+    for secret in SECRETS:
+        assert secret not in words, secret
+
+
+async def test_stage_notices_go_to_both_agencies_role_holders(
+    sendgrid_server: FakeSendGrid, tmp_path: Path
+) -> None:
+    acts = activities(sink_for(sendgrid_server, tmp_path))
+    await ActivityEnvironment().run(acts.send_notice, notice())
+    (body,) = sendgrid_server.mail_sends
+    assert [t["email"] for t in body["personalizations"][0]["to"]] == [
+        "tom.fraser@merton-health.example.org",
+        "dev.ward@merton-childrens-social-care.example.org",
+    ]
+    assert "attachments" not in body
+
+
+async def test_sandbox_mode(sendgrid_server: FakeSendGrid, tmp_path: Path) -> None:
+    acts = activities(sink_for(sendgrid_server, tmp_path, sandbox=True))
+    await ActivityEnvironment().run(acts.send_notice, notice())
+    assert sendgrid_server.mail_sends[0]["mail_settings"] == {"sandbox_mode": {"enable": True}}
+
+
+def test_eu_data_residency_uses_the_eu_host(tmp_path: Path) -> None:
+    sink = SendGridSink(API_KEY, tmp_path / "l.sqlite3", eu_residency=True)
+    assert sink.host == "https://api.eu.sendgrid.com"
+    assert SendGridSink(API_KEY, tmp_path / "l.sqlite3").host == "https://api.sendgrid.com"
+
+
+# --- Exactly once ---------------------------------------------------------------------------
+
+
+async def test_a_retry_after_a_crash_sends_nothing_twice(
+    sendgrid_server: FakeSendGrid, tmp_path: Path
+) -> None:
+    # SendGrid accepts, then the worker dies before the activity completes:
+    # Temporal retries the activity on a new worker process.
+    await ActivityEnvironment().run(
+        activities(sink_for(sendgrid_server, tmp_path)).send_notice, notice()
+    )
+    assert len(sendgrid_server.mail_sends) == 1
+    restarted = activities(sink_for(sendgrid_server, tmp_path))
+    receipt = await ActivityEnvironment().run(restarted.send_notice, notice())
+    assert receipt.duplicate and receipt.delivered
+    assert len(sendgrid_server.mail_sends) == 1
+    (entry,) = Ledger(tmp_path / "ledger.sqlite3").entries()
+    assert entry["key"] == notice().notice_id and entry["message_id"] == "msg-1"
+
+
+async def test_a_failure_half_way_resends_only_what_was_not_accepted(
+    sendgrid_server: FakeSendGrid, tmp_path: Path
+) -> None:
+    """The notice and the business team's copy about an unfilled role: the
+    first is accepted, the second meets a 500; the retry sends the second only."""
+    sendgrid_server.answer(202)
+    sendgrid_server.answer(500, body={"errors": [{"message": "internal"}]})
+    acts = activities(sink_for(sendgrid_server, tmp_path), without_head_of_service())
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(acts.send_notice, notice())
+    assert not caught.value.non_retryable and caught.value.type == "SendGridUnavailable"
+    receipt = await ActivityEnvironment().run(acts.send_notice, notice())
+    assert receipt.unfilled_roles == ["merton-childrens-social-care:head-of-service"]
+    sends = sendgrid_server.mail_sends
+    keys = [s["custom_args"]["ledger_key"] for s in sends]
+    assert keys == [
+        notice().notice_id,
+        notice().notice_id + UNFILLED_SUFFIX,
+        notice().notice_id + UNFILLED_SUFFIX,
+    ]
+    assert sends[2]["personalizations"][0]["to"] == [
+        {"email": "mscp-business-team@merton.example.org", "name": "MSCP Business Team"}
+    ]
+    assert "Nobody in the role directory holds Head of Service" in sends[2]["content"][0]["value"]
+
+
+# --- Failures -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 413])
+async def test_a_4xx_is_not_retried_and_not_recorded(
+    sendgrid_server: FakeSendGrid, tmp_path: Path, status: int
+) -> None:
+    sendgrid_server.answer(
+        status,
+        body={
+            "errors": [{"message": "The from address does not match a verified Sender Identity"}]
+        },
+    )
+    sink = sink_for(sendgrid_server, tmp_path)
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(activities(sink).send_notice, notice())
+    assert caught.value.non_retryable and caught.value.type == "NoticeRejected"
+    assert f"SendGrid answered {status}" in caught.value.message
+    assert "verified Sender Identity" in caught.value.message
+    assert not sink.already_sent(notice().notice_id)
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+async def test_a_5xx_is_retried(sendgrid_server: FakeSendGrid, tmp_path: Path, status: int) -> None:
+    sendgrid_server.answer(status)
+    sink = sink_for(sendgrid_server, tmp_path)
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(activities(sink).send_notice, notice())
+    assert not caught.value.non_retryable and caught.value.type == "SendGridUnavailable"
+    receipt = await ActivityEnvironment().run(activities(sink).send_notice, notice())
+    assert receipt.delivered and len(sendgrid_server.mail_sends) == 2
+
+
+async def test_a_429_is_retried_after_retry_after(
+    sendgrid_server: FakeSendGrid, tmp_path: Path
+) -> None:
+    sendgrid_server.answer(429, {"Retry-After": "7"})
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(
+            activities(sink_for(sendgrid_server, tmp_path)).send_notice, notice()
+        )
+    assert not caught.value.non_retryable and caught.value.type == "SendGridRateLimited"
+    assert caught.value.next_retry_delay == timedelta(seconds=7)
+
+
+async def test_an_unreachable_sendgrid_is_retried(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sink = SendGridSink(API_KEY, tmp_path / "l.sqlite3", host=f"http://127.0.0.1:{port}", timeout=2)
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(activities(sink).send_notice, notice())
+    assert not caught.value.non_retryable and caught.value.type == "SendGridUnavailable"
+
+
+# --- On a real case -----------------------------------------------------------------------
+
+
+async def test_a_refused_send_is_recorded_on_the_case_and_reported(
+    ts_env: WorkflowEnvironment,
+    new_worker: Callable[[], Harness],
+    sendgrid_server: FakeSendGrid,
+    tmp_path: Path,
+) -> None:
+    """SendGrid refuses the raise's first notice (400): the case records it,
+    stays open, and the business team is told through SendGrid."""
+    sendgrid_server.answer(400, body={"errors": [{"message": "Invalid email address"}]})
+    harness = new_worker()
+    harness.sink = sink_for(sendgrid_server, tmp_path)  # type: ignore[assignment]
+    request = make_request("merton", await ts_env.get_current_time())
+    request.raised_by.email = "raiser@merton-health.example.org"
+    async with harness.worker(directory=example_directory(), sender=SENDER):
+        handle = await harness.raise_case(request)
+        try:
+            for _ in range(200):
+                state = await handle.query(DisagreementWorkflow.get_state)
+                if any(e.template == "delivery-failed" for e in state.events):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await handle.terminate("test over")
+    failed = [e for e in state.events if e.type == "notice_failed"]
+    assert len(failed) == 1 and "Invalid email address" in (failed[0].detail or "")
+    assert state.status == "open"
+    reports = [
+        b for b in sendgrid_server.mail_sends if b["custom_args"]["template"] == "delivery-failed"
+    ]
+    assert len(reports) == 1
+    assert reports[0]["personalizations"][0]["to"][0]["email"] == (
+        "mscp-business-team@merton.example.org"
+    )
+    assert "(rejected: NoticeRejected: SendGrid answered 400" in reports[0]["content"][0]["value"]
+
+
+# --- Configuration --------------------------------------------------------------------------
+
+
+def settings(tmp_path: Path, **env: Any) -> Settings:
+    return Settings(_env_file=None, ESCALATION_DATA_DIR=tmp_path, **env)  # type: ignore[call-arg]
+
+
+def test_without_a_key_notices_go_to_the_outbox_addressed_by_the_example(tmp_path: Path) -> None:
+    setup = notice_setup(settings(tmp_path))
+    assert isinstance(setup.sink, OutboxSink)
+    assert setup.sink.folder == tmp_path / "outbox"
+    assert setup.directory is not None and "merton" in setup.directory.partnerships
+    setup = notice_setup(settings(tmp_path, ESCALATION_EXAMPLE_DIRECTORY="false"))
+    assert setup.directory is None
+
+
+def test_a_key_needs_a_directory_and_a_real_sender(tmp_path: Path) -> None:
+    with pytest.raises(NoticeConfigError, match="ESCALATION_DIRECTORY_FILE is not"):
+        notice_setup(settings(tmp_path, SENDGRID_API_KEY=API_KEY))
+    directory = tmp_path / "directory.yaml"
+    directory.write_text(
+        (Path(__file__).parent.parent / "policies/data/directory.example.yaml").read_text()
+    )
+    with pytest.raises(NoticeConfigError, match="ESCALATION_SENDER_EMAIL"):
+        notice_setup(
+            settings(tmp_path, SENDGRID_API_KEY=API_KEY, ESCALATION_DIRECTORY_FILE=str(directory))
+        )
+    setup = notice_setup(
+        settings(
+            tmp_path,
+            SENDGRID_API_KEY=API_KEY,
+            ESCALATION_DIRECTORY_FILE=str(directory),
+            ESCALATION_SENDER_EMAIL="escalation@merton.gov.uk",
+            SENDGRID_EU_RESIDENCY="true",
+            SENDGRID_SANDBOX="true",
+        )
+    )
+    assert isinstance(setup.sink, SendGridSink)
+    assert setup.sink.host == "https://api.eu.sendgrid.com" and setup.sink.sandbox
+    assert setup.sender.email == "escalation@merton.gov.uk"
+    assert setup.sink.ledger.path == tmp_path / "sendgrid-ledger.sqlite3"
+
+
+def test_a_bad_directory_file_stops_the_worker(tmp_path: Path) -> None:
+    bad = tmp_path / "d.yaml"
+    bad.write_text("partnerships: {merton: {business_team: [{name: X}]}}\n")
+    with pytest.raises(NoticeConfigError, match="business_team\\[0\\].name"):
+        notice_setup(settings(tmp_path, ESCALATION_DIRECTORY_FILE=str(bad)))
+
+
+@pytest.mark.parametrize("value", ["changeme", "placeholder", "not-a-sendgrid-key-at-all"])
+def test_placeholder_keys_are_refused(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ValueError, match="SENDGRID_API_KEY"):
+        settings(tmp_path, SENDGRID_API_KEY=value)
