@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
+import json
 import os
 import signal
 import socket
@@ -51,6 +53,7 @@ class Service:
             # Own process group: Ctrl-C in the terminal reaches only us, and
             # we stop the services in order.
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
 
     def running(self) -> bool:
@@ -75,6 +78,22 @@ class Service:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def _die_with_parent() -> None:
+    """In the child: ask Linux to end it if the launcher itself is killed
+    (SIGKILL leaves no chance to stop the services in order), so no worker
+    or server outlives it holding a port or the SQLite file."""
+    if sys.platform != "linux":
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+PR_SET_PDEATHSIG = 1
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -150,6 +169,10 @@ def _run(args: argparse.Namespace) -> int:
         "TEMPORAL_ADDRESS": address,
         "ESCALATION_DATA_DIR": str(data_dir),
         "PYTHONUNBUFFERED": "1",
+        # The UI calls the codec endpoint from its own origin.
+        "ESCALATION_CODEC_CORS_ORIGINS": json.dumps(
+            [f"http://localhost:{args.ui_port}", f"http://127.0.0.1:{args.ui_port}"]
+        ),
     }
     server = Service(
         "Temporal dev server",
@@ -168,6 +191,12 @@ def _run(args: argparse.Namespace) -> int:
             "--log-level",
             "warn",
             *search_attributes.dev_server_args(),
+            # The UI decrypts payloads through the API's codec endpoint.
+            *(
+                ["--ui-codec-endpoint", f"http://localhost:{args.api_port}/codec"]
+                if with_api
+                else []
+            ),
         ],
         data_dir / "temporal.log",
     )
@@ -246,6 +275,10 @@ def _banner(host: str, args: argparse.Namespace, data_dir: Path, with_api: bool)
     ]
     if with_api:
         lines.append(f"  API docs        http://{shown}:{args.api_port}/docs")
+        lines.append(
+            f"  Codec sign-in   http://{shown}:{args.api_port}/codec/login "
+            "(lets the Temporal UI decrypt cases)"
+        )
     lines += [
         f"  Notices outbox  {data_dir / 'outbox'}",
         f"  Logs            {data_dir}/{{temporal,worker{',api' if with_api else ''}}}.log",

@@ -11,12 +11,34 @@ from datetime import date
 from functools import cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values that look like a secret someone forgot to set. A deployment that
+# ships one of them is refused at start-up rather than run with it.
+_PLACEHOLDER_SECRETS = frozenset(
+    {
+        "changeme",
+        "change-me",
+        "change_me",
+        "changethis",
+        "secret",
+        "password",
+        "example",
+        "placeholder",
+        "replace-me",
+        "replaceme",
+        "todo",
+        "xxx",
+        "test",
+        "default",
+    }
+)
+MIN_SECRET_LENGTH = 32
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
 
     temporal_address: str = Field(
         default="localhost:7233",
@@ -44,9 +66,241 @@ class Settings(BaseSettings):
         description='Extra non-working dates as a JSON list, e.g. ["2026-12-29","2026-12-30"].',
     )
 
+    # --- API -----------------------------------------------------------------
+    api_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ESCALATION_API_SECRET"),
+        description="Key (at least 32 characters) that derives case references from "
+        "Idempotency-Key headers and fingerprints raise requests. Unset in the embedded "
+        "default: one is generated once and kept in <data dir>/api-secret. Required in "
+        "production, where every API replica must share it.",
+    )
+    users_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ESCALATION_USERS_FILE"),
+        description="YAML file of API users (name, email, agency, partnership, role and a "
+        "SHA-256 hash of their bearer token). Default: <data dir>/users.yaml.",
+    )
+    demo_users: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("ESCALATION_DEMO_USERS"),
+        description="Create demonstration users (tokens in <data dir>/demo-tokens.txt) when "
+        "the users file does not exist and no OIDC issuer is configured. Turn off in "
+        "production.",
+    )
+    oidc_issuer: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ESCALATION_OIDC_ISSUER"),
+        description="Issuer URL of the identity provider. When set, the API accepts only "
+        "OIDC JWTs signed by a key from the issuer's JWKS, instead of the users file.",
+    )
+    oidc_audience: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ESCALATION_OIDC_AUDIENCE"),
+        description="Audience (aud) that OIDC tokens must carry; required with an issuer.",
+    )
+    oidc_jwks_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ESCALATION_OIDC_JWKS_URL"),
+        description="JWKS URL of the issuer; discovered from "
+        "<issuer>/.well-known/openid-configuration when unset.",
+    )
+    oidc_claim_prefix: str = Field(
+        default="",
+        validation_alias=AliasChoices("ESCALATION_OIDC_CLAIM_PREFIX"),
+        description="Prefix of the custom claims that carry a user's agency, partnership and "
+        "role (e.g. 'https://escalation.example/' for namespaced claims).",
+    )
+    public_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ESCALATION_PUBLIC_URL"),
+        description="Public base URL of the API, used for the case link in notices "
+        "(e.g. https://escalation.merton.example).",
+    )
+    raise_wait_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=60,
+        validation_alias=AliasChoices("ESCALATION_API_RAISE_WAIT"),
+        description="How long POST /disagreements waits for the new case's first deadline "
+        "before answering 202 Accepted instead of 201 Created.",
+    )
+    action_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=300,
+        validation_alias=AliasChoices("ESCALATION_API_ACTION_TIMEOUT"),
+        description="How long the API waits for the workflow to answer an action or a query.",
+    )
+
+    # --- Payload encryption (escalation/codec.py) ----------------------------
+    codec_keys: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ESCALATION_CODEC_KEYS"),
+        description="Payload encryption key ring: 'id:base64key[,id2:base64key...]', each "
+        "key 32 random bytes in base64 (`python -m escalation.codec new-key`). The first "
+        "key encrypts; all of them decrypt, so old keys stay listed after a rotation.",
+    )
+    codec_key_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ESCALATION_CODEC_KEY_FILE"),
+        description='JSON key file {"keys": [{"id": ..., "key": <base64>}, ...]} instead of '
+        "ESCALATION_CODEC_KEYS (first key encrypts). Neither set: <data dir>/codec-keys.json.",
+    )
+    codec_generate_key: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("ESCALATION_CODEC_GENERATE_KEY"),
+        description="With no key configured, create <data dir>/codec-keys.json (mode 0600) on "
+        "first use (the embedded default). Turn off in production: a missing key is then an "
+        "error instead of a new key that nothing else shares.",
+    )
+    codec_cors_origins: list[str] = Field(
+        default_factory=lambda: ["http://localhost:8233", "http://127.0.0.1:8233"],
+        validation_alias=AliasChoices("ESCALATION_CODEC_CORS_ORIGINS"),
+        description="Origins (JSON list) of the Temporal UI allowed to call the codec "
+        "endpoint from the browser.",
+    )
+
+    @field_validator("codec_key_file", mode="before")
+    @classmethod
+    def _blank_path_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("api_secret")
+    @classmethod
+    def _real_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        text = value.get_secret_value().strip()
+        if not text:
+            return None
+        squashed = text.lower().replace("-", "").replace("_", "")
+        if (
+            text.lower() in _PLACEHOLDER_SECRETS
+            or len(set(text)) < 8
+            or any(word in squashed for word in ("changeme", "changethis", "replaceme"))
+            or "placeholder" in squashed
+        ):
+            raise ValueError("ESCALATION_API_SECRET is a placeholder; set a real random secret")
+        if len(text) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"ESCALATION_API_SECRET must be at least {MIN_SECRET_LENGTH} characters "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+        return SecretStr(text)
+
+    @field_validator("oidc_issuer", "oidc_audience", "oidc_jwks_url", "public_url")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        # docker-compose passes `${VAR:-}` through as an empty string.
+        if value is None or not value.strip():
+            return None
+        return value.strip()
+
+    # --- Notices: role directory, SendGrid, delivery events (issue 5) --------
+    directory_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ESCALATION_DIRECTORY_FILE"),
+        description="YAML role directory: who holds each role the policies name "
+        "(`escalation directory check FILE`). Required with SENDGRID_API_KEY.",
+    )
+    example_directory: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("ESCALATION_EXAMPLE_DIRECTORY"),
+        description="With no directory file and no SendGrid key (development), address the "
+        "outbox's .eml files with the example directory's invented example.org people.",
+    )
+    sendgrid_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SENDGRID_API_KEY"),
+        description="SendGrid API key (mail send permission). Unset: notices go to the file "
+        "outbox under the data folder instead.",
+    )
+    sendgrid_eu_residency: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("SENDGRID_EU_RESIDENCY"),
+        description="Send through SendGrid's EU region (api.eu.sendgrid.com; needs an EU "
+        "subuser's key).",
+    )
+    sendgrid_sandbox: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("SENDGRID_SANDBOX"),
+        description="SendGrid sandbox mode: requests are validated, nothing is delivered.",
+    )
+    sendgrid_host: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ESCALATION_SENDGRID_HOST"),
+        description="Another base URL for the SendGrid API (a relay or a test double); "
+        "overrides the EU residency host.",
+    )
+    sender_email: str = Field(
+        default="escalation@example.org",
+        validation_alias=AliasChoices("ESCALATION_SENDER_EMAIL"),
+        description="From address of notices: a sender verified in SendGrid.",
+    )
+    sender_name: str = Field(
+        default="Safeguarding escalation service",
+        validation_alias=AliasChoices("ESCALATION_SENDER_NAME"),
+        description="From name of notices.",
+    )
+    sendgrid_webhook_public_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SENDGRID_WEBHOOK_PUBLIC_KEY"),
+        description="Verification key of SendGrid's signed event webhook (base64, as SendGrid "
+        "shows it, or PEM). Unset: POST /webhooks/sendgrid answers 503.",
+    )
+    sendgrid_webhook_max_age_seconds: int = Field(
+        default=3 * 24 * 3600,
+        ge=0,
+        validation_alias=AliasChoices("SENDGRID_WEBHOOK_MAX_AGE"),
+        description="Refuse webhook requests signed longer ago than this (0: no limit). "
+        "SendGrid retries a failed post for up to 72 hours.",
+    )
+
+    @field_validator("directory_file", mode="before")
+    @classmethod
+    def _blank_directory_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("sendgrid_host", "sendgrid_webhook_public_key")
+    @classmethod
+    def _blank_text_is_unset(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return value.strip()
+
+    @field_validator("sendgrid_api_key")
+    @classmethod
+    def _real_sendgrid_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        text = value.get_secret_value().strip()
+        if not text:
+            return None
+        squashed = text.lower().replace("-", "").replace("_", "")
+        if text.lower() in _PLACEHOLDER_SECRETS or any(
+            word in squashed for word in ("changeme", "changethis", "replaceme", "placeholder")
+        ):
+            raise ValueError("SENDGRID_API_KEY is a placeholder; set the real key or unset it")
+        if not text.startswith("SG.") or len(text) < 20:
+            raise ValueError("SENDGRID_API_KEY does not look like a SendGrid key ('SG.…')")
+        return SecretStr(text)
+
+    @property
+    def sendgrid_ledger_path(self) -> Path:
+        return self.data_dir / "sendgrid-ledger.sqlite3"
+
+    @property
+    def webhook_events_path(self) -> Path:
+        return self.data_dir / "sendgrid-events.sqlite3"
+
     @property
     def outbox_dir(self) -> Path:
         return self.data_dir / "outbox"
+
+    @property
+    def users_path(self) -> Path:
+        return self.users_file or self.data_dir / "users.yaml"
 
 
 @cache

@@ -1,0 +1,504 @@
+"""Cases in Temporal: references, starting, finding, authorising and acting.
+
+The routes stay thin; everything that talks to Temporal about a case is
+here, so each rule (who may see a case, what a refusal looks like, how a
+retried raise finds its first attempt) is written once.
+
+- **References** are non-identifying: the policy's prefix and eight
+  characters of Crockford base32 (``MER-7K2Q9XAB``); the workflow id is
+  ``disagreement-<reference>``. With an ``Idempotency-Key`` the characters
+  are an HMAC of (caller, key), so a retried raise maps to the same workflow
+  id and Temporal's id-conflict policy returns the case it already started.
+  The memo keeps only an HMAC fingerprint of the request, to refuse the same
+  key reused for a different request.
+- **Visibility**: cases are listed from the typed search attributes that the
+  API sets at start and the workflow keeps up to date.
+- **Authorisation** is decided from the case's search attributes (its
+  partnership and the two agencies), so a refused caller learns nothing a
+  missing case would not tell them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api import problems
+from api.auth import may_access_case
+from api.problems import ProblemError
+from api.schemas import CaseLinks, CaseSummary
+from api.users import User
+from escalation import search_attributes as sa
+from escalation.settings import Settings
+from workflows.disagreement import DisagreementWorkflow
+from workflows.messages import Action, ActionResult, CaseState, RaiseDisagreement
+
+log = logging.getLogger("escalation.api")
+access_log = logging.getLogger("escalation.api.access")
+
+WORKFLOW_TYPE = "Disagreement"
+WORKFLOW_ID_PREFIX = "disagreement-"
+FINGERPRINT_MEMO = "request_fingerprint"
+SECRET_FILE = "api-secret"
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
+CODE_LENGTH = 8
+REFERENCE_RE = re.compile(r"^[A-Z0-9][A-Z0-9-]{3,40}$")
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+
+
+# --- References and the secret -------------------------------------------------------
+
+
+def load_secret(settings: Settings) -> bytes:
+    """The HMAC key: from the settings, or generated once under the data dir."""
+    if settings.api_secret is not None:
+        return settings.api_secret.get_secret_value().encode("utf-8")
+    path = settings.data_dir / SECRET_FILE
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="utf-8").strip().encode("utf-8")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(secrets.token_urlsafe(48))
+    return path.read_text(encoding="utf-8").strip().encode("utf-8")
+
+
+def reference_prefix(policy_id: str) -> str:
+    letters = "".join(c for c in policy_id if c.isalpha())[:3].upper()
+    return letters or "ESC"
+
+
+def _code(data: bytes) -> str:
+    number = int.from_bytes(data, "big")
+    chars = []
+    for _ in range(CODE_LENGTH):
+        number, digit = divmod(number, 32)
+        chars.append(_ALPHABET[digit])
+    return "".join(chars)
+
+
+def random_reference(policy_id: str) -> str:
+    return f"{reference_prefix(policy_id)}-{_code(secrets.token_bytes(5))}"
+
+
+def derived_reference(secret: bytes, policy_id: str, user_id: str, key: str) -> str:
+    """The same (caller, Idempotency-Key) always gives the same reference."""
+    digest = hmac.new(secret, f"reference\0{user_id}\0{key}".encode(), hashlib.sha256).digest()
+    return f"{reference_prefix(policy_id)}-{_code(digest[:5])}"
+
+
+def request_fingerprint(secret: bytes, user_id: str, canonical_body: str) -> str:
+    """Keyed, so the memo reveals nothing about the request (not even a guessable name)."""
+    message = f"raise\0{user_id}\0{canonical_body}".encode()
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
+def workflow_id(reference: str) -> str:
+    return f"{WORKFLOW_ID_PREFIX}{reference}"
+
+
+def case_path(reference: str) -> str:
+    return f"/disagreements/{reference}"
+
+
+# --- Temporal failures as problems -------------------------------------------------
+
+
+def unavailable(exc: BaseException | None = None) -> ProblemError:
+    if exc is not None:
+        status = getattr(exc, "status", None)
+        log.warning("Temporal call failed: %s %s", type(exc).__name__, getattr(status, "name", ""))
+    return ProblemError(
+        503,
+        problems.UNAVAILABLE,
+        "Service unavailable",
+        "the case service (Temporal) cannot be reached, or no worker answered; try again shortly",
+        headers={"Retry-After": "5"},
+    )
+
+
+def _not_ready() -> ProblemError:
+    return ProblemError(
+        409,
+        problems.CASE_NOT_READY,
+        "The case is still being raised",
+        "the case is still being raised; try again in a moment",
+        headers={"Retry-After": "1"},
+    )
+
+
+# --- Starting a case ------------------------------------------------------------------
+
+
+def start_search_attributes(request: RaiseDisagreement) -> TypedSearchAttributes:
+    """The case's search attributes from the start, so lists find it at once
+    (the workflow upserts the same keys as the case moves)."""
+    policy = request.policy
+    stage = policy.stages[request.start_stage]
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(sa.PARTNERSHIP, policy.id),
+        SearchAttributePair(sa.STAGE_INDEX, request.start_stage),
+        SearchAttributePair(sa.STAGE_NAME, stage.key),
+        SearchAttributePair(sa.STATUS, "open"),
+        SearchAttributePair(sa.IMMEDIATE_RISK, request.immediate_risk),
+        SearchAttributePair(
+            sa.AGENCIES, [request.raising_agency.key, request.receiving_agency.key]
+        ),
+        SearchAttributePair(sa.CATEGORIES, list(request.categories)),
+    ]
+    if request.area:
+        pairs.append(SearchAttributePair(sa.AREA, request.area))
+    return TypedSearchAttributes(pairs)
+
+
+def static_summary(request: RaiseDisagreement) -> str:
+    """What the Temporal UI shows for the case: agencies, never the child."""
+    text = f"{request.policy.id} · {request.raising_agency.name} → {request.receiving_agency.name}"
+    return text + (" · immediate risk" if request.immediate_risk else "")
+
+
+@dataclass
+class Started:
+    handle: WorkflowHandle[Any, Any]
+    reference: str
+    created: bool
+
+
+async def start_case(
+    client: Client,
+    settings: Settings,
+    request: RaiseDisagreement,
+    fingerprint: str | None,
+) -> Started:
+    """Start the case's workflow. With a fingerprint (an Idempotency-Key was
+    given) an existing case with the same id is returned instead, provided it
+    was raised by the same request."""
+    memo = {FINGERPRINT_MEMO: fingerprint} if fingerprint else None
+    idempotent = fingerprint is not None
+    wid = workflow_id(request.reference)
+    try:
+        handle = await client.start_workflow(
+            DisagreementWorkflow.run,
+            request,
+            id=wid,
+            task_queue=settings.task_queue,
+            id_conflict_policy=(
+                WorkflowIDConflictPolicy.USE_EXISTING
+                if idempotent
+                else WorkflowIDConflictPolicy.FAIL
+            ),
+            # A reference names one case for ever, even after it closes.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            memo=memo,
+            search_attributes=start_search_attributes(request),
+            static_summary=static_summary(request),
+        )
+        response = getattr(handle, "_start_workflow_response", None)
+        created = bool(getattr(response, "started", True))
+    except WorkflowAlreadyStartedError:
+        if not idempotent:
+            raise
+        handle = client.get_workflow_handle(wid)
+        created = False
+    except RPCError as exc:
+        raise unavailable(exc) from None
+    if not created:
+        await _check_same_request(handle, fingerprint)
+    return Started(handle=handle, reference=request.reference, created=created)
+
+
+async def _check_same_request(handle: WorkflowHandle[Any, Any], fingerprint: str | None) -> None:
+    try:
+        description = await handle.describe()
+        memo = await description.memo()
+    except RPCError as exc:
+        raise unavailable(exc) from None
+    stored = memo.get(FINGERPRINT_MEMO)
+    if (
+        description.workflow_type != WORKFLOW_TYPE
+        or not isinstance(stored, str)
+        or fingerprint is None
+        or not hmac.compare_digest(stored, fingerprint)
+    ):
+        raise ProblemError(
+            422,
+            problems.IDEMPOTENCY_KEY_REUSED,
+            "Idempotency-Key reused",
+            "this Idempotency-Key was already used for a different request; "
+            "use a new key for a new disagreement",
+        )
+
+
+async def wait_until_raised(handle: WorkflowHandle[Any, Any], timeout: float) -> CaseState | None:
+    """The case's state once its first stage is planned (its deadline known),
+    or None if that takes longer than ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + timeout
+    delay = 0.05
+    while True:
+        remaining = give_up - loop.time()
+        try:
+            state = await handle.query(
+                DisagreementWorkflow.get_state,
+                rpc_timeout=timedelta(seconds=max(remaining, 1.0)),
+            )
+            if any(event.type == "raised" for event in state.events):
+                return state
+        except (WorkflowQueryFailedError, RPCError):
+            pass  # not yet raised, or no worker has picked it up yet
+        if loop.time() + delay >= give_up:
+            return None
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+
+
+# --- Finding and authorising a case -----------------------------------------------
+
+
+@dataclass
+class Case:
+    reference: str
+    handle: WorkflowHandle[Any, Any]
+    description: WorkflowExecutionDescription
+    partnership: str | None
+    agencies: list[str]
+
+    @property
+    def running(self) -> bool:
+        return self.description.status == WorkflowExecutionStatus.RUNNING
+
+    @property
+    def case_status(self) -> str | None:
+        return self.description.typed_search_attributes.get(sa.STATUS)
+
+
+async def find_case(client: Client, reference: str, user: User, purpose: str) -> Case:
+    """The case, if it exists and the user may see it; otherwise 404, the same
+    either way. A refusal is logged with the user and reference only."""
+    if not REFERENCE_RE.fullmatch(reference):
+        raise problems.not_found()
+    handle = client.get_workflow_handle(workflow_id(reference))
+    try:
+        description = await handle.describe(rpc_timeout=timedelta(seconds=10))
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise problems.not_found() from None
+        raise unavailable(exc) from None
+    if description.workflow_type != WORKFLOW_TYPE:
+        raise problems.not_found()
+    attrs = description.typed_search_attributes
+    partnership = attrs.get(sa.PARTNERSHIP)
+    agencies = list(attrs.get(sa.AGENCIES) or [])
+    if not may_access_case(user, partnership, agencies):
+        access_log.warning(
+            "access refused: user %s, reference %s (%s)", user.id, reference, purpose
+        )
+        raise problems.not_found()
+    return Case(reference, handle, description, partnership, agencies)
+
+
+async def case_state(case: Case, timeout: float) -> CaseState:
+    """The case's state from the workflow's query (which works on closed
+    cases too: the worker replays the history)."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + min(timeout, 5.0)
+    while True:
+        try:
+            return await case.handle.query(
+                DisagreementWorkflow.get_state, rpc_timeout=timedelta(seconds=timeout)
+            )
+        except WorkflowQueryFailedError:
+            # Only "still being raised" fails the query; it passes in a moment.
+            if loop.time() >= give_up:
+                raise _not_ready() from None
+            await asyncio.sleep(0.1)
+        except RPCError as exc:
+            raise unavailable(exc) from None
+
+
+def _closed(case: Case) -> ProblemError:
+    status = case.case_status if case.case_status not in (None, "open", "overdue") else None
+    workflow_status = case.description.status.name.lower() if case.description.status else ""
+    what = status or workflow_status or "closed"
+    return ProblemError(
+        409, problems.CASE_CLOSED, "The case is closed", f"the case is closed ({what})"
+    )
+
+
+async def act(case: Case, update: Any, action: Action, timeout: float) -> ActionResult:
+    """Send an action as the workflow update of the same name; a refusal
+    comes back as 409 with the case's own reason."""
+    if not case.running:
+        raise _closed(case)
+    try:
+        result: ActionResult = await asyncio.wait_for(
+            case.handle.execute_update(update, action), timeout
+        )
+        return result
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError) and cause.type == "ActionRefused":
+            raise ProblemError(
+                409, problems.ACTION_REFUSED, "The action was refused", cause.message
+            ) from None
+        if isinstance(cause, ApplicationError) and cause.type == "NotReady":
+            raise _not_ready() from None
+        log.error(
+            "update %s on %s failed: %s", update.__name__, case.reference, type(cause).__name__
+        )
+        raise ProblemError(
+            409, problems.ACTION_REFUSED, "The action was refused", "the case could not take it"
+        ) from None
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            # The case closed between our look and the update.
+            with contextlib.suppress(RPCError):
+                case.description = await case.handle.describe()
+            raise _closed(case) from None
+        raise unavailable(exc) from None
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        raise ProblemError(
+            504,
+            problems.TIMEOUT,
+            "The case did not answer in time",
+            "no worker answered in time; the action may still be applied, so check the "
+            "case before trying again",
+        ) from None
+
+
+# --- Listing --------------------------------------------------------------------------
+
+
+def _quote(value: str) -> str:
+    if not SLUG_RE.fullmatch(value):
+        raise ProblemError(
+            422,
+            problems.VALIDATION,
+            "The request is not valid",
+            f"{value!r} is not a key (lower-case letters, digits and hyphens)",
+        )
+    return f"'{value}'"
+
+
+def _instant(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def visibility_query(
+    user: User,
+    *,
+    now: datetime,
+    partnership: str | None = None,
+    area: str | None = None,
+    stage: int | None = None,
+    statuses: Sequence[str] = (),
+    overdue: bool | None = None,
+    immediate_risk: bool | None = None,
+    agency: str | None = None,
+    category: str | None = None,
+) -> str:
+    """A visibility query for the cases this user may see, with these filters."""
+    clauses = [f"WorkflowType = '{WORKFLOW_TYPE}'"]
+    # Scope first: what the user may see at all.
+    if user.role != "operator":
+        clauses.append(f"{sa.PARTNERSHIP.name} = {_quote(user.partnership or '-')}")
+        if user.role != "business-team":
+            clauses.append(f"{sa.AGENCIES.name} = {_quote(user.agency or '-')}")
+    if partnership is not None:
+        clauses.append(f"{sa.PARTNERSHIP.name} = {_quote(partnership)}")
+    if area is not None:
+        clauses.append(f"{sa.AREA.name} = {_quote(area)}")
+    if stage is not None:
+        clauses.append(f"{sa.STAGE_INDEX.name} = {int(stage)}")
+    if statuses:
+        values = ", ".join(_quote(s) for s in statuses)
+        clauses.append(f"{sa.STATUS.name} IN ({values})")
+    if overdue is not None:
+        passed = f"{sa.DEADLINE.name} < '{_instant(now)}'"
+        if overdue:
+            clauses.append(f"({sa.STATUS.name} = 'overdue' OR {passed})")
+        else:
+            clauses.append(
+                f"{sa.STATUS.name} != 'overdue' AND "
+                f"({sa.DEADLINE.name} IS NULL OR {sa.DEADLINE.name} >= '{_instant(now)}')"
+            )
+    if immediate_risk is not None:
+        clauses.append(f"{sa.IMMEDIATE_RISK.name} = {'true' if immediate_risk else 'false'}")
+    if agency is not None:
+        clauses.append(f"{sa.AGENCIES.name} = {_quote(agency)}")
+    if category is not None:
+        clauses.append(f"{sa.CATEGORIES.name} = {_quote(category)}")
+    return " AND ".join(clauses)
+
+
+def summary(execution: WorkflowExecution) -> CaseSummary:
+    attrs = execution.typed_search_attributes
+    reference = execution.id.removeprefix(WORKFLOW_ID_PREFIX)
+    status = attrs.get(sa.STATUS)
+    return CaseSummary(
+        reference=reference,
+        policy=attrs.get(sa.PARTNERSHIP),
+        area=attrs.get(sa.AREA),
+        stage=attrs.get(sa.STAGE_INDEX),
+        stage_key=attrs.get(sa.STAGE_NAME),
+        status=status,
+        deadline=attrs.get(sa.DEADLINE),
+        immediate_risk=bool(attrs.get(sa.IMMEDIATE_RISK)),
+        agencies=list(attrs.get(sa.AGENCIES) or []),
+        categories=list(attrs.get(sa.CATEGORIES) or []),
+        raised_at=execution.start_time,
+        closed_at=execution.close_time,
+        workflow_status=execution.status.name.lower() if execution.status else None,
+        links=CaseLinks(self=case_path(reference)),
+    )
+
+
+async def list_cases(
+    client: Client, query: str, page_size: int, page_token: bytes | None
+) -> tuple[list[CaseSummary], bytes | None]:
+    iterator = client.list_workflows(query, page_size=page_size, next_page_token=page_token)
+    try:
+        await iterator.fetch_next_page()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.INVALID_ARGUMENT:
+            log.warning("visibility refused a list query: %s", exc.message)
+            raise ProblemError(
+                422,
+                problems.VALIDATION,
+                "The request is not valid",
+                "the filters or page token were not accepted",
+            ) from None
+        raise unavailable(exc) from None
+    executions = list(iterator.current_page or [])
+    return [summary(e) for e in executions], iterator.next_page_token

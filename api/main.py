@@ -1,0 +1,105 @@
+"""The API: a thin FastAPI service over the Temporal client.
+
+``create_app(settings)`` builds the app; ``app`` is the one uvicorn serves
+(``uvicorn api.main:app``), configured from the environment (see
+``escalation.settings``). The app's lifespan creates its one Temporal client
+(lazily connected, with the worker's data converter), its authenticator and
+its HMAC key; tests may inject a client and an authenticator instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from api import problems
+from api.auth import Authenticator, build_authenticator
+from api.cases import load_secret
+from api.routes import codec, disagreements, forms, health, policies, webhooks
+from api.users import ensure_demo_users
+from escalation.converter import data_converter
+from escalation.settings import Settings, get_settings
+
+log = logging.getLogger("escalation.api")
+
+DESCRIPTION = """\
+Professional disagreements under English safeguarding partnerships'
+escalation policies, each one a durable Temporal workflow.
+
+Every route but `/healthz` and `/readyz` needs `Authorization: Bearer <token>`.
+A user sees and acts only on cases where their agency is a party, or on every
+case of their partnership if they are in its business team; any other case
+answers 404. Errors are problem details (RFC 9457, `application/problem+json`).
+"""
+
+TAGS = [
+    {"name": "disagreements", "description": "Raise, list, read and act on cases."},
+    {"name": "policies", "description": "The partnerships' escalation policies, as data."},
+    {"name": "health", "description": "Liveness and readiness; no token needed."},
+]
+
+
+async def connect_client(settings: Settings) -> Client:
+    """The API's client: the worker's data converter (and so its payload keys,
+    from the same settings), connected on first use so
+    the API starts (and answers /healthz) while Temporal is still coming up."""
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=data_converter(settings),
+        lazy=True,
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    client: Client | None = None,
+    authenticator: Authenticator | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = app.state
+        if state.authenticator is None:
+            if not settings.oidc_issuer and settings.demo_users:
+                created = ensure_demo_users(settings.data_dir, settings.users_file)
+                if created:
+                    log.info(
+                        "demo users ready; their tokens are in %s",
+                        settings.data_dir / "demo-tokens.txt",
+                    )
+            state.authenticator = build_authenticator(settings)
+        if state.secret is None:
+            state.secret = load_secret(settings)
+        if state.client is None:
+            state.client = await connect_client(settings)
+        yield
+
+    app = FastAPI(
+        title="Safeguarding escalation API",
+        version="0.1.0",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.client = client
+    app.state.authenticator = authenticator
+    app.state.secret = None
+    problems.install(app)
+    app.include_router(disagreements.router)
+    app.include_router(policies.router)
+    app.include_router(health.router)
+    app.include_router(codec.router)
+    app.include_router(forms.router)
+    app.include_router(webhooks.router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,574 @@
+"""``/disagreements``: raise, list, read and act on cases.
+
+Every action is the workflow update of the same name, sent with the caller
+as the actor; the case's own validator decides, and a refusal comes back as
+409 with its reason. A case the caller may not see answers 404, exactly as
+a case that does not exist.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Path, Query, Response
+from pydantic import ValidationError
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from api import cases, problems
+from api.auth import raise_refusal
+from api.deps import CurrentUser, HmacKey, SettingsDep, TemporalClient
+from api.problems import ProblemError
+from api.schemas import (
+    ACTION_EXAMPLES,
+    ACTION_RESULT_EXAMPLE,
+    CASE_SUMMARY_EXAMPLE,
+    RAISE_EXAMPLE,
+    RAISE_RESPONSE_EXAMPLE,
+    AcknowledgeBody,
+    CaseLinks,
+    CaseList,
+    ConfirmBody,
+    DeadlineBody,
+    EscalateBody,
+    ImmediateRiskBody,
+    NoteBody,
+    RaiseRequest,
+    RaiseResponse,
+    ResolveBody,
+    WithdrawBody,
+)
+from policies.loader import UnknownPolicyError, get_policy
+from workflows.disagreement import DisagreementWorkflow
+from workflows.ladder import raise_problems
+from workflows.messages import (
+    Acknowledge,
+    ActionResult,
+    AddNote,
+    CaseState,
+    CaseStatus,
+    ConfirmOutcome,
+    Escalate,
+    FlagImmediateRisk,
+    RaiseDisagreement,
+    Resolve,
+    ShortenDeadline,
+    Withdraw,
+)
+
+router = APIRouter(prefix="/disagreements", tags=["disagreements"])
+
+RefPath = Annotated[
+    str,
+    Path(
+        description="The case reference, e.g. MER-7K2Q9XAB.",
+        openapi_examples={"case": {"summary": "A Merton case", "value": "MER-7K2Q9XAB"}},
+    ),
+]
+
+
+def _ok(example: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"example": example}}}
+
+
+def _invalid_raise(detail: str, **extensions: Any) -> ProblemError:
+    return ProblemError(
+        422, problems.INVALID_RAISE, "The case cannot be raised", detail, **extensions
+    )
+
+
+# --- Raise -------------------------------------------------------------------------------
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=RaiseResponse,
+    summary="Raise a disagreement",
+    description="Start a case under the partnership's policy, as the caller's agency. "
+    "Answers 201 with the reference, stage and deadline; 200 for a retried request with "
+    "the same Idempotency-Key (the same case, never a second one); 202 if the case "
+    "started but its first deadline is not yet planned.",
+    responses={
+        201: _ok(RAISE_RESPONSE_EXAMPLE, "The case was raised"),
+        200: _ok(RAISE_RESPONSE_EXAMPLE, "A retried request: the case it already raised"),
+        202: _ok(
+            {**RAISE_RESPONSE_EXAMPLE, "deadline": None, "deadline_text": None, "pending": True},
+            "The case started; its deadline is not planned yet",
+        ),
+        **problems.responses(401, 403, 422, 503),
+    },
+)
+async def raise_disagreement(
+    body: Annotated[
+        RaiseRequest,
+        Body(
+            openapi_examples={
+                "merton": {
+                    "summary": "Health disagrees with children's social care",
+                    "value": RAISE_EXAMPLE,
+                },
+                "immediate-risk": {
+                    "summary": "The child is at immediate risk of significant harm",
+                    "value": {**RAISE_EXAMPLE, "immediate_risk": True, "child": None},
+                },
+            }
+        ),
+    ],
+    user: CurrentUser,
+    client: TemporalClient,
+    settings: SettingsDep,
+    secret: HmacKey,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            pattern=r"^[\x21-\x7e]+$",
+            description="Any unique string (e.g. a UUID) per disagreement: a retry with the "
+            "same key returns the same case and never starts a second one.",
+            openapi_examples={"uuid": {"value": "5f0c3c3e-2b1a-4d8e-9f57-2d1f3c9e7a10"}},
+        ),
+    ] = None,
+) -> RaiseResponse:
+    try:
+        policy = get_policy(body.policy)
+    except UnknownPolicyError as exc:
+        raise ProblemError(
+            422, problems.INVALID_RAISE, "The case cannot be raised", str(exc)
+        ) from None
+    refusal = raise_refusal(user, policy.id, body.raising_agency.key)
+    if refusal:
+        raise ProblemError(403, problems.FORBIDDEN, "Not allowed", refusal)
+    area = body.area or (policy.areas[0].key if len(policy.areas) == 1 else None)
+
+    fingerprint = None
+    if idempotency_key is not None:
+        reference = cases.derived_reference(secret, policy.id, user.id, idempotency_key)
+        fingerprint = cases.request_fingerprint(secret, user.id, body.model_dump_json())
+    else:
+        reference = cases.random_reference(policy.id)
+    try:
+        request = RaiseDisagreement(
+            reference=reference,
+            policy=policy,
+            area=area,
+            raised_by=user.actor(),
+            raising_agency=body.raising_agency,
+            receiving_agency=body.receiving_agency,
+            categories=body.categories,
+            summary=body.summary,
+            child=body.child,
+            immediate_risk=body.immediate_risk,
+            start_stage=body.start_stage,
+            case_url=f"{settings.public_url}{cases.case_path(reference)}"
+            if settings.public_url
+            else None,
+        )
+    except ValidationError as exc:  # never echo the input: it holds the child's details
+        detail = "; ".join(e["msg"] for e in exc.errors(include_url=False, include_input=False))
+        raise ProblemError(
+            422, problems.INVALID_RAISE, "The case cannot be raised", detail
+        ) from None
+    found = raise_problems(request)
+    if found:
+        raise ProblemError(
+            422,
+            problems.INVALID_RAISE,
+            "The case cannot be raised",
+            "; ".join(found),
+            problems=found,
+        )
+
+    for _attempt in range(3):
+        try:
+            started = await cases.start_case(client, settings, request, fingerprint)
+            break
+        except WorkflowAlreadyStartedError:
+            # A random reference collided with an earlier case: draw another.
+            reference = cases.random_reference(policy.id)
+            request = request.model_copy(update={"reference": reference})
+    else:  # pragma: no cover - three collisions in a row
+        raise cases.unavailable()
+
+    state = await cases.wait_until_raised(started.handle, settings.raise_wait_seconds)
+    response.headers["Location"] = cases.case_path(started.reference)
+    if not started.created:
+        response.headers["Idempotent-Replayed"] = "true"
+    if state is None:
+        response.status_code = 202
+        stage = policy.stages[request.start_stage]
+        return RaiseResponse(
+            reference=started.reference,
+            policy=policy.id,
+            status="open",
+            stage=request.start_stage,
+            stage_key=stage.key,
+            stage_name=stage.name,
+            deadline=None,
+            immediate_risk=request.immediate_risk,
+            raised_at=None,
+            pending=True,
+            links=CaseLinks(self=cases.case_path(started.reference)),
+        )
+    response.status_code = 201 if started.created else 200
+    return RaiseResponse(
+        reference=state.reference,
+        policy=state.policy_id,
+        status=state.status,
+        stage=state.stage,
+        stage_key=state.stage_key,
+        stage_name=state.stage_name,
+        deadline=state.clock.deadline if state.is_open else None,
+        deadline_text=state.clock.deadline_text if state.is_open else None,
+        immediate_risk=state.immediate_risk,
+        raised_at=state.raised_at,
+        links=CaseLinks(self=cases.case_path(state.reference)),
+    )
+
+
+# --- List and read -------------------------------------------------------------------
+
+
+def _decode_token(token: str | None) -> bytes | None:
+    if not token:
+        return None
+    try:
+        raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if not raw:
+        raise ProblemError(
+            422, problems.VALIDATION, "The request is not valid", "page_token is not valid"
+        )
+    return raw
+
+
+@router.get(
+    "",
+    response_model=CaseList,
+    summary="List cases",
+    description="The cases the caller may see (their agency's, or their partnership's for "
+    "the business team), newest first, from Temporal's visibility store. Filters combine "
+    "with AND; status may be repeated.",
+    responses={
+        200: _ok({"items": [CASE_SUMMARY_EXAMPLE], "next_page_token": None}),
+        **problems.responses(401, 422, 503),
+    },
+)
+async def list_disagreements(
+    user: CurrentUser,
+    client: TemporalClient,
+    partnership: Annotated[
+        str | None,
+        Query(description="Policy id.", openapi_examples={"merton": {"value": "merton"}}),
+    ] = None,
+    area: Annotated[str | None, Query(description="Area key within the partnership.")] = None,
+    stage: Annotated[int | None, Query(ge=0, description="Current stage index.")] = None,
+    status: Annotated[
+        list[CaseStatus] | None,
+        Query(
+            description="Case status; repeat for several.",
+            openapi_examples={"open": {"value": ["open", "overdue"]}},
+        ),
+    ] = None,
+    overdue: Annotated[
+        bool | None,
+        Query(description="Past the final stage's deadline, or past the current deadline."),
+    ] = None,
+    immediate_risk: Annotated[bool | None, Query(description="Immediate risk flagged.")] = None,
+    agency: Annotated[
+        str | None,
+        Query(
+            description="An agency key that is a party to the case.",
+            openapi_examples={"health": {"value": "merton-health"}},
+        ),
+    ] = None,
+    category: Annotated[str | None, Query(description="A category key.")] = None,
+    page_size: Annotated[int, Query(ge=1, le=100)] = 25,
+    page_token: Annotated[
+        str | None, Query(description="next_page_token from the previous page.")
+    ] = None,
+) -> CaseList:
+    query = cases.visibility_query(
+        user,
+        now=datetime.now(UTC),
+        partnership=partnership,
+        area=area,
+        stage=stage,
+        statuses=status or (),
+        overdue=overdue,
+        immediate_risk=immediate_risk,
+        agency=agency,
+        category=category,
+    )
+    items, token = await cases.list_cases(client, query, page_size, _decode_token(page_token))
+    return CaseList(
+        items=items,
+        next_page_token=base64.urlsafe_b64encode(token).decode().rstrip("=") if token else None,
+    )
+
+
+CASE_STATE_EXAMPLE: dict[str, Any] = {
+    "reference": "MER-7K2Q9XAB",
+    "policy_id": "merton",
+    "policy_version": "2019-08",
+    "partnership": "Merton Safeguarding Children Partnership (MSCP)",
+    "area": "merton",
+    "raising_agency": {"key": "merton-health", "name": "Merton health", "kind": "health"},
+    "receiving_agency": {
+        "key": "merton-childrens-social-care",
+        "name": "Merton children's social care",
+        "kind": "childrens-social-care",
+    },
+    "categories": ["thresholds"],
+    "raised_by": {
+        "id": "merton-health-practitioner",
+        "name": "Priya Shah",
+        "email": "priya.shah@health.merton.example",
+        "agency": "merton-health",
+        "role": "practitioner",
+    },
+    "raised_at": "2026-12-23T11:00:00Z",
+    "status": "open",
+    "stage": 0,
+    "stage_key": "practitioners",
+    "stage_name": "Practitioners",
+    "highest_stage_reached": 0,
+    "clock": {
+        "started_at": "2026-12-23T11:00:00Z",
+        "deadline": "2027-01-04T17:00:00Z",
+        "deadline_text": "Mon 4 Jan 2027 17:00 GMT",
+        "deadline_basis": "policy",
+        "deadline_passed": False,
+        "deadline_day_reminder_at": "2027-01-04T09:00:00Z",
+        "acknowledgement_due": "2026-12-24T17:00:00Z",
+        "next_reminder_at": None,
+    },
+    "acknowledged_by": None,
+    "immediate_risk": False,
+    "events": [
+        {
+            "seq": 1,
+            "at": "2026-12-23T11:00:00Z",
+            "type": "raised",
+            "stage": 0,
+            "deadline": "2027-01-04T17:00:00Z",
+            "by": "merton-health-practitioner",
+        }
+    ],
+}
+
+
+@router.get(
+    "/{reference}",
+    response_model=CaseState,
+    summary="A case's state",
+    description="The case's state from the workflow's query: stage, deadline, who has "
+    "acted, notes and the timeline of events.",
+    responses={200: _ok(CASE_STATE_EXAMPLE), **problems.responses(401, 404, 409, 422, 503)},
+)
+async def get_disagreement(
+    reference: RefPath, user: CurrentUser, client: TemporalClient, settings: SettingsDep
+) -> CaseState:
+    case = await cases.find_case(client, reference, user, "read")
+    return await cases.case_state(case, settings.action_timeout_seconds)
+
+
+# --- Actions -------------------------------------------------------------------------------
+
+_ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _ok(ACTION_RESULT_EXAMPLE, "The case's new position"),
+    **problems.responses(401, 404, 409, 422, 503),
+}
+
+
+def _example(name: str) -> dict[str, Any]:
+    return {name: {"value": ACTION_EXAMPLES[name]}}
+
+
+async def _act(
+    client: Any, settings: Any, user: Any, reference: str, verb: str, update: Any, action: Any
+) -> ActionResult:
+    case = await cases.find_case(client, reference, user, verb)
+    return await cases.act(case, update, action, settings.action_timeout_seconds)
+
+
+@router.post(
+    "/{reference}/acknowledge",
+    response_model=ActionResult,
+    summary="Acknowledge the concern",
+    description="The receiving agency acknowledges the concern at the current stage.",
+    responses=_ACTION_RESPONSES,
+)
+async def acknowledge(
+    reference: RefPath,
+    user: CurrentUser,
+    client: TemporalClient,
+    settings: SettingsDep,
+    body: Annotated[AcknowledgeBody | None, Body(openapi_examples=_example("acknowledge"))] = None,
+) -> ActionResult:
+    body = body or AcknowledgeBody()
+    action = Acknowledge(by=user.actor(), note=body.note)
+    return await _act(
+        client, settings, user, reference, "acknowledge", DisagreementWorkflow.acknowledge, action
+    )
+
+
+@router.post(
+    "/{reference}/resolve",
+    response_model=ActionResult,
+    summary="Resolve the disagreement",
+    description="Record the outcome. Where the policy requires written confirmation, the "
+    "case then awaits it (POST .../confirm).",
+    responses=_ACTION_RESPONSES,
+)
+async def resolve(
+    reference: RefPath,
+    body: Annotated[ResolveBody, Body(openapi_examples=_example("resolve"))],
+    user: CurrentUser,
+    client: TemporalClient,
+    settings: SettingsDep,
+) -> ActionResult:
+    action = Resolve(by=user.actor(), outcome=body.outcome, form=body.form)
+    return await _act(
+        client, settings, user, reference, "resolve", DisagreementWorkflow.resolve, action
+    )
+
+
+@router.post(
+    "/{reference}/confirm",
+    response_model=ActionResult,
+    summary="Confirm the outcome in writing",
+    responses=_ACTION_RESPONSES,
+)
+async def confirm(
+    reference: RefPath,
+    user: CurrentUser,
+    client: TemporalClient,
+    settings: SettingsDep,
+    body: Annotated[ConfirmBody | None, Body(openapi_examples=_example("confirm"))] = None,
+) -> ActionResult:
+    body = body or ConfirmBody()
+    action = ConfirmOutcome(by=user.actor(), confirmation=body.confirmation)
+    return await _act(
+        client, settings, user, reference, "confirm", DisagreementWorkflow.confirm, action
+    )
+
+
+@router.post(
+    "/{reference}/escalate",
+    response_model=ActionResult,
+    summary="Escalate to the next stage now",
+    description="Stages that need a form (e.g. Staffordshire stage 3) need its fields in `form`.",
+    responses=_ACTION_RESPONSES,
+)
+async def escalate(
+    reference: RefPath,
+    body: Annotated[EscalateBody, Body(openapi_examples=_example("escalate"))],
+    user: CurrentUser,
+    client: TemporalClient,
+    settings: SettingsDep,
+) -> ActionResult:
+    action = Escalate(by=user.actor(), reason=body.reason, form=body.form, to_stage=body.to_stage)
+    return await _act(
+        client, settings, user, reference, "escalate", DisagreementWorkflow.escalate, action
+    )
+
+
+@router.post(
+    "/{reference}/immediate-risk",
+    response_model=ActionResult,
+    summary="Flag immediate risk of significant harm",
+    description="Tells the policy's urgent contacts at once and applies its immediate-risk "
+    "timescale; `jump_to_stage` where the policy allows a jump.",
+    responses=_ACTION_RESPONSES,
+)
+async def immediate_risk(
+    reference: RefPath,
+    body: Annotated[ImmediateRiskBody, Body(openapi_examples=_example("immediate-risk"))],
+    user: CurrentUser,
+    client: TemporalClient,
+    settings: SettingsDep,
+) -> ActionResult:
+    action = FlagImmediateRisk(
+        by=user.actor(), reason=body.reason, jump_to_stage=body.jump_to_stage
+    )
+    return await _act(
+        client,
+        settings,
+        user,
+        reference,
+        "immediate-risk",
+        DisagreementWorkflow.immediate_risk,
+        action,
+    )
+
+
+@router.post(
+    "/{reference}/deadline",
+    response_model=ActionResult,
+    summary="Shorten the current stage's deadline",
+    description="A timescale that protects the child, whichever is less: a deadline may "
+    "only be brought forward, never put back.",
+    responses=_ACTION_RESPONSES,
+)
+async def shorten_deadline(
+    reference: RefPath,
+    body: Annotated[DeadlineBody, Body(openapi_examples=_example("deadline"))],
+    user: CurrentUser,
+    client: TemporalClient,
+    settings: SettingsDep,
+) -> ActionResult:
+    action = ShortenDeadline(by=user.actor(), deadline=body.deadline, reason=body.reason)
+    return await _act(
+        client,
+        settings,
+        user,
+        reference,
+        "deadline",
+        DisagreementWorkflow.shorten_deadline,
+        action,
+    )
+
+
+@router.post(
+    "/{reference}/notes",
+    response_model=ActionResult,
+    summary="Record a discussion",
+    responses=_ACTION_RESPONSES,
+)
+async def add_note(
+    reference: RefPath,
+    body: Annotated[NoteBody, Body(openapi_examples=_example("notes"))],
+    user: CurrentUser,
+    client: TemporalClient,
+    settings: SettingsDep,
+) -> ActionResult:
+    action = AddNote(by=user.actor(), text=body.text)
+    return await _act(
+        client, settings, user, reference, "note", DisagreementWorkflow.add_note, action
+    )
+
+
+@router.post(
+    "/{reference}/withdraw",
+    response_model=ActionResult,
+    summary="Withdraw the disagreement",
+    responses=_ACTION_RESPONSES,
+)
+async def withdraw(
+    reference: RefPath,
+    body: Annotated[WithdrawBody, Body(openapi_examples=_example("withdraw"))],
+    user: CurrentUser,
+    client: TemporalClient,
+    settings: SettingsDep,
+) -> ActionResult:
+    action = Withdraw(by=user.actor(), reason=body.reason)
+    return await _act(
+        client, settings, user, reference, "withdraw", DisagreementWorkflow.withdraw, action
+    )

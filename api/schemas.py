@@ -1,0 +1,331 @@
+"""What the API's routes read and answer, with the examples its OpenAPI shows.
+
+Action bodies never carry the actor: who acts comes from the bearer token.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from workflows.messages import Agency, CaseStatus, ChildDetails
+
+Key = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
+Reference = Annotated[str, Field(examples=["MER-7K2Q9XAB"])]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- Raising a case -------------------------------------------------------------
+
+
+class RaiseRequest(_In):
+    """A professional disagreement, raised by the caller's agency."""
+
+    policy: Key = Field(description="The partnership's policy id (see GET /policies).")
+    area: Key | None = Field(
+        default=None,
+        description="The area within the partnership; needed where the policy covers several.",
+    )
+    raising_agency: Agency = Field(description="The agency raising the concern (the caller's).")
+    receiving_agency: Agency = Field(description="The agency whose decision is disputed.")
+    categories: list[Key] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Non-identifying categories (slugs), searchable by operators.",
+    )
+    summary: str = Field(
+        min_length=1, max_length=10_000, description="The concern, in the raiser's words."
+    )
+    child: ChildDetails | None = Field(
+        default=None,
+        description="The child's identifying details. Kept only in the case's encrypted "
+        "history, never in a search attribute, log line or list.",
+    )
+    immediate_risk: bool = Field(
+        default=False, description="The child is at immediate risk of significant harm."
+    )
+    start_stage: int = Field(
+        default=0,
+        ge=0,
+        description="A later first stage, where the policy allows it for immediate risk.",
+    )
+
+
+RAISE_EXAMPLE: dict[str, Any] = {
+    "policy": "merton",
+    "area": "merton",
+    "raising_agency": {"key": "merton-health", "name": "Merton health", "kind": "health"},
+    "receiving_agency": {
+        "key": "merton-childrens-social-care",
+        "name": "Merton children's social care",
+        "kind": "childrens-social-care",
+    },
+    "categories": ["thresholds"],
+    "summary": "The referral was closed with no further action; health believes the "
+    "threshold for a strategy discussion is met.",
+    "child": {"name": "A. Child", "date_of_birth": "2019-04-01"},
+    "immediate_risk": False,
+}
+
+
+class CaseLinks(BaseModel):
+    self: str = Field(examples=["/disagreements/MER-7K2Q9XAB"])
+
+
+class RaiseResponse(BaseModel):
+    reference: Reference
+    policy: str = Field(examples=["merton"])
+    status: CaseStatus
+    stage: int
+    stage_key: str
+    stage_name: str
+    deadline: datetime | None = Field(description="The stage's deadline (UTC).")
+    deadline_text: str | None = Field(
+        default=None, description="The deadline as the partnership reads it (local time)."
+    )
+    immediate_risk: bool
+    raised_at: datetime | None
+    pending: bool = Field(
+        default=False,
+        description="True (with 202 Accepted) when the case started but its first deadline "
+        "was not yet planned; GET the case shortly.",
+    )
+    links: CaseLinks
+
+
+RAISE_RESPONSE_EXAMPLE: dict[str, Any] = {
+    "reference": "MER-7K2Q9XAB",
+    "policy": "merton",
+    "status": "open",
+    "stage": 0,
+    "stage_key": "practitioners",
+    "stage_name": "Practitioners",
+    "deadline": "2027-01-04T17:00:00Z",
+    "deadline_text": "Mon 4 Jan 2027 17:00 GMT",
+    "immediate_risk": False,
+    "raised_at": "2026-12-23T11:00:00Z",
+    "pending": False,
+    "links": {"self": "/disagreements/MER-7K2Q9XAB"},
+}
+
+
+# --- Listing -------------------------------------------------------------------------
+
+
+class CaseSummary(BaseModel):
+    """A case as the visibility store knows it: non-identifying fields only."""
+
+    reference: Reference
+    policy: str | None
+    area: str | None
+    stage: int | None
+    stage_key: str | None
+    status: CaseStatus | None
+    deadline: datetime | None
+    immediate_risk: bool
+    agencies: list[str]
+    categories: list[str]
+    raised_at: datetime | None
+    closed_at: datetime | None
+    workflow_status: str | None = Field(
+        description="The workflow's own status: running, completed, failed, terminated, ..."
+    )
+    links: CaseLinks
+
+
+class CaseList(BaseModel):
+    items: list[CaseSummary]
+    next_page_token: str | None = Field(
+        description="Pass as page_token for the next page; null on the last page."
+    )
+
+
+CASE_SUMMARY_EXAMPLE: dict[str, Any] = {
+    "reference": "MER-7K2Q9XAB",
+    "policy": "merton",
+    "area": "merton",
+    "stage": 1,
+    "stage_key": "line-managers",
+    "status": "open",
+    "deadline": "2027-01-11T17:00:00Z",
+    "immediate_risk": False,
+    "agencies": ["merton-health", "merton-childrens-social-care"],
+    "categories": ["thresholds"],
+    "raised_at": "2026-12-23T11:00:00Z",
+    "closed_at": None,
+    "workflow_status": "running",
+    "links": {"self": "/disagreements/MER-7K2Q9XAB"},
+}
+
+
+# --- Actions --------------------------------------------------------------------------
+
+
+class AcknowledgeBody(_In):
+    note: str | None = Field(default=None, max_length=10_000)
+
+
+class ResolveBody(_In):
+    outcome: str = Field(min_length=1, max_length=10_000)
+    form: dict[str, str] = Field(
+        default_factory=dict, description="The resolution form's fields, where the policy has one."
+    )
+
+
+class ConfirmBody(_In):
+    confirmation: str = Field(
+        default="Outcome confirmed in writing", min_length=1, max_length=10_000
+    )
+
+
+class EscalateBody(_In):
+    reason: str = Field(min_length=1, max_length=10_000)
+    form: dict[str, str] = Field(
+        default_factory=dict,
+        description="The fields of the form the next stage needs, where the policy names one.",
+    )
+    to_stage: int | None = Field(
+        default=None, ge=0, description="A later stage to jump to, where the policy allows it."
+    )
+
+
+class ImmediateRiskBody(_In):
+    reason: str = Field(min_length=1, max_length=10_000)
+    jump_to_stage: int | None = Field(
+        default=None, ge=0, description="A later stage to jump to, where the policy allows it."
+    )
+
+
+class DeadlineBody(_In):
+    deadline: AwareDatetime = Field(description="The new, earlier deadline, with its offset.")
+    reason: str = Field(min_length=1, max_length=10_000)
+
+
+class NoteBody(_In):
+    text: str = Field(min_length=1, max_length=10_000)
+
+
+class WithdrawBody(_In):
+    reason: str = Field(min_length=1, max_length=10_000)
+
+
+ACTION_EXAMPLES: dict[str, dict[str, Any]] = {
+    "acknowledge": {"note": "Received; the team manager will review the decision today."},
+    "resolve": {"outcome": "Strategy discussion convened; both agencies agree the plan."},
+    "confirm": {"confirmation": "Outcome confirmed in writing by both senior leaders."},
+    "escalate": {"reason": "No agreement at practitioner level."},
+    "immediate-risk": {"reason": "New information: the child is at immediate risk."},
+    "deadline": {
+        "deadline": "2026-12-24T12:00:00+00:00",
+        "reason": "A timescale that protects the child from harm: before the holiday.",
+    },
+    "notes": {"text": "Discussed by phone with the duty manager; awaiting the case file."},
+    "withdraw": {"reason": "Raised in error: the concern was already resolved."},
+}
+
+ACTION_RESULT_EXAMPLE: dict[str, Any] = {
+    "reference": "MER-7K2Q9XAB",
+    "status": "open",
+    "stage": 1,
+    "stage_name": "Stage 1: line managers",
+    "deadline": "2027-01-11T17:00:00Z",
+}
+
+
+# --- Policies --------------------------------------------------------------------------
+
+
+class AreaSummary(BaseModel):
+    key: str
+    name: str
+
+
+class StageSummary(BaseModel):
+    index: int
+    key: str
+    name: str
+    timescale: str
+
+
+class PolicySummary(BaseModel):
+    id: str
+    version: str
+    name: str
+    partnership: str
+    areas: list[AreaSummary]
+    stages: list[StageSummary]
+
+
+POLICY_SUMMARY_EXAMPLE: dict[str, Any] = {
+    "id": "merton",
+    "version": "2019-08",
+    "name": "Merton escalation policy",
+    "partnership": "Merton Safeguarding Children Partnership (MSCP)",
+    "areas": [{"key": "merton", "name": "London Borough of Merton"}],
+    "stages": [
+        {"index": 0, "key": "practitioners", "name": "Practitioners", "timescale": "5 working days"}
+    ],
+}
+
+
+class ExplainedStage(BaseModel):
+    index: int
+    key: str
+    name: str
+    timescale: str
+    starts: datetime | None
+    deadline: datetime | None
+
+
+class Explanation(BaseModel):
+    """The ladder that runs if nobody acts (as `escalation policy explain --json`)."""
+
+    policy: str
+    raised: datetime
+    immediate_risk: bool
+    stages: list[ExplainedStage]
+
+
+EXPLAIN_EXAMPLE: dict[str, Any] = {
+    "policy": "merton",
+    "raised": "2026-12-23T11:00:00+00:00",
+    "immediate_risk": False,
+    "stages": [
+        {
+            "index": 0,
+            "key": "practitioners",
+            "name": "Practitioners",
+            "timescale": "5 working days",
+            "starts": "2026-12-23T11:00:00+00:00",
+            "deadline": "2027-01-04T17:00:00+00:00",
+        },
+        {
+            "index": 1,
+            "key": "line-managers",
+            "name": "Stage 1: line managers",
+            "timescale": "5 working days",
+            "starts": "2027-01-04T17:00:00+00:00",
+            "deadline": "2027-01-11T17:00:00+00:00",
+        },
+    ],
+}
+
+
+# --- Health ---------------------------------------------------------------------------
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"] = "ready"
+    temporal: str = Field(examples=["localhost:7233 (namespace default)"])
+    task_queue: str = Field(examples=["escalation"])
+    workflow_pollers: int
+    activity_pollers: int

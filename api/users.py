@@ -1,0 +1,257 @@
+"""API users: who they are, the users file, and the demonstration users.
+
+The embedded default authenticates bearer tokens against a YAML users file
+(``<data dir>/users.yaml``, or ``ESCALATION_USERS_FILE``)::
+
+    users:
+      - id: merton-health-practitioner
+        name: Priya Shah
+        email: priya.shah@health.merton.example
+        agency: merton-health          # the agency key used on cases
+        partnership: merton            # a policy id
+        role: practitioner             # practitioner | manager | business-team | operator
+        token_sha256: 3f0c...          # SHA-256 (hex) of the bearer token
+
+Only the SHA-256 of each token is stored. Tokens are long random strings
+(``secrets.token_urlsafe(32)``), so an unsalted hash is enough: there is
+nothing to guess. To add a user, generate a token, store its hash with
+``hash_token`` and give the token to the person.
+
+``ensure_demo_users`` creates demonstration users the first time the
+embedded default runs, and writes their plaintext tokens to
+``<data dir>/demo-tokens.txt`` (one ``user-id<TAB>token`` line each, with
+``#`` comments) so that ``make run`` can print them and a developer can
+copy them into ``curl -H "Authorization: Bearer ..."``. Never use demo users
+outside a developer's machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from workflows.messages import Actor
+
+UserRole = Literal["practitioner", "manager", "business-team", "operator"]
+PARTY_ROLES: frozenset[str] = frozenset({"practitioner", "manager"})
+TOKENS_FILE = "demo-tokens.txt"
+USERS_FILE = "users.yaml"
+
+Key = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
+
+
+class User(BaseModel):
+    """An authenticated person. Practitioners and managers belong to one
+    agency of one partnership; the business team to one partnership;
+    operators run the stack and belong to none."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1)
+    email: str | None = None
+    agency: Key | None = None
+    partnership: Key | None = None
+    role: UserRole
+
+    @model_validator(mode="after")
+    def _belongs(self) -> User:
+        if self.role in PARTY_ROLES and (self.agency is None or self.partnership is None):
+            raise ValueError(f"a {self.role} needs an agency and a partnership")
+        if self.role == "business-team" and self.partnership is None:
+            raise ValueError("a business-team user needs a partnership")
+        return self
+
+    def actor(self) -> Actor:
+        """The identity that travels into the workflow with every action."""
+        return Actor(
+            id=self.id, name=self.name, email=self.email, agency=self.agency, role=self.role
+        )
+
+
+class StoredUser(User):
+    token_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    def public(self) -> User:
+        return User.model_validate(self.model_dump(exclude={"token_sha256"}))
+
+
+class UsersFileError(Exception):
+    pass
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def load_users(path: Path) -> list[StoredUser]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise UsersFileError(f"{path}: no such file") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsersFileError(f"{path}: cannot be read ({type(exc).__name__})") from None
+    rows = data.get("users") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        raise UsersFileError(f"{path}: expected a mapping with a 'users' list")
+    users = []
+    for i, row in enumerate(rows):
+        try:
+            users.append(StoredUser.model_validate(row))
+        except ValidationError as exc:
+            where = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'user'}: {e['msg']}"
+                for e in exc.errors(include_url=False, include_input=False)
+            )
+            raise UsersFileError(f"{path}: users[{i}]: {where}") from None
+    ids = [u.id for u in users]
+    if len(set(ids)) != len(ids):
+        raise UsersFileError(f"{path}: user ids must be unique")
+    return users
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def write_users(path: Path, users: list[StoredUser]) -> None:
+    header = (
+        "# Users of the escalation API. Only the SHA-256 of each bearer token is kept.\n"
+        "# Roles: practitioner, manager, business-team, operator.\n"
+    )
+    body = yaml.safe_dump(
+        {"users": [u.model_dump(exclude_none=True) for u in users]},
+        sort_keys=False,
+        allow_unicode=True,
+    )
+    _write_private(path, header + body)
+
+
+# --- Demonstration users ---------------------------------------------------------
+
+DEMO_USERS: tuple[User, ...] = (
+    User(
+        id="merton-health-practitioner",
+        name="Priya Shah",
+        email="priya.shah@health.merton.example",
+        agency="merton-health",
+        partnership="merton",
+        role="practitioner",
+    ),
+    User(
+        id="merton-csc-manager",
+        name="Tom Okafor",
+        email="tom.okafor@csc.merton.example",
+        agency="merton-childrens-social-care",
+        partnership="merton",
+        role="manager",
+    ),
+    User(
+        id="merton-police-practitioner",
+        name="Dan Reid",
+        email="dan.reid@police.merton.example",
+        agency="merton-police",
+        partnership="merton",
+        role="practitioner",
+    ),
+    User(
+        id="merton-business-team",
+        name="Merton Safeguarding Partnership Business Team",
+        email="business.team@mscp.merton.example",
+        partnership="merton",
+        role="business-team",
+    ),
+    User(
+        id="cheshire-police-practitioner",
+        name="Sam Lee",
+        email="sam.lee@police.cheshire.example",
+        agency="cheshire-police",
+        partnership="cheshire",
+        role="practitioner",
+    ),
+    User(
+        id="cheshire-business-team",
+        name="Pan-Cheshire Safeguarding Partnership Business Team",
+        email="business.team@scp.cheshire.example",
+        partnership="cheshire",
+        role="business-team",
+    ),
+    User(
+        id="operator",
+        name="Olu Adeyemi (operator)",
+        email="operator@escalation.example",
+        role="operator",
+    ),
+)
+
+
+def _read_tokens(path: Path) -> dict[str, str]:
+    tokens: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        user_id, _, token = line.partition("\t")
+        if token.strip():
+            tokens[user_id.strip()] = token.strip()
+    return tokens
+
+
+def _tokens_text(pairs: list[tuple[User, str]]) -> str:
+    lines = [
+        "# Demonstration bearer tokens for the escalation API (development only).",
+        "# One line per user: USER-ID<TAB>TOKEN. Use as: Authorization: Bearer TOKEN",
+        "# users.yaml beside this file keeps only their SHA-256 hashes.",
+    ]
+    for user, token in pairs:
+        where = ", ".join(x for x in (user.role, user.agency, user.partnership) if x)
+        lines.append(f"# {user.name} ({where})")
+        lines.append(f"{user.id}\t{token}")
+    return "\n".join(lines) + "\n"
+
+
+def ensure_demo_users(data_dir: Path, users_file: Path | None = None) -> list[tuple[User, str]]:
+    """The demonstration users and their tokens, creating them on first use.
+
+    - No users file yet: create it with ``DEMO_USERS`` (hashed tokens) and
+      write the plaintext tokens to ``<data_dir>/demo-tokens.txt``.
+    - Users file and tokens file both present: return the demo users whose
+      token still matches the stored hash.
+    - A users file without a tokens file is a deployment's own: leave it
+      alone and return nothing.
+    """
+    users_path = users_file or data_dir / USERS_FILE
+    tokens_path = data_dir / TOKENS_FILE
+    if users_path.exists():
+        if not tokens_path.exists():
+            return []
+        tokens = _read_tokens(tokens_path)
+        out = []
+        for stored in load_users(users_path):
+            token = tokens.get(stored.id)
+            if token is not None and secrets.compare_digest(hash_token(token), stored.token_sha256):
+                out.append((stored.public(), token))
+        return out
+    pairs = [(user, new_token()) for user in DEMO_USERS]
+    stored_users = [
+        StoredUser(**user.model_dump(), token_sha256=hash_token(token)) for user, token in pairs
+    ]
+    write_users(users_path, stored_users)
+    _write_private(tokens_path, _tokens_text(pairs))
+    return pairs
