@@ -1,0 +1,95 @@
+"""`make run`'s stack, started as a user would, survives a restart: an open
+case keeps its stage and deadline, and its timer still fires afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client, WorkflowHandle
+
+from escalation.converter import data_converter
+from escalation.simulate import parties
+from policies.loader import get_policy
+from tests.canary_helpers import Stack
+from workflows.disagreement import DisagreementWorkflow
+from workflows.messages import Actor, CaseState, RaiseDisagreement, ShortenDeadline
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    stack = Stack(tmp_path / "data")
+    yield stack
+    stack.kill()  # however the test ended, leave nothing running
+
+
+async def test_an_open_case_and_its_deadline_survive_a_restart(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The client must use the stack's data folder (its payload key lives there).
+    monkeypatch.setenv("ESCALATION_DATA_DIR", str(stack.data_dir))
+    stack.start()
+    assert f"http://localhost:{stack.ports['ui']}".encode() in stack.output
+    client = await Client.connect(stack.address, data_converter=data_converter())
+    policy = get_policy("merton")
+    raising, receiving, area = parties(policy)
+    request = RaiseDisagreement(
+        reference="RESTART-TEST",
+        policy=policy,
+        area=area,
+        raised_by=Actor(id="p1", name="Raiser", agency=raising.key, role="practitioner"),
+        raising_agency=raising,
+        receiving_agency=receiving,
+        summary="survives a restart",
+    )
+    handle = await client.start_workflow(
+        DisagreementWorkflow.run, request, id="disagreement-RESTART-TEST", task_queue="escalation"
+    )
+    state = await _wait_for_stage_started(handle)
+    deadline = state.clock.deadline
+    assert deadline is not None
+
+    assert stack.stop() == 0
+    assert b"Temporal dev server stopped" in stack.output
+    assert (stack.data_dir / "temporal.db").exists()
+
+    stack.start()  # the same data folder and ports
+    client = await Client.connect(stack.address, data_converter=data_converter())
+    handle = client.get_workflow_handle("disagreement-RESTART-TEST")
+    after = await handle.query(DisagreementWorkflow.get_state)
+    assert after.status == "open" and after.stage == 0
+    assert after.clock.deadline == deadline
+    assert [e.type for e in after.events] == [e.type for e in state.events]
+
+    # The case still acts by itself after the restart: bring the deadline to
+    # a few seconds from now and watch it escalate.
+    soon = datetime.now(UTC) + timedelta(seconds=3)
+    manager = Actor(id="m1", name="Manager", agency=receiving.key, role="manager")
+    await handle.execute_update(
+        DisagreementWorkflow.shorten_deadline,
+        ShortenDeadline(by=manager, deadline=soon, reason="restart test"),
+    )
+    for _ in range(60):
+        after = await handle.query(DisagreementWorkflow.get_state)
+        if after.stage == 1:
+            break
+        await asyncio.sleep(0.5)
+    assert after.stage == 1
+    assert any(e.type == "auto_escalated" for e in after.events)
+    await handle.terminate("test over")
+    assert stack.stop() == 0
+
+
+async def _wait_for_stage_started(handle: WorkflowHandle) -> CaseState:
+    for _ in range(60):
+        try:
+            state = await handle.query(DisagreementWorkflow.get_state)
+        except Exception:  # the first workflow task may not have run yet
+            state = None
+        if state is not None and any(e.type == "notice" for e in state.events):
+            return state
+        await asyncio.sleep(0.5)
+    raise AssertionError("the case never started")
