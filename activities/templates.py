@@ -68,8 +68,8 @@ def _stage_started(n: Notice) -> Wording:
                 f"The disagreement has been escalated from stage {from_stage} to {_stage(n)} "
                 f"({n.context.get('reason', 'escalated')})."
             )
-    due = f" by {_by(n)}" if n.deadline else ""
-    return Wording(f"{_stage(n)} has started{due}", happened, _resolve_by(n))
+    due = f": resolve by {_by(n)}" if n.deadline else ""
+    return Wording(f"Now at {_stage(n)}{due}", happened, _resolve_by(n))
 
 
 def _escalated_automatically(n: Notice) -> Wording:

@@ -293,5 +293,11 @@ def _demo_users(data_dir: Path) -> list[str]:
         return []
     lines = ["", f"Demo users (tokens also in {data_dir / 'demo-tokens.txt'}):"]
     for user, token in ensure_demo_users(data_dir):
-        lines.append(f"  {user.name:<28} {user.role:<14} {user.agency or '-':<34} {token}")
+        if user.agency:
+            where = user.agency
+        elif user.partnership:
+            where = f"{user.partnership} (all its cases)"
+        else:
+            where = "every partnership"
+        lines.append(f"  {user.id:<30} {user.role:<14} {where:<36} {token}")
     return lines

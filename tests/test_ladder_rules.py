@@ -1143,7 +1143,7 @@ def test_wakeup_summary_names_the_stage_and_due_date() -> None:
     _, state, _ = start("merton")
     with_deadline(state, at(7))
     summary = ladder.Wakeup(at(7), "deadline").summary(state)
-    assert summary.startswith("deadline · Stage 0: Practitioners")
+    assert summary.startswith("deadline · Practitioners · due")
     assert state.clock.deadline_text is not None and state.clock.deadline_text in summary
 
 
@@ -1163,7 +1163,7 @@ def test_current_details_names_stage_due_date_and_immediate_risk() -> None:
 def test_current_details_without_timescale_or_risk() -> None:
     _, state = case_at_stage("hillingdon", 1)
     details = ladder.current_details(state)
-    assert "Stage 1" in details and "Stage 2: supervisors/managers" in details
+    assert details.startswith("**Stage 2: supervisors/managers**")
     assert "no written timescale" in details
     assert "immediate risk" not in details
 

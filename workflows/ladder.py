@@ -99,7 +99,7 @@ class Wakeup:
         if state.status == "awaiting-confirmation":
             what = f"written confirmation {what}"
         due = f" · due {state.clock.deadline_text}" if state.clock.deadline_text else ""
-        return f"{what} · Stage {state.stage}: {state.stage_name}{due}"
+        return f"{what} · {state.stage_name}{due}"
 
 
 class Refused(Exception):
@@ -763,7 +763,7 @@ def _flag_risk(
 
 def current_details(state: CaseState) -> str:
     """Markdown for the Temporal UI's current details."""
-    lines = [f"**Stage {state.stage} · {state.stage_name}** · {state.status}"]
+    lines = [f"**{state.stage_name}** · {state.status}"]
     if state.is_open and state.clock.deadline_text and not state.clock.deadline_passed:
         label = "written confirmation due" if state.status == "awaiting-confirmation" else "due"
         lines.append(f"{label} {state.clock.deadline_text} ({state.clock.deadline_basis})")
