@@ -228,13 +228,14 @@ def _run(args: argparse.Namespace) -> int:
 
     # The API reads the users file at start-up, so it must exist first.
     demo_lines = _demo_users(data_dir) if with_api else []
-    stopping = False
 
     def _stop_signal(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+        raise KeyboardInterrupt
 
+    # Both stop everything in order, even while starting up. SIGINT is set
+    # explicitly: a shell that starts us in the background has it ignored.
     signal.signal(signal.SIGTERM, _stop_signal)
+    signal.signal(signal.SIGINT, _stop_signal)
     started: list[Service] = []
     try:
         print(f"Starting the Temporal dev server (state in {data_dir / 'temporal.db'}) ...")
@@ -249,7 +250,7 @@ def _run(args: argparse.Namespace) -> int:
             _wait_for_port(services[2], host, args.api_port)
         _banner(host, args, data_dir, with_api)
         print("\n".join(demo_lines), flush=True)
-        while not stopping:
+        while True:
             for service in started:
                 if not service.running():
                     print(f"\nThe {service.name} stopped unexpectedly:\n{service.tail()}")
