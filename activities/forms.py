@@ -20,6 +20,7 @@ from fpdf import FPDF, FontFace
 from fpdf.enums import XPos, YPos
 from fpdf.util import Padding
 
+from workflows.forms import WITHHELD
 from workflows.messages import FilledField, FilledForm
 
 _FOLD = str.maketrans(
@@ -119,6 +120,11 @@ def _header(pdf: _Pdf, form: FilledForm) -> None:
         banner = (
             "ANONYMISED: this form must not identify the child or adult "
             "(keep the client anonymous)."
+        )
+    elif any(f.identifying and f.value.startswith(WITHHELD) for f in form.fields):
+        banner = (
+            "The child's identifying details are withheld from this emailed copy; the "
+            "complete form is on the case record."
         )
     elif "securely" in form.sent_to.lower() or "secure" in form.sent_to.lower():
         banner = "THIS DOCUMENT MUST BE SENT SECURELY. It contains the child's details."
