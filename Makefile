@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run worker test lint histories clean
+.PHONY: install run worker test lint histories clean bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found " + sys.version.split()[0] + ")")'
@@ -27,11 +27,15 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy policies workflows activities workers escalation
+	$(BIN)/mypy policies workflows activities workers escalation api
 
 ## Re-record the workflow histories that the replay tests check.
 histories: $(STAMP)
 	$(BIN)/python -m tests.record_histories
+
+## Benchmarks against issue 7's targets; BENCH_N=100 make bench for a quick run.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

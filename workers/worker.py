@@ -24,6 +24,15 @@ from workflows.disagreement import DisagreementWorkflow
 
 log = logging.getLogger("escalation.worker")
 
+# How long a workflow task may wait on this worker's own (sticky) queue before
+# the server moves it to the shared queue. The SDK's 10 s default is shorter
+# than the queue a close-of-business burst builds (hundreds of deadlines at
+# 17:00): a moved task then waits again behind the whole shared queue, and its
+# escalation notice goes out tens of seconds late (issue 7, bench/README.md).
+# After a crash (a clean stop hands tasks back at once) a case waits at most
+# this long for another worker.
+STICKY_SCHEDULE_TO_START = timedelta(minutes=2)
+
 
 def build_worker(
     client: Client,
@@ -40,6 +49,7 @@ def build_worker(
     # Without a directory (simulation, tests) notices are captured unresolved.
     notices = NoticeActivities(sink, directory=directory, sender=sender, public_url=public_url)
     extra_workflows = list(options.pop("workflows", []))  # type: ignore[call-overload]
+    options.setdefault("sticky_queue_schedule_to_start_timeout", STICKY_SCHEDULE_TO_START)
     return Worker(
         client,
         task_queue=task_queue,

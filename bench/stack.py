@@ -1,0 +1,309 @@
+"""The system under test, on loopback: dev server, worker, API, capture, baseline worker.
+
+Started directly rather than through ``escalation run`` so the benchmark can
+give each process its environment (notices to the capture server through the
+real SendGrid sink, demo users) and read the worker's own process id for its
+memory. Every port is chosen free at start; every process is stopped by its
+own id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from escalation import search_attributes
+from escalation.temporal_bin import temporal_cli
+from policies.directory import EXAMPLE_FILE
+
+HOST = "127.0.0.1"
+START_TIMEOUT = 90.0
+STOP_TIMEOUT = 20.0
+TASK_QUEUE = "escalation-bench"
+TRIVIAL_QUEUE = "bench-trivial"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    log: IO[bytes] | None = None
+
+    def start(self) -> None:
+        self.log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.argv,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **self.env},
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.log:
+            self.log.close()
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def _wait_port(proc: Proc, port: int, timeout: float = START_TIMEOUT) -> None:
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        if not proc.running():
+            raise StackError(f"{proc.name} exited while starting:\n{proc.tail()}")
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
+            return
+        time.sleep(0.2)
+    raise StackError(f"{proc.name} did not listen on {HOST}:{port} within {timeout:.0f}s")
+
+
+def _wait_log(proc: Proc, needle: str, timeout: float = START_TIMEOUT) -> None:
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        if not proc.running():
+            raise StackError(f"{proc.name} exited while starting:\n{proc.tail()}")
+        with contextlib.suppress(OSError):
+            if needle in proc.log_path.read_text(errors="replace"):
+                return
+        time.sleep(0.2)
+    raise StackError(f"{proc.name} did not report {needle!r} within {timeout:.0f}s")
+
+
+@dataclass
+class Stack:
+    data_dir: Path
+    temporal_port: int = 0
+    api_port: int = 0
+    capture_port: int = 0
+    metrics_port: int = 0
+    procs: dict[str, Proc] = field(default_factory=dict)
+    worker_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def temporal_address(self) -> str:
+        return f"{HOST}:{self.temporal_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{HOST}:{self.api_port}"
+
+    @property
+    def capture_file(self) -> Path:
+        return self.data_dir / "capture.jsonl"
+
+    @property
+    def worker(self) -> Proc:
+        return self.procs["worker"]
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.temporal_port = free_port()
+        self.api_port = free_port()
+        self.capture_port = free_port()
+        self.metrics_port = free_port()
+        py = sys.executable
+        common = {
+            "TEMPORAL_ADDRESS": self.temporal_address,
+            "TEMPORAL_NAMESPACE": "default",
+            "ESCALATION_TASK_QUEUE": TASK_QUEUE,
+            "ESCALATION_DATA_DIR": str(self.data_dir),
+            "PYTHONUNBUFFERED": "1",
+            # One key for both processes, so neither races to create the file.
+            "ESCALATION_CODEC_KEYS": _codec_keys(),
+            "ESCALATION_EXTRA_CLOSURES": "[]",
+        }
+        self.worker_env = {
+            **common,
+            # The real SendGrid sink, pointed at the capture server.
+            "SENDGRID_API_KEY": "SG.bench." + secrets.token_urlsafe(24),
+            "ESCALATION_SENDGRID_HOST": f"http://{HOST}:{self.capture_port}",
+            "ESCALATION_DIRECTORY_FILE": str(EXAMPLE_FILE),
+            "ESCALATION_SENDER_EMAIL": "escalation@bench.invalid",
+        }
+        api_env = {**common, "ESCALATION_DEMO_USERS": "true"}
+        server = Proc(
+            "Temporal dev server",
+            [
+                temporal_cli(),
+                "server",
+                "start-dev",
+                "--db-filename",
+                str(self.data_dir / "temporal.db"),
+                *_server_tuning(),
+                "--ip",
+                HOST,
+                "--port",
+                str(self.temporal_port),
+                "--headless",
+                "--metrics-port",
+                str(self.metrics_port),
+                "--log-level",
+                "warn",
+                *search_attributes.dev_server_args(),
+            ],
+            self.data_dir / "temporal.log",
+        )
+        capture = Proc(
+            "capture server",
+            [
+                py,
+                "-m",
+                "bench.capture",
+                "--port",
+                str(self.capture_port),
+                "--out",
+                str(self.capture_file),
+            ],
+            self.data_dir / "capture.log",
+        )
+        worker = Proc(
+            "worker",
+            [py, "-m", "escalation.cli", "worker"],
+            self.data_dir / "worker.log",
+            env=self.worker_env,
+        )
+        api = Proc(
+            "API",
+            [
+                py,
+                "-m",
+                "uvicorn",
+                "api.main:app",
+                "--host",
+                HOST,
+                "--port",
+                str(self.api_port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            self.data_dir / "api.log",
+            env=api_env,
+        )
+        trivial = Proc(
+            "baseline worker",
+            [
+                py,
+                "-m",
+                "bench.trivial",
+                "--address",
+                self.temporal_address,
+                "--task-queue",
+                TRIVIAL_QUEUE,
+            ],
+            self.data_dir / "trivial.log",
+        )
+        try:
+            self._launch(capture)
+            _wait_port(capture, self.capture_port)
+            self._launch(server)
+            _wait_port(server, self.temporal_port)
+            self._launch(worker)
+            _wait_log(worker, "worker polling task queue")
+            self._launch(trivial)
+            _wait_log(trivial, "trivial worker polling")
+            self._launch(api)
+            _wait_port(api, self.api_port)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _launch(self, proc: Proc) -> None:
+        key = {
+            "Temporal dev server": "server",
+            "capture server": "capture",
+            "worker": "worker",
+            "API": "api",
+            "baseline worker": "trivial",
+        }[proc.name]
+        proc.start()
+        self.procs[key] = proc
+
+    def check(self) -> None:
+        for proc in self.procs.values():
+            if not proc.running():
+                raise StackError(f"the {proc.name} stopped unexpectedly:\n{proc.tail()}")
+
+    def stop(self) -> None:
+        for key in ("api", "trivial", "worker", "server", "capture"):
+            proc = self.procs.get(key)
+            if proc is not None:
+                proc.stop()
+
+
+def _server_tuning() -> list[str]:
+    """SQLite pragmas (default: the WAL journal) and dynamic config values for
+    the dev server; BENCH_SQLITE_PRAGMAS and BENCH_SERVER_CONFIG (comma lists)
+    let an experiment change them, e.g. BENCH_SQLITE_PRAGMAS=journal_mode=wal,
+    synchronous=normal."""
+    pragmas = os.environ.get("BENCH_SQLITE_PRAGMAS", "journal_mode=wal")
+    config = os.environ.get("BENCH_SERVER_CONFIG", "")
+    args: list[str] = []
+    for pragma in filter(None, (p.strip() for p in pragmas.split(","))):
+        args += ["--sqlite-pragma", pragma]
+    for value in filter(None, (c.strip() for c in config.split(","))):
+        args += ["--dynamic-config-value", value]
+    return args
+
+
+def _codec_keys() -> str:
+    import base64
+
+    return "bench:" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def rss_kib(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a process, in KiB, from /proc/<pid>/status."""
+    rss = hwm = 0
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+            elif line.startswith("VmHWM:"):
+                hwm = int(line.split()[1])
+    return rss, hwm
