@@ -327,10 +327,3 @@ class CalendarSpec(_Frozen):
     time_zone: str = "Europe/London"
     close_of_business: time = time(17, 0)
     start_of_business: time = time(9, 0)
-
-
-_SLUG = re.compile(r"[^a-z0-9]+")
-
-
-def slug(text: str) -> str:
-    return _SLUG.sub("-", text.lower()).strip("-")

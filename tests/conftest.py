@@ -22,9 +22,10 @@ from escalation.converter import data_converter, use_ephemeral_key_when_unconfig
 from escalation.simulate import _register_search_attributes, parties
 from escalation.temporal_bin import test_server
 from policies.loader import get_policy
+from policies.model import Policy
 from workers.worker import build_worker
 from workflows.disagreement import DisagreementWorkflow
-from workflows.messages import Actor, RaiseDisagreement
+from workflows.messages import Actor, AddNote, CaseState, RaiseDisagreement
 
 # The test servers are throwaway: unless a key is configured, payloads are
 # encrypted under an in-memory key, and no key file is created in .data.
@@ -96,3 +97,39 @@ def make_request(
         start_stage=start_stage,
         raised_at=raised_at,
     )
+
+
+# --- Helpers shared by the workflow tests ------------------------------------
+
+
+def receiving_manager(request: RaiseDisagreement) -> Actor:
+    return Actor(
+        id="mgr-receiving",
+        name="Receiving manager",
+        agency=request.receiving_agency.key,
+        role="manager",
+    )
+
+
+def raising_manager(request: RaiseDisagreement) -> Actor:
+    return Actor(
+        id="mgr-raising", name="Raising manager", agency=request.raising_agency.key, role="manager"
+    )
+
+
+def escalation_form(policy: Policy, target: int) -> dict[str, str]:
+    """Every field an escalation into ``target`` must carry, filled in."""
+    key = policy.stages[target].form_required
+    if key is None:
+        return {}
+    return {f.key: f"{f.label} (test)" for f in policy.form(key).fields_from("escalation")}
+
+
+async def state_of(handle: WorkflowHandle) -> CaseState:
+    return await handle.query(DisagreementWorkflow.get_state)
+
+
+async def barrier(handle: WorkflowHandle) -> None:
+    """An operator's note: once answered, everything before it is done (the
+    case exists from its first instant, so the note is never refused)."""
+    await handle.execute_update(DisagreementWorkflow.add_note, AddNote(text="barrier"))

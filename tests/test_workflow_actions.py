@@ -32,7 +32,15 @@ from escalation.converter import data_converter
 from policies.calendar import WorkingDayCalendar
 from policies.loader import get_policy
 from policies.model import Policy
-from tests.conftest import Harness, make_request
+from tests.conftest import (
+    Harness,
+    barrier,
+    escalation_form,
+    make_request,
+    raising_manager,
+    receiving_manager,
+    state_of,
+)
 from workflows.disagreement import DisagreementWorkflow
 from workflows.messages import (
     Acknowledge,
@@ -100,21 +108,6 @@ def calendar(policy: Policy) -> WorkingDayCalendar:
     return WorkingDayCalendar(policy.calendar_spec())
 
 
-def receiving_manager(request: RaiseDisagreement) -> Actor:
-    return Actor(
-        id="mgr-receiving",
-        name="Receiving manager",
-        agency=request.receiving_agency.key,
-        role="manager",
-    )
-
-
-def raising_manager(request: RaiseDisagreement) -> Actor:
-    return Actor(
-        id="mgr-raising", name="Raising manager", agency=request.raising_agency.key, role="manager"
-    )
-
-
 def owners(policy: Policy, request: RaiseDisagreement, index: int) -> list[str]:
     """Recipient labels of a stage's owners in the two agencies."""
     stage = policy.stages[index]
@@ -131,13 +124,6 @@ def extras(policy: Policy, index: int, when: str) -> list[str]:
         for n in policy.stages[index].extra_notices
         if n.when == when and (n.only_if_agency_kind is None or n.only_if_agency_kind in kinds)
     ]
-
-
-def escalation_form(policy: Policy, target: int) -> dict[str, str]:
-    key = policy.stages[target].form_required
-    if key is None:
-        return {}
-    return {f.key: f"{f.label} (test)" for f in policy.form(key).fields_from("escalation")}
 
 
 def labels(notice: Notice) -> list[str]:
@@ -186,20 +172,10 @@ async def search_attributes(client: Client, workflow_id: str) -> dict[str, Any]:
     return {pair.key.name: pair.value for pair in decode_typed_search_attributes(kept)}
 
 
-async def state_of(handle: WorkflowHandle) -> CaseState:
-    return await handle.query(DisagreementWorkflow.get_state)
-
-
 async def outcome(env: WorkflowEnvironment, handle: WorkflowHandle) -> CaseOutcome:
     """The result of a case that has closed (no timer needed to get there)."""
     with env.auto_time_skipping_disabled():
         return await asyncio.wait_for(handle.result(), timeout=20)
-
-
-async def barrier(handle: WorkflowHandle) -> None:
-    """An operator's note: once answered, everything before it is done (the
-    case exists from its first instant, so the note is never refused)."""
-    await handle.execute_update(DisagreementWorkflow.add_note, AddNote(text="barrier"))
 
 
 async def wait_for(

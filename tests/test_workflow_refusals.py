@@ -31,12 +31,19 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from policies.model import Policy
-from tests.conftest import Harness, make_request
+from tests.conftest import (
+    Harness,
+    barrier,
+    escalation_form,
+    make_request,
+    raising_manager,
+    receiving_manager,
+    state_of,
+)
 from workflows.disagreement import DisagreementWorkflow
 from workflows.messages import (
     Acknowledge,
     Actor,
-    AddNote,
     CaseState,
     ConfirmOutcome,
     Escalate,
@@ -50,28 +57,6 @@ from workflows.messages import (
 # --- Helpers ------------------------------------------------------------------
 
 
-def receiving_manager(request: RaiseDisagreement) -> Actor:
-    return Actor(
-        id="mgr-receiving",
-        name="Receiving manager",
-        agency=request.receiving_agency.key,
-        role="manager",
-    )
-
-
-def raising_manager(request: RaiseDisagreement) -> Actor:
-    return Actor(
-        id="mgr-raising", name="Raising manager", agency=request.raising_agency.key, role="manager"
-    )
-
-
-def escalation_form(policy: Policy, target: int) -> dict[str, str]:
-    key = policy.stages[target].form_required
-    if key is None:
-        return {}
-    return {f.key: f"{f.label} (test)" for f in policy.form(key).fields_from("escalation")}
-
-
 async def describe_status(client: Client, workflow_id: str) -> Any:
     described = await client.workflow_service.describe_workflow_execution(
         DescribeWorkflowExecutionRequest(
@@ -79,11 +64,6 @@ async def describe_status(client: Client, workflow_id: str) -> Any:
         )
     )
     return described.workflow_execution_info.status
-
-
-async def barrier(handle: WorkflowHandle) -> None:
-    """An operator's note: once answered, the raise has been carried out."""
-    await handle.execute_update(DisagreementWorkflow.add_note, AddNote(text="barrier"))
 
 
 @asynccontextmanager
@@ -96,10 +76,6 @@ async def open_case(harness: Harness, request: RaiseDisagreement) -> AsyncIterat
         status = await describe_status(harness.client, handle.id)
         if status == WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING:
             await handle.terminate("test over")
-
-
-async def state_of(handle: WorkflowHandle) -> CaseState:
-    return await handle.query(DisagreementWorkflow.get_state)
 
 
 async def climb(handle: WorkflowHandle, policy: Policy, by: Actor, target: int) -> None:

@@ -84,7 +84,6 @@ class DisagreementWorkflow:
         self._queue: deque[tuple[int | None, Action]] = deque()
         self._answers: dict[int, ActionResult | Refused] = {}
         self._tickets = 0
-        self._busy = False
         # Delivery failures signalled by the SendGrid webhook (issue 5).
         self._failures: deque[DeliveryFailed] = deque()
 
