@@ -276,17 +276,21 @@ async def rehearse(
         # A rehearsal should fail loudly on a bug, not retry it for ever.
         workflow_failure_exception_types=[Exception],
     ):
-        # Awaiting the rehearsal lets the server skip from timer to timer.
-        await env.client.execute_workflow(
+        rehearsal = await env.client.start_workflow(
             RehearsalWorkflow.run,
             plan,
             id=f"rehearsal-{reference}",
             task_queue=task_queue,
         )
+        # The server skips from timer to timer up to the horizon and stops
+        # there. (Awaiting the rehearsal's result instead lets it skip on
+        # past the horizon until the client hears the rehearsal finished.)
+        await env.sleep(max(horizon - await env.get_current_time(), timedelta(0)))
         case = env.client.get_workflow_handle(plan.case_workflow_id)
         state = await case.query(DisagreementWorkflow.get_state)
         if state.is_open:
             await case.terminate("simulation horizon reached")
+        await rehearsal.result()  # a rehearsal that failed says why
     return Rehearsal(raised=raised, state=state, sink=sink, case=case)
 
 

@@ -3,7 +3,9 @@
 Run with ``make histories`` (``python -m tests.record_histories``) after a
 deliberate change to the workflow's commands, and only together with a
 ``workflow.patched`` guard: the checked-in histories stand for cases already
-running in production, which must keep replaying.
+running in production, which must keep replaying. Without arguments it
+records only the scenarios that have no history yet; name a scenario to
+record it again.
 
 Each scenario is a real case on the time-skipping server, covering one path
 of the ladder: nobody acting, resolution with and without written
@@ -131,6 +133,37 @@ REHEARSALS: dict[str, tuple[str, str, bool, int, list[tuple[str, str]], str]] = 
         [("2027-03-02T10:00", "immediate-risk:3"), ("2027-03-05T10:00", "resolve")],
         "2027-04-01T10:00",
     ),
+    # Since the local-activities patch (issue 7): the stage clock, reminders
+    # and notices are local activities, recorded as markers.
+    "merton-resolve-with-confirmation-local-activities": (
+        "merton",
+        "2027-03-01T10:00",
+        False,
+        0,
+        [
+            ("2027-03-02T10:00", "acknowledge"),
+            ("2027-03-03T10:00", "escalate"),
+            ("2027-03-05T10:00", "resolve"),
+            ("2027-03-22T10:00", "confirm"),
+        ],
+        "2027-04-30T10:00",
+    ),
+    "staffordshire-unattended-local-activities": (
+        "staffordshire-stoke",
+        "2027-03-01T10:00",
+        False,
+        0,
+        [],
+        "2027-04-15T10:00",
+    ),
+    "wirral-same-working-day-local-activities": (
+        "wirral",
+        "2027-03-01T10:00",
+        True,
+        0,
+        [("2027-03-20T10:00", "resolve")],
+        "2027-04-01T10:00",
+    ),
     "hillingdon-raised-at-stage-3-immediate-risk": (
         "hillingdon",
         "2027-03-01T10:00",
@@ -154,7 +187,7 @@ async def record_rehearsal(env: WorkflowEnvironment, name: str) -> None:
     await save(name, result.case)
 
 
-async def record_updates(env: WorkflowEnvironment) -> None:
+async def record_updates(env: WorkflowEnvironment, name: str) -> None:
     """Manager actions as updates (the API's path), answered by the case."""
     policy = get_policy("merton")
     raising, receiving, area = parties(policy)
@@ -189,7 +222,7 @@ async def record_updates(env: WorkflowEnvironment) -> None:
             DisagreementWorkflow.resolve, Resolve(by=manager, outcome="Agreed")
         )
         await handle.result()
-        await save("merton-updates", handle)
+        await save(name, handle)
 
 
 async def save(name: str, handle: WorkflowHandle) -> None:
@@ -204,8 +237,13 @@ async def main(names: list[str]) -> None:
     jobs: dict[str, Callable[[WorkflowEnvironment], Awaitable[None]]] = {
         name: (lambda env, name=name: record_rehearsal(env, name)) for name in REHEARSALS
     }
-    jobs["merton-updates"] = record_updates
-    for name in names or list(jobs):
+    jobs["merton-updates"] = lambda env: record_updates(env, "merton-updates")
+    jobs["merton-updates-local-activities"] = lambda env: record_updates(
+        env, "merton-updates-local-activities"
+    )
+    # Without names, only the histories not yet recorded: the others stand for
+    # cases recorded under earlier code and must not be overwritten by today's.
+    for name in names or [n for n in jobs if not (HISTORIES / f"{n}.json").exists()]:
         # A server each: the time-skipping clock only moves forward.
         # Unencrypted: the histories hold fake cases and must replay with no key.
         env = await start_test_server(converter=plain_data_converter())

@@ -37,6 +37,19 @@ def test_there_are_histories_for_every_path() -> None:
         assert any(path in name for name in names), path
 
 
+def test_cases_since_the_local_activities_patch_have_histories() -> None:
+    """The newer histories really took the patched path (local activities
+    recorded as markers, no activity tasks), so replay covers both paths."""
+    newer = [p for p in HISTORIES if p.stem.endswith("-local-activities")]
+    assert len(newer) >= 3
+    for path in newer:
+        text = path.read_text()
+        assert '"core_local_activity"' in text, path.stem
+        assert "ACTIVITY_TASK_SCHEDULED" not in text, path.stem
+    older = next(p for p in HISTORIES if p.stem == "merton-updates")
+    assert "ACTIVITY_TASK_SCHEDULED" in older.read_text()
+
+
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))

@@ -22,6 +22,7 @@ from temporalio.api.common.v1 import SearchAttributes, WorkflowExecution
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributeKey
 from temporalio.converter import decode_typed_search_attributes
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -41,7 +42,7 @@ from tests.conftest import (
     receiving_manager,
     state_of,
 )
-from workflows.disagreement import DisagreementWorkflow
+from workflows.disagreement import PATCH_LOCAL_ACTIVITIES, DisagreementWorkflow
 from workflows.messages import (
     Acknowledge,
     ActionResult,
@@ -128,6 +129,9 @@ def extras(policy: Policy, index: int, when: str) -> list[str]:
 
 def labels(notice: Notice) -> list[str]:
     return [r.label for r in notice.recipients]
+
+
+CHANGE_VERSION = SearchAttributeKey.for_keyword_list("TemporalChangeVersion")
 
 
 @asynccontextmanager
@@ -1073,9 +1077,11 @@ async def test_search_attributes_follow_the_case(
         assert typed.get(sa.IMMEDIATE_RISK) is False
         assert typed.get(sa.AGENCIES) == ["merton-health", "merton-childrens-social-care"]
         assert typed.get(sa.CATEGORIES) == ["thresholds"]
-        # Only the product's non-identifying attributes are set.
+        # Only the product's non-identifying attributes are set, and the
+        # SDK's own record of the workflow.patched ids the case went through.
         names = {pair.key.name for pair in typed}
-        assert names == {key.name for key in sa.ALL}
+        assert names == {key.name for key in sa.ALL} | {"TemporalChangeVersion"}
+        assert typed.get(CHANGE_VERSION) == [PATCH_LOCAL_ACTIVITIES]
 
         await escalate(handle, policy, manager, 1)
         await handle.execute_update(

@@ -19,13 +19,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     # `import a.b as c`, not `from a import b`: the sandbox re-imports this
     # module's own package, and `from workflows import ladder` would then load
     # a fresh copy of ladder for every case instead of passing it through.
     import workflows.ladder as ladder
+    import workflows.snapshots as snapshots
     from escalation import search_attributes as sa
     from policies.model import Policy
     from workflows.ladder import Refused, Step
@@ -66,6 +67,14 @@ NOTICE_TIMEOUT = timedelta(hours=24)
 # notice. Both issue commands that earlier histories never saw.
 PATCH_NOTICE_FAILURE = "notice-failure-recorded"
 PATCH_DELIVERY_FAILED = "delivery-failed-notice"
+# Issue 7: the stage clock, reminders and notices run as local activities in
+# the worker that holds the case, recorded as markers, not as activity tasks
+# dispatched through the server: a raise or an escalation is then one
+# workflow task instead of four to six. Earlier cases keep dispatched ones.
+PATCH_LOCAL_ACTIVITIES = "local-activities"
+# A local activity retries in the worker for this long before the worker
+# hands the wait to a server timer (the SDK's default is a minute).
+LOCAL_RETRY_THRESHOLD = timedelta(seconds=30)
 
 
 @workflow.defn(name="Disagreement")
@@ -74,6 +83,9 @@ class DisagreementWorkflow:
     def __init__(self, request: RaiseDisagreement) -> None:
         # The case exists from the first instant, so an update or query that
         # arrives with the start is answered rather than told to retry.
+        # The worker's one copy of this policy (workflows/snapshots.py). The
+        # input is assigned in place: the SDK holds on to it for the run.
+        request.policy = snapshots.shared(request.policy)
         self._request: RaiseDisagreement | None = request
         self._policy: Policy | None = request.policy
         self._problems = [] if request.resume else ladder.raise_problems(request)
@@ -195,7 +207,7 @@ class DisagreementWorkflow:
             await self._plan_clock(step.clock, replan=step.replan)
         if step.reminder_after is not None:
             cadence = self.policy.reminder_cadence(self.state.stage)
-            self.state.clock.next_reminder_at = await workflow.execute_activity(
+            self.state.clock.next_reminder_at = await self._activity(
                 "next_reminder",
                 ReminderRequest(
                     calendar=self.policy.calendar_spec(), after=step.reminder_after, every=cadence
@@ -210,9 +222,38 @@ class DisagreementWorkflow:
             await self._send(planned)
         self._publish()
 
+    async def _activity(
+        self,
+        name: str,
+        arg: Any,
+        *,
+        result_type: type,
+        summary: str,
+        start_to_close_timeout: timedelta,
+        schedule_to_close_timeout: timedelta | None = None,
+    ) -> Any:
+        if workflow.patched(PATCH_LOCAL_ACTIVITIES):
+            return await workflow.execute_local_activity(
+                name,
+                arg,
+                result_type=result_type,
+                summary=summary,
+                start_to_close_timeout=start_to_close_timeout,
+                schedule_to_close_timeout=schedule_to_close_timeout,
+                local_retry_threshold=LOCAL_RETRY_THRESHOLD,
+            )
+        return await workflow.execute_activity(
+            name,
+            arg,
+            result_type=result_type,
+            summary=summary,
+            start_to_close_timeout=start_to_close_timeout,
+            schedule_to_close_timeout=schedule_to_close_timeout,
+        )
+
     async def _plan_clock(self, request: ClockRequest, replan: bool) -> None:
         old = self.state.clock
-        clock = await workflow.execute_activity(
+        clock = await self._activity(
             "plan_stage_clock",
             request,
             result_type=type(old),
@@ -255,7 +296,7 @@ class DisagreementWorkflow:
         )
         kind = "reminder" if planned.template in REMINDER_TEMPLATES else "notice"
         try:
-            receipt = await workflow.execute_activity(
+            receipt = await self._activity(
                 "send_notice",
                 notice,
                 result_type=NoticeReceipt,
@@ -263,7 +304,9 @@ class DisagreementWorkflow:
                 schedule_to_close_timeout=NOTICE_TIMEOUT,
                 summary=f"{planned.template} → {', '.join(r.label for r in planned.recipients)}",
             )
-        except ActivityError as failure:
+        # A dispatched activity fails as ActivityError (the cause inside), a
+        # local one as the cause itself.
+        except FailureError as failure:
             # Issue 5: a refused notice (SendGrid 4xx) or one that could not be
             # sent in a day is recorded and reported, not fatal to the case.
             if not workflow.patched(PATCH_NOTICE_FAILURE):
@@ -547,8 +590,8 @@ def _template_of(notice_id: str) -> str:
     return "notice"
 
 
-def _failure_reason(failure: ActivityError) -> str:
-    cause = failure.cause
+def _failure_reason(failure: FailureError) -> str:
+    cause = failure.cause if isinstance(failure, ActivityError) else failure
     if isinstance(cause, ApplicationError):
         return f"{cause.type or 'error'}: {cause.message}"[:500]
     if cause is not None:
