@@ -20,6 +20,43 @@ from policies.model import CalendarSpec
 from workflows.messages import Clock, ClockRequest, ReminderRequest
 
 
+def plan_clock(calendar: WorkingDayCalendar, request: ClockRequest) -> Clock:
+    """A stage's clock: its deadline, the deadline day's morning reminder, the
+    acknowledgement due and the first reminder. Pure, so the API can tell a
+    raiser the deadline the worker's activity will record for the case."""
+    if request.fixed_deadline is not None:
+        deadline: datetime | None = request.fixed_deadline
+    else:
+        deadline = stage_deadline(calendar, request.timescale, request.start, request.override)
+    basis = request.basis
+    if request.not_later_than is not None and (
+        deadline is None or request.not_later_than <= deadline
+    ):
+        deadline, basis = request.not_later_than, "policy"
+    day_reminder = None
+    if deadline is not None:
+        candidate = calendar.start_of_business_on_day_of(deadline)
+        if request.start < candidate < deadline:
+            day_reminder = candidate
+    acknowledgement_due = None
+    if request.acknowledgement is not None:
+        due = calendar.deadline(request.start, request.acknowledgement)
+        if due is not None and (deadline is None or due < deadline):
+            acknowledgement_due = due
+    next_reminder = None
+    if deadline is None and request.reminder_every is not None:
+        next_reminder = calendar.add_working_days(request.start, request.reminder_every.days)
+    return Clock(
+        started_at=request.start,
+        deadline=deadline,
+        deadline_text=local_text(deadline, request.calendar.time_zone) if deadline else None,
+        deadline_basis=basis,
+        deadline_day_reminder_at=day_reminder,
+        acknowledgement_due=acknowledgement_due,
+        next_reminder_at=next_reminder,
+    )
+
+
 class DeadlineActivities:
     """Holds the deployment's extra closure dates (e.g. a council's closure
     days between Christmas and New Year), which are not in any policy."""
@@ -32,38 +69,7 @@ class DeadlineActivities:
 
     @activity.defn(name="plan_stage_clock")
     async def plan_stage_clock(self, request: ClockRequest) -> Clock:
-        calendar = self._calendar(request.calendar)
-        if request.fixed_deadline is not None:
-            deadline: datetime | None = request.fixed_deadline
-        else:
-            deadline = stage_deadline(calendar, request.timescale, request.start, request.override)
-        basis = request.basis
-        if request.not_later_than is not None and (
-            deadline is None or request.not_later_than <= deadline
-        ):
-            deadline, basis = request.not_later_than, "policy"
-        day_reminder = None
-        if deadline is not None:
-            candidate = calendar.start_of_business_on_day_of(deadline)
-            if request.start < candidate < deadline:
-                day_reminder = candidate
-        acknowledgement_due = None
-        if request.acknowledgement is not None:
-            due = calendar.deadline(request.start, request.acknowledgement)
-            if due is not None and (deadline is None or due < deadline):
-                acknowledgement_due = due
-        next_reminder = None
-        if deadline is None and request.reminder_every is not None:
-            next_reminder = calendar.add_working_days(request.start, request.reminder_every.days)
-        return Clock(
-            started_at=request.start,
-            deadline=deadline,
-            deadline_text=local_text(deadline, request.calendar.time_zone) if deadline else None,
-            deadline_basis=basis,
-            deadline_day_reminder_at=day_reminder,
-            acknowledgement_due=acknowledgement_due,
-            next_reminder_at=next_reminder,
-        )
+        return plan_clock(self._calendar(request.calendar), request)
 
     @activity.defn(name="next_reminder")
     async def next_reminder(self, request: ReminderRequest) -> datetime:

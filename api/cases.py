@@ -52,6 +52,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.deadlines import plan_clock
 from api import problems
 from api.auth import may_access_case
 from api.problems import ProblemError
@@ -59,6 +60,8 @@ from api.schemas import CaseLinks, CaseSummary
 from api.users import User
 from escalation import search_attributes as sa
 from escalation.settings import Settings
+from policies.calendar import WorkingDayCalendar
+from workflows import ladder
 from workflows.disagreement import DisagreementWorkflow
 from workflows.messages import Action, ActionResult, CaseState, RaiseDisagreement
 
@@ -161,9 +164,11 @@ def _not_ready() -> ProblemError:
 # --- Starting a case ------------------------------------------------------------------
 
 
-def start_search_attributes(request: RaiseDisagreement) -> TypedSearchAttributes:
-    """The case's search attributes from the start, so lists find it at once
-    (the workflow upserts the same keys as the case moves)."""
+def start_search_attributes(
+    request: RaiseDisagreement, deadline: datetime | None
+) -> TypedSearchAttributes:
+    """The case's search attributes from the start, so lists find it at once,
+    deadline included (the workflow upserts the same keys as the case moves)."""
     policy = request.policy
     stage = policy.stages[request.start_stage]
     pairs: list[SearchAttributePair[Any]] = [
@@ -179,6 +184,8 @@ def start_search_attributes(request: RaiseDisagreement) -> TypedSearchAttributes
     ]
     if request.area:
         pairs.append(SearchAttributePair(sa.AREA, request.area))
+    if deadline is not None:
+        pairs.append(SearchAttributePair(sa.DEADLINE, deadline))
     return TypedSearchAttributes(pairs)
 
 
@@ -200,6 +207,7 @@ async def start_case(
     settings: Settings,
     request: RaiseDisagreement,
     fingerprint: str | None,
+    deadline: datetime | None,
 ) -> Started:
     """Start the case's workflow. With a fingerprint (an Idempotency-Key was
     given) an existing case with the same id is returned instead, provided it
@@ -221,7 +229,7 @@ async def start_case(
             # A reference names one case for ever, even after it closes.
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             memo=memo,
-            search_attributes=start_search_attributes(request),
+            search_attributes=start_search_attributes(request, deadline),
             static_summary=static_summary(request),
         )
         response = getattr(handle, "_start_workflow_response", None)
@@ -258,6 +266,23 @@ async def _check_same_request(handle: WorkflowHandle[Any, Any], fingerprint: str
             "this Idempotency-Key was already used for a different request; "
             "use a new key for a new disagreement",
         )
+
+
+def first_stage(request: RaiseDisagreement, settings: Settings) -> CaseState:
+    """The case as its raise leaves it: stage, deadline, acknowledgement due.
+
+    The same pure rules and deadline arithmetic as the workflow and its
+    ``plan_stage_clock`` activity, from the same raise instant and the same
+    closure dates, so a new case's first deadline is answered at once instead
+    of after the worker has planned it (issue 7: a query round trip per raise
+    cost the server and the worker more than the raise itself)."""
+    assert request.raised_at is not None
+    state = ladder.new_state(request, request.raised_at)
+    step = ladder.raise_case(request.policy, state)
+    if step.clock is not None:
+        calendar = WorkingDayCalendar(request.policy.calendar_spec(), settings.extra_closures)
+        state.clock = plan_clock(calendar, step.clock)
+    return state
 
 
 async def wait_until_raised(handle: WorkflowHandle[Any, Any], timeout: float) -> CaseState | None:

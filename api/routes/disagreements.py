@@ -89,14 +89,14 @@ def _invalid_raise(detail: str, **extensions: Any) -> ProblemError:
     summary="Raise a disagreement",
     description="Start a case under the partnership's policy, as the caller's agency. "
     "Answers 201 with the reference, stage and deadline; 200 for a retried request with "
-    "the same Idempotency-Key (the same case, never a second one); 202 if the case "
-    "started but its first deadline is not yet planned.",
+    "the same Idempotency-Key (the same case, never a second one); 202 for a retried "
+    "request whose case is not yet answering.",
     responses={
         201: _ok(RAISE_RESPONSE_EXAMPLE, "The case was raised"),
         200: _ok(RAISE_RESPONSE_EXAMPLE, "A retried request: the case it already raised"),
         202: _ok(
             {**RAISE_RESPONSE_EXAMPLE, "deadline": None, "deadline_text": None, "pending": True},
-            "The case started; its deadline is not planned yet",
+            "A retried request whose case is not yet answering",
         ),
         **problems.responses(401, 403, 422, 503),
     },
@@ -165,6 +165,7 @@ async def raise_disagreement(
             child=body.child,
             immediate_risk=body.immediate_risk,
             start_stage=body.start_stage,
+            raised_at=datetime.now(UTC),
             case_url=f"{settings.public_url}{cases.case_path(reference)}"
             if settings.public_url
             else None,
@@ -184,9 +185,14 @@ async def raise_disagreement(
             problems=found,
         )
 
+    # The case as its raise leaves it, worked out here by the rules the worker
+    # will apply, so the answer and the list need not wait for the worker.
+    planned = cases.first_stage(request, settings)
     for _attempt in range(3):
         try:
-            started = await cases.start_case(client, settings, request, fingerprint)
+            started = await cases.start_case(
+                client, settings, request, fingerprint, planned.clock.deadline
+            )
             break
         except WorkflowAlreadyStartedError:
             # A random reference collided with an earlier case: draw another.
@@ -195,7 +201,11 @@ async def raise_disagreement(
     else:  # pragma: no cover - three collisions in a row
         raise cases.unavailable()
 
-    state = await cases.wait_until_raised(started.handle, settings.raise_wait_seconds)
+    if started.created:
+        state: CaseState | None = planned.model_copy(update={"reference": started.reference})
+    else:
+        # A retried request: answer with the case as it stands.
+        state = await cases.wait_until_raised(started.handle, settings.raise_wait_seconds)
     response.headers["Location"] = cases.case_path(started.reference)
     if not started.created:
         response.headers["Idempotent-Replayed"] = "true"

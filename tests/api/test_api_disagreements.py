@@ -13,10 +13,13 @@ import pytest
 from api_helpers import MERTON_CSC, MERTON_HEALTH, Api, eventually, raise_body
 from temporalio.testing import WorkflowEnvironment
 
+from activities.notices import MemorySink
 from api.cases import FINGERPRINT_MEMO, workflow_id
 from api.main import create_app
 from escalation import search_attributes as sa
 from escalation.settings import Settings
+from workers.worker import build_worker
+from workflows.disagreement import DisagreementWorkflow
 
 PRACTITIONER = "merton-health-practitioner"
 MANAGER = "merton-csc-manager"
@@ -391,11 +394,15 @@ async def test_list_pages(api: Api) -> None:
     assert len(seen) == len(set(seen))
 
 
-async def test_raise_answers_202_when_no_worker_plans_the_deadline_in_time(
+async def test_raise_answers_the_deadline_the_worker_then_plans(
     dev_env: WorkflowEnvironment, settings: Settings, tokens: dict[str, str]
 ) -> None:
+    """The raise is answered before any worker has touched the case, with the
+    deadline the worker's activity then records, closure days included."""
+    today = datetime.now(UTC).date()
+    closures = [today + timedelta(days=d) for d in range(1, 8)]  # a council's closure week
     lonely = settings.model_copy(
-        update={"task_queue": f"nobody-{uuid.uuid4()}", "raise_wait_seconds": 0.3}
+        update={"task_queue": f"nobody-yet-{uuid.uuid4()}", "extra_closures": closures}
     )
     app = create_app(lonely, client=dev_env.client)
     async with app.router.lifespan_context(app):
@@ -406,12 +413,24 @@ async def test_raise_answers_202_when_no_worker_plans_the_deadline_in_time(
                 json=raise_body(),
                 headers={"Authorization": f"Bearer {tokens[PRACTITIONER]}"},
             )
-    assert response.status_code == 202, response.text
+    assert response.status_code == 201, response.text
     body = response.json()
-    assert body["pending"] is True
-    assert body["deadline"] is None
-    assert response.headers["location"] == f"/disagreements/{body['reference']}"
-    await dev_env.client.get_workflow_handle(workflow_id(body["reference"])).terminate("test")
+    assert body["pending"] is False
+    answered = datetime.fromisoformat(body["deadline"])
+    assert answered.date() > closures[-1]  # five working days, none in the closure week
+    handle = dev_env.client.get_workflow_handle(workflow_id(body["reference"]))
+    async with build_worker(dev_env.client, lonely.task_queue, MemorySink(), closures):
+
+        async def planned_by_worker() -> bool:
+            state = await handle.query(DisagreementWorkflow.get_state)
+            return any(event.type == "raised" for event in state.events)
+
+        await eventually(planned_by_worker, what="the worker to plan the case")
+        planned = await handle.query(DisagreementWorkflow.get_state)
+    assert planned.clock.deadline == answered
+    assert planned.clock.deadline_text == body["deadline_text"]
+    assert planned.raised_at == datetime.fromisoformat(body["raised_at"])
+    await handle.terminate("test")
 
 
 async def test_unknown_routes_are_problems(api: Api) -> None:
