@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# Bytecode up front: the workflow sandbox (the tests) compiles the workflow
+	@# module for every case when PYTHONDONTWRITEBYTECODE leaves no .pyc.
+	$(BIN)/python -m compileall -q policies workflows activities workers escalation api
 	@touch $(STAMP)
 
 install: $(STAMP)

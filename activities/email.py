@@ -84,39 +84,45 @@ class Ledger:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        with self._connect() as db:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS sent ("
-                " key TEXT PRIMARY KEY,"
-                " notice_id TEXT NOT NULL,"
-                " reference TEXT NOT NULL,"
-                " sent_at TEXT NOT NULL,"
-                " message_id TEXT)"
-            )
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        return db
+        # One connection for the worker's life (opening one per check and
+        # record cost more CPU than the email itself: issue 7), shared by the
+        # activity threads under the lock.
+        self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS sent ("
+            " key TEXT PRIMARY KEY,"
+            " notice_id TEXT NOT NULL,"
+            " reference TEXT NOT NULL,"
+            " sent_at TEXT NOT NULL,"
+            " message_id TEXT)"
+        )
 
     def __contains__(self, key: str) -> bool:
-        with self._lock, self._connect() as db:
-            row = db.execute("SELECT 1 FROM sent WHERE key = ?", (key,)).fetchone()
+        with self._lock:
+            row = self._db.execute("SELECT 1 FROM sent WHERE key = ?", (key,)).fetchone()
         return row is not None
 
     def record(self, key: str, notice_id: str, reference: str, message_id: str | None) -> None:
-        with self._lock, self._connect() as db:
-            db.execute(
+        with self._lock:
+            self._db.execute(
                 "INSERT OR IGNORE INTO sent (key, notice_id, reference, sent_at, message_id) "
                 "VALUES (?, ?, ?, ?, ?)",
                 (key, notice_id, reference, datetime.now(UTC).isoformat(), message_id),
             )
 
     def entries(self) -> list[dict[str, Any]]:
-        with self._lock, self._connect() as db:
-            db.row_factory = sqlite3.Row
-            return [dict(r) for r in db.execute("SELECT * FROM sent ORDER BY sent_at")]
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, notice_id, reference, sent_at, message_id FROM sent ORDER BY sent_at"
+            )
+            names = [column[0] for column in rows.description]
+            return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
 
 
 def request_body(email: OutgoingEmail, sandbox: bool = False) -> dict[str, Any]:

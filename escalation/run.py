@@ -182,6 +182,10 @@ def _run(args: argparse.Namespace) -> int:
             "start-dev",
             "--db-filename",
             str(data_dir / "temporal.db"),
+            # A write-ahead journal: a third more raises a second for the
+            # same CPU (README, Performance).
+            "--sqlite-pragma",
+            "journal_mode=wal",
             "--ip",
             host,
             "--port",

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.deadlines import DeadlineActivities
 from activities.notices import Addressee, NoticeActivities, NoticeSink
@@ -43,13 +43,23 @@ def build_worker(
     directory: Directory | None = None,
     sender: Addressee | None = None,
     public_url: str | None = None,
+    sandboxed: bool = True,
     **options: object,
 ) -> Worker:
+    """The worker for the disagreement workflow and its activities.
+
+    ``sandboxed`` (the default, and what every test runs) runs each case in
+    the SDK's sandbox, which fails a workflow that reaches for the clock, the
+    network or the environment. The production worker turns it off unless
+    ESCALATION_WORKER_SANDBOX says otherwise: the sandbox re-imports the
+    workflow module for every case (issue 7, README's Performance section)."""
     deadlines = DeadlineActivities(extra_closures)
     # Without a directory (simulation, tests) notices are captured unresolved.
     notices = NoticeActivities(sink, directory=directory, sender=sender, public_url=public_url)
     extra_workflows = list(options.pop("workflows", []))  # type: ignore[call-overload]
     options.setdefault("sticky_queue_schedule_to_start_timeout", STICKY_SCHEDULE_TO_START)
+    if not sandboxed:
+        options.setdefault("workflow_runner", UnsandboxedWorkflowRunner())
     return Worker(
         client,
         task_queue=task_queue,
@@ -81,17 +91,19 @@ async def run_worker(settings: Settings) -> None:
         directory=setup.directory,
         sender=setup.sender,
         public_url=settings.public_url,
+        sandboxed=settings.worker_sandbox,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info(
-        "worker polling task queue %r on %s (namespace %r); notices to %s",
+        "worker polling task queue %r on %s (namespace %r); notices to %s; workflow %s",
         settings.task_queue,
         settings.temporal_address,
         settings.temporal_namespace,
         setup.description,
+        "sandboxed" if settings.worker_sandbox else "not sandboxed",
     )
     async with worker:
         await stop.wait()
