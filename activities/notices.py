@@ -43,7 +43,6 @@ from typing import Protocol
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.forms import pdf_filename, render_pdf
 from activities.templates import render
 from policies.directory import Directory
 from workflows.messages import Notice, NoticeReceipt, Recipient
@@ -321,9 +320,14 @@ class NoticeActivities:
                 update={"case_url": f"{self.public_url}/disagreements/{notice.reference}"}
             )
         resolution = resolve(self.directory, notice)
-        attachments = [
-            Attachment(pdf_filename(form), render_pdf(form)) for form in notice.filled_forms
-        ]
+        attachments = []
+        if notice.filled_forms:
+            # The PDF library (29 MiB in memory) loads with the first form sent.
+            from activities.forms import pdf_filename, render_pdf
+
+            attachments = [
+                Attachment(pdf_filename(form), render_pdf(form)) for form in notice.filled_forms
+            ]
         roles = [r.label for r in notice.recipients]
         rendered = render(notice, resolution.audience)
         own = OutgoingEmail(

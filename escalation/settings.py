@@ -72,6 +72,14 @@ class Settings(BaseSettings):
         "default: the tests always run it sandboxed, and in the worker the sandbox cost "
         "18 ms of CPU per new case and 90 KiB per cached case (README, Performance).",
     )
+    worker_cached_cases: int = Field(
+        default=5000,
+        ge=1,
+        validation_alias=AliasChoices("ESCALATION_WORKER_CACHED_CASES"),
+        description="Open cases the worker keeps in memory (about 250 KiB each). A case "
+        "beyond it is replayed from its history when it next acts, and a full cache made "
+        "new cases wait seconds for their first workflow task (README, Performance).",
+    )
 
     # --- API -----------------------------------------------------------------
     api_secret: SecretStr | None = Field(

@@ -92,6 +92,7 @@ async def run_worker(settings: Settings) -> None:
         sender=setup.sender,
         public_url=settings.public_url,
         sandboxed=settings.worker_sandbox,
+        max_cached_workflows=settings.worker_cached_cases,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
