@@ -120,10 +120,6 @@ class Ledger:
             names = [column[0] for column in rows.description]
             return [dict(zip(names, row, strict=True)) for row in rows]
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
 
 def request_body(email: OutgoingEmail, sandbox: bool = False) -> dict[str, Any]:
     """The v3 mail-send request for one email, built with sendgrid's helpers."""

@@ -70,7 +70,7 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("ESCALATION_WORKER_SANDBOX"),
         description="Run the disagreement workflow in the Temporal SDK's sandbox. Off by "
         "default: the tests always run it sandboxed, and in the worker the sandbox cost "
-        "18 ms of CPU per new case and 90 KiB per cached case (README, Performance).",
+        "18 ms of CPU per new case and 93 KiB per cached case (README, Performance).",
     )
     worker_cached_cases: int = Field(
         default=5000,
