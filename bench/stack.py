@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from escalation import search_attributes
-from escalation.run import DEV_SERVER_SQLITE_PRAGMAS
+from escalation.run import DEV_SERVER_CONFIG, DEV_SERVER_SQLITE_PRAGMAS
 from escalation.temporal_bin import temporal_cli
 from policies.directory import EXAMPLE_FILE
 
@@ -278,13 +278,14 @@ class Stack:
 
 
 def _server_tuning() -> list[str]:
-    """SQLite pragmas (default: those of ``make run``, a WAL journal synced at
-    checkpoints) and dynamic config values for the dev server;
-    BENCH_SQLITE_PRAGMAS and BENCH_SERVER_CONFIG (comma lists) let an
-    experiment change them, e.g. BENCH_SQLITE_PRAGMAS=journal_mode=wal for
-    SQLite's default of a sync at every commit."""
+    """SQLite pragmas and dynamic config values for the dev server (default:
+    those of ``make run``, a WAL journal synced at checkpoints and one
+    partition per task queue); BENCH_SQLITE_PRAGMAS and BENCH_SERVER_CONFIG
+    (comma lists) let an experiment change them, e.g.
+    BENCH_SQLITE_PRAGMAS=journal_mode=wal for SQLite's default of a sync at
+    every commit, or BENCH_SERVER_CONFIG= for four partitions."""
     pragmas = os.environ.get("BENCH_SQLITE_PRAGMAS", ",".join(DEV_SERVER_SQLITE_PRAGMAS))
-    config = os.environ.get("BENCH_SERVER_CONFIG", "")
+    config = os.environ.get("BENCH_SERVER_CONFIG", ",".join(DEV_SERVER_CONFIG))
     args: list[str] = []
     for pragma in filter(None, (p.strip() for p in pragmas.split(","))):
         args += ["--sqlite-pragma", pragma]

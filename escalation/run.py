@@ -38,6 +38,15 @@ STOP_TIMEOUT = 20.0
 # An application crash loses nothing; a power cut may lose the last moments.
 # Production runs Temporal on PostgreSQL (docker-compose.yml).
 DEV_SERVER_SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
+# One partition per task queue. The dev server's default of four splits the
+# worker's pollers four ways; a new case's first task that lands in a
+# partition with no poller waiting goes to the backlog (a write to the same
+# SQLite file) and waits to be forwarded. At 20 raises a second this was the
+# seconds-long tail of manager actions (README, Performance).
+DEV_SERVER_CONFIG = (
+    "matching.numTaskqueueReadPartitions=1",
+    "matching.numTaskqueueWritePartitions=1",
+)
 
 
 @dataclass
@@ -190,6 +199,7 @@ def _run(args: argparse.Namespace) -> int:
             "--db-filename",
             str(data_dir / "temporal.db"),
             *(arg for pragma in DEV_SERVER_SQLITE_PRAGMAS for arg in ("--sqlite-pragma", pragma)),
+            *(arg for value in DEV_SERVER_CONFIG for arg in ("--dynamic-config-value", value)),
             "--ip",
             host,
             "--port",
