@@ -279,11 +279,11 @@ class Stack:
 
 def _server_tuning() -> list[str]:
     """SQLite pragmas and dynamic config values for the dev server (default:
-    those of ``make run``, a WAL journal synced at checkpoints and one
-    partition per task queue); BENCH_SQLITE_PRAGMAS and BENCH_SERVER_CONFIG
-    (comma lists) let an experiment change them, e.g.
+    those of ``make run``: a WAL journal synced at checkpoints, one partition
+    per task queue, search attributes cached); BENCH_SQLITE_PRAGMAS and
+    BENCH_SERVER_CONFIG (comma lists) let an experiment change them, e.g.
     BENCH_SQLITE_PRAGMAS=journal_mode=wal for SQLite's default of a sync at
-    every commit, or BENCH_SERVER_CONFIG= for four partitions."""
+    every commit, or BENCH_SERVER_CONFIG= for the dev server's defaults."""
     pragmas = os.environ.get("BENCH_SQLITE_PRAGMAS", ",".join(DEV_SERVER_SQLITE_PRAGMAS))
     config = os.environ.get("BENCH_SERVER_CONFIG", ",".join(DEV_SERVER_CONFIG))
     args: list[str] = []
