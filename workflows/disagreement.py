@@ -72,6 +72,9 @@ PATCH_DELIVERY_FAILED = "delivery-failed-notice"
 # dispatched through the server: a raise or an escalation is then one
 # workflow task instead of four to six. Earlier cases keep dispatched ones.
 PATCH_LOCAL_ACTIVITIES = "local-activities"
+# A case whose history the server finds long continues as new as soon as the
+# action in hand has answered, not at its next timer.
+PATCH_CONTINUE_AFTER_ACTIONS = "continue-as-new-after-actions"
 # A local activity retries in the worker for this long before the worker
 # hands the wait to a server timer (the SDK's default is a minute).
 LOCAL_RETRY_THRESHOLD = timedelta(seconds=30)
@@ -118,8 +121,21 @@ class DisagreementWorkflow:
             if self._queue:
                 await self._apply_next()
                 continue
-            if workflow.info().is_continue_as_new_suggested() and workflow.all_handlers_finished():
-                workflow.continue_as_new(request.model_copy(update={"resume": self.state}))
+            if workflow.info().is_continue_as_new_suggested():
+                if workflow.all_handlers_finished():
+                    workflow.continue_as_new(request.model_copy(update={"resume": self.state}))
+                # A manager's action has been applied, but its handler has not
+                # yet answered: let it, then continue as new. Before this, a
+                # case that only received actions waited for its next timer.
+                if workflow.patched(PATCH_CONTINUE_AFTER_ACTIONS):
+                    await workflow.wait_condition(
+                        lambda: (
+                            workflow.all_handlers_finished()
+                            or bool(self._queue)
+                            or bool(self._failures)
+                        )
+                    )
+                    continue
             wakeup = ladder.next_wakeup(self.state)
             timeout = None
             if wakeup is not None:
