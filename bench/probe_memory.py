@@ -1,19 +1,21 @@
 """What a cached workflow costs the worker, with none of the product in it:
 the evidence behind the README's reason for the worker-memory figure.
 
-``python -m bench.probe_memory [CASES] [STEPS...]`` starts a dev server (in
-memory) and, in this process, a worker for a trivial workflow that runs STEPS
-local activities (each passes a 200-byte string in and out), accepts one
-update, then waits on a timer for days, as an open case does. For each STEPS
-(default 1 and 21) it starts CASES workflows (default 1,000) on a fresh task
-queue, updates each once, and prints this process's resident memory per
-cached workflow. The difference between the two figures, divided by the
-difference in steps, is what the SDK keeps for every local activity of a
-cached run for as long as the run stays cached.
+``python -m bench.probe_memory [--input-bytes B] [CASES] [STEPS...]`` starts a
+dev server (in memory) and, in this process, a worker for a trivial workflow
+that takes a B-byte input (default 200), runs STEPS local activities (each
+passes a 200-byte string in and out), accepts one update, then waits on a
+timer for days, as an open case does. For each STEPS (default 1 and 21) it
+starts CASES workflows (default 1,000) on a fresh task queue, updates each
+once, and prints this process's resident memory per cached workflow. The
+difference between two figures, divided by the difference in steps, is what
+the SDK keeps for every local activity of a cached run for as long as the run
+stays cached; two runs with different B show what it keeps of the input.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
 import os
@@ -48,7 +50,7 @@ class Steps:
         return "ok"
 
     @workflow.run
-    async def run(self, steps: int) -> None:
+    async def run(self, steps: int, text: str) -> None:
         for _ in range(steps):
             await workflow.execute_local_activity(
                 echo, PAYLOAD, start_to_close_timeout=timedelta(seconds=30)
@@ -56,7 +58,9 @@ class Steps:
         await workflow.wait_condition(lambda: self.closed, timeout=timedelta(days=10))
 
 
-async def per_case_kib(client: Client, cases: int, steps: int) -> tuple[float, float]:
+async def per_case_kib(
+    client: Client, cases: int, steps: int, input_bytes: int
+) -> tuple[float, float]:
     """(resident MiB before, KiB per cached workflow after) for one run."""
     queue = f"probe-memory-{uuid.uuid4()}"
     async with Worker(
@@ -72,7 +76,7 @@ async def per_case_kib(client: Client, cases: int, steps: int) -> tuple[float, f
         async def one(i: int) -> None:
             async with gate:
                 handle = await client.start_workflow(
-                    Steps.run, steps, id=f"{queue}-{i}", task_queue=queue
+                    Steps.run, args=[steps, "x" * input_bytes], id=f"{queue}-{i}", task_queue=queue
                 )
                 await handle.execute_update(Steps.touch)
 
@@ -87,16 +91,16 @@ async def per_case_kib(client: Client, cases: int, steps: int) -> tuple[float, f
     return before / 1024, (after - before) / cases
 
 
-async def probe(cases: int, steps: list[int]) -> None:
+async def probe(cases: int, steps: list[int], input_bytes: int) -> None:
     env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_cli())
     try:
         figures = []
         for k in steps:
-            before, kib = await per_case_kib(env.client, cases, k)
+            before, kib = await per_case_kib(env.client, cases, k, input_bytes)
             figures.append((k, kib))
             print(
-                f"{k:3d} local activities: {kib:6.1f} KiB per cached workflow "
-                f"({cases} cached; this process {before:.1f} MiB before)",
+                f"{k:3d} local activities, {input_bytes}-byte input: {kib:6.1f} KiB per "
+                f"cached workflow ({cases} cached; this process {before:.1f} MiB before)",
                 flush=True,
             )
         if len(figures) > 1:
@@ -107,9 +111,12 @@ async def probe(cases: int, steps: list[int]) -> None:
 
 
 def main() -> int:
-    cases = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-    steps = [int(a) for a in sys.argv[2:]] or [1, 21]
-    asyncio.run(probe(cases, steps))
+    parser = argparse.ArgumentParser(prog="python -m bench.probe_memory")
+    parser.add_argument("--input-bytes", type=int, default=200)
+    parser.add_argument("cases", type=int, nargs="?", default=1000)
+    parser.add_argument("steps", type=int, nargs="*", default=[1, 21])
+    args = parser.parse_args()
+    asyncio.run(probe(args.cases, args.steps, args.input_bytes))
     return 0
 
 

@@ -8,10 +8,13 @@ a search attribute, a notice's recipients or an event.
 
 from __future__ import annotations
 
+import base64
+import json
+import zlib
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from policies.model import (
     AgencyKind,
@@ -144,6 +147,47 @@ class RaiseDisagreement(_Model):
     case_url: str | None = None
     # Carried across continue-as-new; never set by a caller.
     resume: CaseState | None = None
+
+    @field_serializer("policy", when_used="json")
+    def _pack_policy(self, policy: Policy) -> dict[str, str]:
+        return pack_policy(policy)
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _unpack_policy(cls, value: Any) -> Any:
+        return unpack_policy(value)
+
+
+# The policy snapshot travels in the workflow's input (DESIGN section 4), but
+# compressed: it is ten of the input's eleven kilobytes, and a worker keeps
+# about five times an input's size for every case it holds (issue 7, README's
+# Performance section). The policy is public text and is compressed on its
+# own, never together with case data, so the compressed length tells nothing
+# about a case. Inputs recorded before carry the policy as it is; both read.
+PACKED_POLICY = "zlib_base64"
+_MAX_POLICY_BYTES = 1 << 20
+
+
+def pack_policy(policy: Policy) -> dict[str, str]:
+    """The policy as its id, version (readable in the Temporal UI) and
+    compressed JSON."""
+    packed = zlib.compress(policy.model_dump_json().encode(), 9)
+    return {
+        "id": policy.id,
+        "version": policy.version,
+        PACKED_POLICY: base64.b64encode(packed).decode("ascii"),
+    }
+
+
+def unpack_policy(value: Any) -> Any:
+    """The policy's fields from its packed form; anything else as it is."""
+    if not isinstance(value, dict) or PACKED_POLICY not in value:
+        return value
+    inflate = zlib.decompressobj()
+    data = inflate.decompress(base64.b64decode(value[PACKED_POLICY]), _MAX_POLICY_BYTES)
+    if inflate.unconsumed_tail:
+        raise ValueError("the packed policy is larger than a policy can be")
+    return json.loads(data)
 
 
 # --- Manager actions (updates, and the same as signals) ------------------
