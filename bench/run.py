@@ -50,6 +50,7 @@ import httpx
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from api.schemas import RAISE_EXAMPLE
 from bench.stack import TRIVIAL_QUEUE, Stack, StackError, rss_kib
 from bench.stats import (
     CaptureLog,
@@ -69,16 +70,9 @@ ESCALATION_TEMPLATE = "escalated-automatically"
 RAISER = "merton-health-practitioner"
 MANAGER = "merton-csc-manager"
 
+# The API's own documented example, as a benchmark case.
 RAISE_BODY: dict[str, Any] = {
-    "policy": "merton",
-    "area": "merton",
-    "raising_agency": {"key": "merton-health", "name": "Merton health", "kind": "health"},
-    "receiving_agency": {
-        "key": "merton-childrens-social-care",
-        "name": "Merton children's social care",
-        "kind": "childrens-social-care",
-    },
-    "categories": ["thresholds"],
+    **RAISE_EXAMPLE,
     "summary": "Benchmark case: health believes the threshold for a strategy discussion is met.",
     "child": {"name": "Bench Child", "date_of_birth": "2019-04-01"},
 }

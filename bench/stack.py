@@ -12,23 +12,19 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import signal
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 from escalation import search_attributes
-from escalation.run import DEV_SERVER_CONFIG, DEV_SERVER_SQLITE_PRAGMAS
+from escalation.run import DEV_SERVER_CONFIG, DEV_SERVER_SQLITE_PRAGMAS, Service
 from escalation.temporal_bin import temporal_cli
 from policies.directory import EXAMPLE_FILE
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 90.0
-STOP_TIMEOUT = 20.0
 TASK_QUEUE = "escalation-bench"
 TRIVIAL_QUEUE = "bench-trivial"
 
@@ -39,60 +35,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@dataclass
-class Proc:
-    name: str
-    argv: list[str]
-    log_path: Path
-    env: dict[str, str] = field(default_factory=dict)
-    process: subprocess.Popen[bytes] | None = None
-    log: IO[bytes] | None = None
-
-    def start(self) -> None:
-        self.log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            self.argv,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **self.env},
-            start_new_session=True,
-        )
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.log:
-            self.log.close()
-
-    def tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
 class StackError(RuntimeError):
     pass
 
 
-def _wait_port(proc: Proc, port: int, timeout: float = START_TIMEOUT) -> None:
+def _wait_port(proc: Service, port: int, timeout: float = START_TIMEOUT) -> None:
     give_up = time.monotonic() + timeout
     while time.monotonic() < give_up:
         if not proc.running():
@@ -103,7 +50,7 @@ def _wait_port(proc: Proc, port: int, timeout: float = START_TIMEOUT) -> None:
     raise StackError(f"{proc.name} did not listen on {HOST}:{port} within {timeout:.0f}s")
 
 
-def _wait_log(proc: Proc, needle: str, timeout: float = START_TIMEOUT) -> None:
+def _wait_log(proc: Service, needle: str, timeout: float = START_TIMEOUT) -> None:
     give_up = time.monotonic() + timeout
     while time.monotonic() < give_up:
         if not proc.running():
@@ -122,7 +69,7 @@ class Stack:
     api_port: int = 0
     capture_port: int = 0
     metrics_port: int = 0
-    procs: dict[str, Proc] = field(default_factory=dict)
+    procs: dict[str, Service] = field(default_factory=dict)
     worker_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -138,7 +85,7 @@ class Stack:
         return self.data_dir / "capture.jsonl"
 
     @property
-    def worker(self) -> Proc:
+    def worker(self) -> Service:
         return self.procs["worker"]
 
     def start(self) -> None:
@@ -167,7 +114,7 @@ class Stack:
             "ESCALATION_SENDER_EMAIL": "escalation@bench.invalid",
         }
         api_env = {**common, "ESCALATION_DEMO_USERS": "true"}
-        server = Proc(
+        server = Service(
             "Temporal dev server",
             [
                 temporal_cli(),
@@ -189,7 +136,7 @@ class Stack:
             ],
             self.data_dir / "temporal.log",
         )
-        capture = Proc(
+        capture = Service(
             "capture server",
             [
                 py,
@@ -202,13 +149,13 @@ class Stack:
             ],
             self.data_dir / "capture.log",
         )
-        worker = Proc(
+        worker = Service(
             "worker",
             [py, "-m", "escalation.cli", "worker"],
             self.data_dir / "worker.log",
             env=self.worker_env,
         )
-        api = Proc(
+        api = Service(
             "API",
             [
                 py,
@@ -226,7 +173,7 @@ class Stack:
             self.data_dir / "api.log",
             env=api_env,
         )
-        trivial = Proc(
+        trivial = Service(
             "baseline worker",
             [
                 py,
@@ -254,7 +201,7 @@ class Stack:
             self.stop()
             raise
 
-    def _launch(self, proc: Proc) -> None:
+    def _launch(self, proc: Service) -> None:
         key = {
             "Temporal dev server": "server",
             "capture server": "capture",

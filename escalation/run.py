@@ -77,6 +77,11 @@ class Service:
             preexec_fn=_die_with_parent,
         )
 
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
