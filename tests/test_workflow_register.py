@@ -199,7 +199,13 @@ async def test_a_register_that_is_down_holds_up_no_deadline_and_catches_up(
             DisagreementWorkflow.shorten_deadline,
             ShortenDeadline(by=manager, deadline=soon, reason="Conference tomorrow"),
         )
-        state = await poll(handle, lambda s: s.stage == 1, "the deadline to escalate the case")
+        state = await poll(
+            handle,
+            lambda s: (
+                s.stage == 1 and any(e.template == "escalated-automatically" for e in s.events)
+            ),
+            "the deadline to escalate the case and tell everyone",
+        )
         assert any(
             n.template == "escalated-automatically" and n.reference == request.reference
             for n in harness.sink.notices
