@@ -10,15 +10,17 @@ its HMAC key; tests may inject a client and an authenticator instead.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from temporalio.client import Client
 
 from api import problems
 from api.auth import Authenticator, build_authenticator
 from api.cases import load_secret
+from api.limits import BodyLimit
 from api.routes import codec, disagreements, forms, health, policies, webhooks
 from api.users import ensure_demo_users
 from escalation.converter import data_converter
@@ -99,6 +101,13 @@ def create_app(
     app.include_router(codec.router)
     app.include_router(forms.router)
     app.include_router(webhooks.router)
+
+    def refusal_headers(scope: MutableMapping[str, Any]) -> dict[str, str]:
+        if str(scope.get("path", "")).startswith("/codec/"):
+            return codec.cors_headers(Request(scope), settings)
+        return {}
+
+    app.add_middleware(BodyLimit, extra_headers=refusal_headers)
     return app
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -63,6 +65,7 @@ router = APIRouter(prefix="/disagreements", tags=["disagreements"])
 RefPath = Annotated[
     str,
     Path(
+        max_length=64,
         description="The case reference, e.g. MER-7K2Q9XAB.",
         openapi_examples={"case": {"summary": "A Merton case", "value": "MER-7K2Q9XAB"}},
     ),
@@ -244,16 +247,40 @@ async def raise_disagreement(
 # --- List and read -------------------------------------------------------------------
 
 
-def _decode_token(token: str | None) -> bytes | None:
+PAGE_TOKEN_MAC_BYTES = 16
+MAX_PAGE_TOKEN = 4096
+
+
+def _token_mac(secret: bytes, user_id: str, raw: bytes) -> bytes:
+    message = b"page-token\0" + user_id.encode() + b"\0" + raw
+    return hmac.new(secret, message, hashlib.sha256).digest()[:PAGE_TOKEN_MAC_BYTES]
+
+
+def _encode_token(secret: bytes, user_id: str, raw: bytes | None) -> str | None:
+    """Temporal's page token, signed for this user: a token that we did not
+    hand out is refused at once, instead of being sent to the visibility
+    store (which took seconds to fail on garbage)."""
+    if not raw:
+        return None
+    signed = _token_mac(secret, user_id, raw) + raw
+    return base64.urlsafe_b64encode(signed).decode().rstrip("=")
+
+
+def _decode_token(secret: bytes, user_id: str, token: str | None) -> bytes | None:
     if not token:
         return None
     try:
-        raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
+        signed = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
-        raw = b""
-    if not raw:
+        signed = b""
+    mac, raw = signed[:PAGE_TOKEN_MAC_BYTES], signed[PAGE_TOKEN_MAC_BYTES:]
+    if not raw or not hmac.compare_digest(mac, _token_mac(secret, user_id, raw)):
         raise ProblemError(
-            422, problems.VALIDATION, "The request is not valid", "page_token is not valid"
+            422,
+            problems.VALIDATION,
+            "The request is not valid",
+            "page_token is not one this API handed you: pass next_page_token from the "
+            "previous page unchanged, or leave it out for the first page",
         )
     return raw
 
@@ -273,12 +300,19 @@ def _decode_token(token: str | None) -> bytes | None:
 async def list_disagreements(
     user: CurrentUser,
     client: TemporalClient,
+    secret: HmacKey,
     partnership: Annotated[
         str | None,
-        Query(description="Policy id.", openapi_examples={"merton": {"value": "merton"}}),
+        Query(
+            max_length=64,
+            description="Policy id.",
+            openapi_examples={"merton": {"value": "merton"}},
+        ),
     ] = None,
-    area: Annotated[str | None, Query(description="Area key within the partnership.")] = None,
-    stage: Annotated[int | None, Query(ge=0, description="Current stage index.")] = None,
+    area: Annotated[
+        str | None, Query(max_length=64, description="Area key within the partnership.")
+    ] = None,
+    stage: Annotated[int | None, Query(ge=0, le=99, description="Current stage index.")] = None,
     status: Annotated[
         list[CaseStatus] | None,
         Query(
@@ -294,14 +328,16 @@ async def list_disagreements(
     agency: Annotated[
         str | None,
         Query(
+            max_length=64,
             description="An agency key that is a party to the case.",
             openapi_examples={"health": {"value": "merton-health"}},
         ),
     ] = None,
-    category: Annotated[str | None, Query(description="A category key.")] = None,
+    category: Annotated[str | None, Query(max_length=64, description="A category key.")] = None,
     page_size: Annotated[int, Query(ge=1, le=100)] = 25,
     page_token: Annotated[
-        str | None, Query(description="next_page_token from the previous page.")
+        str | None,
+        Query(max_length=MAX_PAGE_TOKEN, description="next_page_token from the previous page."),
     ] = None,
 ) -> CaseList:
     query = cases.visibility_query(
@@ -316,11 +352,9 @@ async def list_disagreements(
         agency=agency,
         category=category,
     )
-    items, token = await cases.list_cases(client, query, page_size, _decode_token(page_token))
-    return CaseList(
-        items=items,
-        next_page_token=base64.urlsafe_b64encode(token).decode().rstrip("=") if token else None,
-    )
+    raw_token = _decode_token(secret, user.id, page_token)
+    items, token = await cases.list_cases(client, query, page_size, raw_token)
+    return CaseList(items=items, next_page_token=_encode_token(secret, user.id, token))
 
 
 CASE_STATE_EXAMPLE: dict[str, Any] = {
