@@ -59,6 +59,7 @@ from api.problems import ProblemError
 from api.schemas import CaseLinks, CaseSummary
 from api.users import User
 from escalation import search_attributes as sa
+from escalation.converter import remember_partnership
 from escalation.settings import Settings
 from policies.calendar import WorkingDayCalendar
 from workflows import ladder
@@ -350,6 +351,7 @@ async def find_case(client: Client, reference: str, user: User, purpose: str) ->
             "access refused: user %s, reference %s (%s)", user.id, reference, purpose
         )
         raise problems.not_found()
+    remember_partnership(handle.id, partnership)
     return Case(reference, handle, description, partnership, agencies)
 
 
