@@ -1,4 +1,5 @@
-"""Limits on what a request may be, enforced before anything parses it.
+"""Limits on what a request may be, enforced before anything parses it, and
+the access log, which records what a request was for, never what it said.
 
 ``BodyLimit`` is ASGI middleware in front of every route. It reads a
 request's body up to the route's limit (the codec routes carry whole
@@ -14,11 +15,16 @@ A body is never echoed or logged: it may hold a child's details.
 from __future__ import annotations
 
 import json
+import logging
 import re
+import time
+import weakref
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from api import problems
+
+access_log = logging.getLogger("escalation.api.access")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -159,3 +165,69 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class AccessLog:
+    """One line per request on ``escalation.api.access``: the method, the
+    route's template (``/disagreements/{reference}``), the status and the
+    time taken. Never the path as sent, its query string or its body: a
+    name typed into a filter or a mistyped URL may be a child's. Uvicorn's
+    own access log, which writes the request line whole, is switched off
+    (``--no-access-log``)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        status = 0
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            access_log.info(
+                "%s %s %d %.0fms",
+                scope.get("method", "-"),
+                route_template(scope),
+                status or 500,
+                (time.monotonic() - started) * 1000,
+            )
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that matched (or, for a request refused
+    before routing, would have); ``(unmatched)`` for a path no route serves."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if path:
+        return str(path)
+    path = str(scope.get("path", ""))
+    for template, pattern in _templates(scope.get("app")):
+        if pattern.fullmatch(path):
+            return template
+    return "(unmatched)"
+
+
+_TEMPLATES: weakref.WeakKeyDictionary[Any, list[tuple[str, re.Pattern[str]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _templates(app: Any) -> list[tuple[str, re.Pattern[str]]]:
+    if app is None or not hasattr(app, "openapi"):
+        return []
+    if app not in _TEMPLATES:
+        _TEMPLATES[app] = [
+            (template, re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))))
+            for template in app.openapi().get("paths", {})
+        ]
+    return _TEMPLATES[app]

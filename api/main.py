@@ -20,7 +20,7 @@ from temporalio.client import Client
 from api import problems
 from api.auth import Authenticator, build_authenticator
 from api.cases import load_secret
-from api.limits import BodyLimit
+from api.limits import AccessLog, BodyLimit
 from api.routes import codec, disagreements, forms, health, policies, webhooks
 from api.users import ensure_demo_users
 from escalation.converter import data_converter
@@ -57,6 +57,20 @@ async def connect_client(settings: Settings) -> Client:
     )
 
 
+def _log_to_stderr() -> None:
+    """Uvicorn configures only its own loggers: without a handler of their
+    own, the product's INFO lines (the access log, codec decodes) would be
+    lost. Where logging is already set up (a host's config, the tests), it
+    is left alone."""
+    product = logging.getLogger("escalation")
+    if product.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    product.addHandler(handler)
+    product.setLevel(logging.INFO)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -67,6 +81,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _log_to_stderr()
         state = app.state
         if state.authenticator is None:
             if not settings.oidc_issuer and settings.demo_users:
@@ -108,6 +123,8 @@ def create_app(
         return {}
 
     app.add_middleware(BodyLimit, extra_headers=refusal_headers)
+    # Outermost, so that refusals before routing are logged too.
+    app.add_middleware(AccessLog)
     return app
 
 
