@@ -23,7 +23,7 @@ from api.schemas import (
     PolicySummary,
     StageSummary,
 )
-from escalation.clitools import CliError, parse_instant
+from escalation.clitools import INSTANT_FORMAT, CliError, parse_instant
 from policies.calendar import WorkingDayCalendar
 from policies.ladder import explain
 from policies.loader import UnknownPolicyError, builtin_policies, get_policy
@@ -144,8 +144,14 @@ async def explain_policy(
     policy = _policy(policy_id)
     try:
         when = parse_instant(raised, policy.time_zone, what="raised")
-    except CliError as exc:
-        raise ProblemError(422, problems.VALIDATION, "The request is not valid", str(exc)) from None
+    except CliError:
+        # Not the message, which quotes what was typed (it may be anything).
+        raise ProblemError(
+            422,
+            problems.VALIDATION,
+            "The request is not valid",
+            f"raised: not a date and time; expected {INSTANT_FORMAT}",
+        ) from None
     earliest, latest = datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC) + EXPLAIN_HORIZON
     if not earliest <= when <= latest:
         # Working-day arithmetic near the end of the calendar overflows.
