@@ -299,7 +299,8 @@ async def wait_until_raised(handle: WorkflowHandle[Any, Any], timeout: float) ->
                 DisagreementWorkflow.get_state,
                 rpc_timeout=timedelta(seconds=max(remaining, 1.0)),
             )
-            if any(event.type == "raised" for event in state.events):
+            # A case is made with no events; raising it records the first.
+            if state.events:
                 return state
         except (WorkflowQueryFailedError, RPCError):
             pass  # not yet raised, or no worker has picked it up yet
@@ -357,21 +358,27 @@ async def find_case(client: Client, reference: str, user: User, purpose: str) ->
 
 async def case_state(case: Case, timeout: float) -> CaseState:
     """The case's state from the workflow's query (which works on closed
-    cases too: the worker replays the history)."""
+    cases too: the worker replays the history), once the worker has recorded
+    its raise: the API answers a raise before the worker has planned it, and
+    a state without its raise (no events, no deadline) would contradict that
+    answer."""
     loop = asyncio.get_running_loop()
     give_up = loop.time() + min(timeout, 5.0)
     while True:
         try:
-            return await case.handle.query(
+            state: CaseState = await case.handle.query(
                 DisagreementWorkflow.get_state, rpc_timeout=timedelta(seconds=timeout)
             )
+            # A case is made with no events; raising it records the first.
+            if state.events:
+                return state
         except WorkflowQueryFailedError:
-            # Only "still being raised" fails the query; it passes in a moment.
-            if loop.time() >= give_up:
-                raise _not_ready() from None
-            await asyncio.sleep(0.1)
+            pass  # only "still being raised" fails the query; it passes in a moment
         except RPCError as exc:
             raise unavailable(exc) from None
+        if loop.time() >= give_up:
+            raise _not_ready()
+        await asyncio.sleep(0.1)
 
 
 def _closed(case: Case) -> ProblemError:
