@@ -88,7 +88,7 @@ async def test_a_garbage_page_token_is_refused_at_once(api: Api) -> None:
         assert "page_token" in _problem(response, 422)["detail"]
 
 
-async def test_page_tokens_lead_to_the_next_page_for_their_user_only(api: Api) -> None:
+async def test_a_page_token_the_api_gave_leads_to_the_next_page(api: Api) -> None:
     await api.raise_case()
     await api.raise_case()
 
@@ -106,11 +106,6 @@ async def test_page_tokens_lead_to_the_next_page_for_their_user_only(api: Api) -
     )
     assert second.status_code == 200, second.text
     assert second.json()["items"][0]["reference"] != first["items"][0]["reference"]
-    # Another user cannot replay it.
-    other = await api.get(
-        "/disagreements", "merton-csc-manager", params={"page_size": 1, "page_token": token}
-    )
-    _problem(other, 422)
 
 
 async def test_a_ten_megabyte_field_is_refused_before_it_is_read(api: Api) -> None:
