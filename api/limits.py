@@ -39,6 +39,8 @@ MIB = 1024 * KIB
 DEFAULT_BODY_LIMIT = 512 * KIB
 # The Temporal UI sends a page of a case's history to /codec/decode at once.
 CODEC_BODY_LIMIT = 8 * MIB
+# SendGrid posts its events in batches of up to 768 KB.
+WEBHOOK_BODY_LIMIT = 2 * MIB
 MAX_JSON_DEPTH = 32
 
 BODY_TOO_LARGE = "body-too-large"
@@ -64,7 +66,11 @@ def json_depth(raw: bytes) -> int:
 
 
 def body_limit(path: str) -> int:
-    return CODEC_BODY_LIMIT if path.startswith("/codec/") else DEFAULT_BODY_LIMIT
+    if path.startswith("/codec/"):
+        return CODEC_BODY_LIMIT
+    if path.startswith("/webhooks/"):
+        return WEBHOOK_BODY_LIMIT
+    return DEFAULT_BODY_LIMIT
 
 
 async def _problem(

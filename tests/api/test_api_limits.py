@@ -140,6 +140,18 @@ async def test_the_codec_takes_larger_bodies_but_not_unbounded_ones(api: Api) ->
     _problem(await _post_raw(api, "/codec/encode", OPERATOR, huge), 413)
 
 
+async def test_a_batch_of_sendgrid_events_is_not_cut_off(api: Api) -> None:
+    # SendGrid batches up to 768 KB of events; unsigned, this one is refused
+    # for its signature, not its size.
+    events = [{"event": "delivered", "sg_event_id": "x" * 100}] * 6000
+    body = json.dumps(events).encode()
+    assert len(body) > 600 * 1024
+    response = await api.http.post(
+        "/webhooks/sendgrid", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code != 413, response.text
+
+
 @pytest.mark.parametrize(
     ("child", "pointer"),
     [
