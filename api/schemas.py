@@ -8,7 +8,15 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from workflows.messages import Agency, CaseStatus, ChildDetails
 
@@ -31,6 +39,22 @@ FormFields = Annotated[
 # working-day arithmetic.
 DEADLINE_HORIZON = timedelta(days=366)
 EARLIEST_BIRTH = date(1900, 1, 1)
+# Any instant a person sends (a filter's bound, a deadline) lies within
+# these: near the ends of the calendar an instant cannot even be converted
+# to UTC, and no case is raised, due or closed outside them.
+EARLIEST_INSTANT = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_INSTANT = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _bounded_instant(value: datetime) -> datetime:
+    if not EARLIEST_INSTANT <= value <= LATEST_INSTANT:
+        raise ValueError(
+            f"must be between {EARLIEST_INSTANT:%Y-%m-%d} and {LATEST_INSTANT:%Y-%m-%d}"
+        )
+    return value
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_bounded_instant)]
 
 
 def _lone_surrogate(value: Any, pointer: str = "") -> str | None:
@@ -316,7 +340,7 @@ class DeadlineBody(_In):
                 f"a deadline may be at most {DEADLINE_HORIZON.days} days ahead (no later "
                 f"than {latest:%Y-%m-%d}); a deadline may only be brought forward"
             )
-        return value
+        return _bounded_instant(value)
 
 
 class NoteBody(_In):

@@ -211,6 +211,28 @@ async def test_a_deadline_beyond_the_horizon_is_refused(api: Api, deadline: str)
     assert "at most 366 days ahead" in _problem(response, 422)["detail"]
 
 
+@pytest.mark.parametrize(
+    "value", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "2999-01-01T00:00:00Z"]
+)
+@pytest.mark.parametrize("name", ["raised_from", "raised_to", "closed_from", "closed_to"])
+async def test_a_list_filter_at_the_ends_of_the_calendar_is_refused(
+    api: Api, name: str, value: str
+) -> None:
+    response = await api.get("/disagreements", PRACTITIONER, params={name: value})
+
+    assert "must be between 2000-01-01 and 2200-01-01" in _problem(response, 422)["detail"]
+
+
+async def test_a_deadline_at_the_start_of_the_calendar_is_refused(api: Api) -> None:
+    ref = await api.raise_case()
+    response = await api.post(
+        f"/disagreements/{ref}/deadline",
+        PRACTITIONER,
+        {"deadline": "0001-01-01T00:00:00+14:00", "reason": "Soon."},
+    )
+    assert "must be between" in _problem(response, 422)["detail"]
+
+
 def _strings_without_max_length(schema: Any, where: str, found: list[str]) -> None:
     if isinstance(schema, dict):
         unbounded = schema.get("type") == "string" and "maxLength" not in schema
