@@ -223,7 +223,8 @@ def compute(
         names = {key(r): label(r) for r in in_period}
         order = sorted(counts, key=lambda k: (-counts[k], names[k]))
         cells = protect_partition([counts[k] for k in order])
-        return [{"key": k, "name": names[k], "cases": v} for k, v in zip(order, cells, strict=True)]
+        rows = [{"key": k, "name": names[k], "cases": v} for k, v in zip(order, cells, strict=True)]
+        return sorted(rows, key=_shown_order)
 
     data["by_raising_agency"] = partition(
         lambda r: r.raising_agency, lambda r: f"{r.raising_agency_name}"
@@ -246,10 +247,10 @@ def compute(
         for (a, b), n in pairs[:TOP_PAIRS]
         if n >= SMALL
     ]
-    data["by_category"] = [
-        {"key": k, "name": _kind(k), "cases": cell(n)}
-        for k, n in sorted(category_counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    ]
+    data["by_category"] = sorted(
+        ({"key": k, "name": _kind(k), "cases": cell(n)} for k, n in category_counts.items()),
+        key=_shown_order,
+    )
 
     by_case: dict[str, list[Any]] = defaultdict(list)
     for ev in events:
@@ -270,6 +271,13 @@ def compute(
         name for key, name in agencies.items() if key not in raised_by
     )
     return Figures(policy=policy, period=period, generated_at=now, data=data)
+
+
+def _shown_order(row: dict[str, Any]) -> tuple[bool, int, str]:
+    """Largest published figure first, then the hidden ones by name: their
+    order among themselves would say which is the larger."""
+    value = row["cases"]
+    return (not isinstance(value, int), -value if isinstance(value, int) else 0, row["name"])
 
 
 def _utc(value: datetime) -> datetime:
