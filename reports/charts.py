@@ -1,7 +1,7 @@
 """The report's charts, drawn by matplotlib as SVG.
 
 A suppressed figure is never drawn to scale: its bar or point is left out
-and marked "<5" (or "w" for withheld), so a chart gives away no more than
+and marked "<5" (or "withheld"), so a chart gives away no more than
 the table beside it. Text is drawn as outlines, so an SVG looks the same in
 a browser and inside the PDF.
 """
@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display: the charts are files
 
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from reports.figures import FEWER_THAN_5  # noqa: E402
 
@@ -28,6 +29,12 @@ plt.rcParams.update(
         "font.size": 9,
         "axes.spines.top": False,
         "axes.spines.right": False,
+        # Not pure black: matplotlib then names the glyphs' fill, which fpdf2
+        # needs to draw them solid in the PDF.
+        "text.color": "#1b1f23",
+        "axes.labelcolor": "#1b1f23",
+        "xtick.labelcolor": "#1b1f23",
+        "ytick.labelcolor": "#1b1f23",
     }
 )
 
@@ -40,12 +47,13 @@ def _svg(fig: Any) -> str:
 
 
 def _mark(value: Any) -> str:
-    return "<5" if value == FEWER_THAN_5 else "w"
+    return "<5" if value == FEWER_THAN_5 else "withheld"
 
 
 def bars(title: str, rows: list[tuple[str, Any]], what: str = "cases") -> str | None:
     """Horizontal bars, largest first; None if there is nothing to draw."""
-    if not rows:
+    if not any(isinstance(v, int) and v > 0 for _, v in rows):
+        # Nothing to draw to scale: the table says it all.
         return None
     labels = [label for label, _ in rows][::-1]
     values = [v for _, v in rows][::-1]
@@ -57,6 +65,7 @@ def bars(title: str, rows: list[tuple[str, Any]], what: str = "cases") -> str | 
         text = str(v) if isinstance(v, int) else _mark(v)
         ax.text((v if isinstance(v, int) else 0) + top * 0.01, y, text, va="center", color=GREY)
     ax.set_xlim(0, top * 1.15)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(what)
     ax.set_title(title, loc="left")
     return _svg(fig)
@@ -75,6 +84,7 @@ def line(title: str, points: list[tuple[str, Any]]) -> str:
             ax.annotate(_mark(v), (x, 0), ha="center", va="bottom", color=GREY)
     ax.set_xticks(xs, [q for q, _ in points], rotation=0)
     ax.set_ylim(0, top * 1.2)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("cases raised")
     ax.set_title(title, loc="left")
     return _svg(fig)
