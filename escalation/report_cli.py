@@ -36,6 +36,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, help="write to this file instead of standard output")
     parser.set_defaults(handler=_report)
 
+    schedules = commands.add_parser(
+        "report-schedules",
+        help="create or update every partnership's quarterly report schedule (idempotent)",
+        description="What `make run` does at start and the production setup runs once: a "
+        "Temporal Schedule per partnership that builds and mails its quarterly report.",
+    )
+    schedules.set_defaults(handler=_schedules)
+
 
 def _day(text: str, what: str) -> date:
     try:
@@ -117,3 +125,35 @@ def _directory(settings: Settings) -> Directory | None:
         return load_directory(path)
     except DirectoryFileError:
         return None
+
+
+def _schedules(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from temporalio.client import Client
+
+    from escalation.converter import data_converter
+    from policies.loader import builtin_policies
+    from reports.schedule import ensure_schedules
+
+    settings = get_settings()
+
+    async def ensure() -> list[str]:
+        client = await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            data_converter=data_converter(settings),
+        )
+        return await ensure_schedules(
+            client, settings.task_queue, builtin_policies().values(), settings.report_schedules
+        )
+
+    try:
+        ids = asyncio.run(ensure())
+    except RuntimeError as exc:
+        if "connect" in str(exc).lower():
+            raise CliError(f"cannot reach Temporal at {settings.temporal_address}") from None
+        raise
+    for sid in ids:
+        print(sid)
+    return 0
