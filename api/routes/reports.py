@@ -12,7 +12,7 @@ import asyncio
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel
 
 from api import problems
@@ -35,6 +35,17 @@ class ReportSummary(BaseModel):
 
 class ReportDetail(ReportSummary):
     figures: dict[str, Any]
+
+
+_EXAMPLE = {
+    "id": "wirral-2027-Q1",
+    "partnership": "wirral",
+    "period": "2027-Q1",
+    "period_from": "2027-01-01",
+    "period_to": "2027-03-31",
+    "generated_at": "2027-04-01T08:00:00Z",
+    "emailed_to": 1,
+}
 
 
 def _allowed(user: User, partnership: str) -> bool:
@@ -68,7 +79,10 @@ def _summary(row: Any) -> dict[str, Any]:
 @router.get(
     "",
     summary="The partnership's theme reports, newest period first",
-    responses=problems.responses(401, 403, 503),
+    responses={
+        200: {"description": "OK", "content": {"application/json": {"example": [_EXAMPLE]}}},
+        **problems.responses(401, 403, 503),
+    },
 )
 async def list_reports(user: CurrentUser, register: RegisterDep) -> list[ReportSummary]:
     _refuse_others(user)
@@ -81,16 +95,27 @@ async def list_reports(user: CurrentUser, register: RegisterDep) -> list[ReportS
     "/{report_id}",
     summary="One theme report: its figures as JSON, or the PDF or CSV that was mailed",
     responses={
-        200: {"content": {"application/pdf": {}, "text/csv": {}}},
-        **problems.responses(401, 403, 404, 503),
+        200: {
+            "description": "OK",
+            "content": {
+                "application/json": {
+                    "example": {**_EXAMPLE, "figures": {"period": {"label": "2027-Q1"}}}
+                },
+                "application/pdf": {"example": "(the PDF that was mailed)"},
+                "text/csv": {"example": "partnership,period,section,row,column,value"},
+            },
+        },
+        **problems.responses(401, 403, 404, 422, 503),
     },
     response_model=ReportDetail,
 )
 async def get_report(
-    report_id: str,
+    report_id: Annotated[str, Path(openapi_examples={"wirral": {"value": "wirral-2027-Q1"}})],
     user: CurrentUser,
     register: RegisterDep,
-    format: Annotated[Literal["json", "pdf", "csv"], Query()] = "json",
+    format: Annotated[
+        Literal["json", "pdf", "csv"], Query(openapi_examples={"pdf": {"value": "pdf"}})
+    ] = "json",
 ) -> Any:
     _refuse_others(user)
     row = await asyncio.to_thread(register.report, report_id)
