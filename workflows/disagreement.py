@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     # a fresh copy of ladder for every case instead of passing it through.
     import workflows.ladder as ladder
     import workflows.snapshots as snapshots
+    import workflows.timeline as timeline
     from escalation import search_attributes as sa
     from policies.model import Policy
     from workflows.ladder import Refused, Step
@@ -138,7 +139,11 @@ class DisagreementWorkflow:
             )
         self._registering = workflow.patched(PATCH_REGISTER)
         if self._registering:
-            if self.state.recorded_seq < self.state.next_seq - 1 or not self.state.about_recorded:
+            # A run continued as new writes what the run before it had not.
+            state = self.state
+            if request.resume is not None and (
+                state.recorded_seq < state.next_seq - 1 or not state.about_recorded
+            ):
                 self._changes += 1
             recorder = asyncio.create_task(self._recorder())
         if request.resume is None:
@@ -602,7 +607,12 @@ class DisagreementWorkflow:
         /disagreements/{ref} and ``escalation register rebuild``)."""
         if self._state is None:
             raise ApplicationError("the case was never raised", type="InvalidRaise")
-        return CaseRecord(**dict(self.state), about=self._about(), source="case")
+        state = self.state
+        return CaseRecord(
+            **{**dict(state), "events": timeline.with_text(state)},
+            about=self._about(),
+            source="case",
+        )
 
     @workflow.query(name="form")
     def get_form(self, key: str) -> FilledForm | None:
