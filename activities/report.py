@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.email import SendGridSink
 from activities.notices import Addressee, Attachment, NoticeSink, OutboxSink
 from policies.calendar import WorkingDayCalendar
 from policies.directory import Directory
@@ -108,10 +109,7 @@ class MemoryReportMailer:
 class SendGridReportMailer:
     """Through the notices' SendGrid client and ledger."""
 
-    def __init__(self, sink: object) -> None:
-        from activities.email import SendGridSink
-
-        assert isinstance(sink, SendGridSink)
+    def __init__(self, sink: SendGridSink) -> None:
         self.sink = sink
 
     def already_sent(self, key: str) -> bool:
@@ -166,7 +164,7 @@ def report_mailer(sink: NoticeSink) -> ReportMailer:
     """The report's mail path for the worker's notice transport."""
     if isinstance(sink, OutboxSink):
         return OutboxReportMailer(sink)
-    if type(sink).__name__ == "SendGridSink":
+    if isinstance(sink, SendGridSink):
         return SendGridReportMailer(sink)
     return MemoryReportMailer()
 
