@@ -18,6 +18,7 @@ COPY workers ./workers
 COPY api ./api
 COPY escalation ./escalation
 COPY register ./register
+COPY reports ./reports
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin escalation \
     && mkdir -p /data \

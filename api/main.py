@@ -22,7 +22,7 @@ from api import problems
 from api.auth import Authenticator, build_authenticator
 from api.cases import load_secret
 from api.limits import AccessLog, BodyLimit
-from api.routes import codec, disagreements, forms, health, policies, webhooks
+from api.routes import codec, disagreements, forms, health, policies, reports, webhooks
 from api.users import ensure_demo_users
 from escalation.converter import data_converter
 from escalation.settings import Settings, get_settings
@@ -130,6 +130,7 @@ def create_app(
     app.include_router(codec.router)
     app.include_router(forms.router)
     app.include_router(webhooks.router)
+    app.include_router(reports.router)
 
     def refusal_headers(scope: MutableMapping[str, Any]) -> dict[str, str]:
         if str(scope.get("path", "")).startswith("/codec/"):

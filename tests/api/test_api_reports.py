@@ -1,0 +1,65 @@
+"""GET /reports and /reports/{id}: the business team of the report's own
+partnership and operators only; the PDF and CSV are the ones that were
+mailed."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from datetime import UTC, datetime
+
+from api_helpers import Api
+from pypdf import PdfReader
+
+from activities.report import MemoryReportMailer, ReportActivities
+from policies.directory import example_directory
+from register import Register
+from reports.period import Period
+from workflows.report import SendReport
+
+
+async def _send(register: Register, policy_id: str) -> tuple[str, MemoryReportMailer]:
+    mailer = MemoryReportMailer()
+    activities = ReportActivities(register, mailer, example_directory(), None)
+    sent = await asyncio.to_thread(
+        activities._send, SendReport(policy_id=policy_id, at=datetime.now(UTC))
+    )
+    return sent.report_id, mailer
+
+
+async def test_reports_for_their_own_business_team_and_operators(
+    api: Api, register: Register
+) -> None:
+    merton_id, mailer = await _send(register, "merton")
+    cheshire_id, _ = await _send(register, "cheshire")
+    period = Period.containing(datetime.now(UTC).date()).previous()
+    assert merton_id == f"merton-{period.label}"
+
+    listed = await api.get("/reports", "merton-business-team")
+    assert listed.status_code == 200
+    assert [r["id"] for r in listed.json()] == [merton_id]
+    assert listed.json()[0]["emailed_to"] == len(mailer.sent[0].to)
+
+    everything = await api.get("/reports", "operator")
+    assert {merton_id, cheshire_id} <= {r["id"] for r in everything.json()}
+
+    # Another partnership's business team: as if there were no such report.
+    assert (await api.get(f"/reports/{merton_id}", "cheshire-business-team")).status_code == 404
+    for user in ("merton-health-practitioner", "merton-csc-manager"):
+        assert (await api.get("/reports", user)).status_code == 403
+        assert (await api.get(f"/reports/{merton_id}", user)).status_code == 403
+    assert (await api.get("/reports", None)).status_code == 401
+
+    detail = await api.get(f"/reports/{merton_id}", "merton-business-team")
+    assert detail.status_code == 200
+    assert detail.json()["figures"]["period"]["label"] == period.label
+
+    pdf = await api.get(f"/reports/{merton_id}", "operator", params={"format": "pdf"})
+    assert pdf.headers["content-type"] == "application/pdf"
+    assert pdf.content == mailer.sent[0].attachments[0].content
+
+    text = " ".join(PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text().split())
+    assert "Merton" in text and period.label in text
+    csv = await api.get(f"/reports/{merton_id}", "merton-business-team", params={"format": "csv"})
+    assert csv.text.startswith("partnership,period,section")
+    assert (await api.get("/reports/nowhere-2020-Q1", "operator")).status_code == 404
