@@ -214,7 +214,8 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
 
 
 def _settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def _demo_users(settings: Settings) -> list[User]:
@@ -309,7 +310,7 @@ async def _cases(request: Request, user: User, **filters: Any) -> list[Any]:
     try:
         items, _last = await cases.list_cases(register, query)
     except ProblemError as exc:
-        raise PageError(exc.status, "Sorry, the service is unavailable", exc.detail) from None
+        raise PageError(exc.status, "Sorry, the service is unavailable", exc.detail or "") from None
     return items
 
 
@@ -440,7 +441,9 @@ async def raise_submit(request: Request) -> Response:
             found = (exc.extensions or {}).get("problems") or [exc.detail]
             errors.general += [str(p) for p in found]
             return _raise_again(request, context, values, form_key, errors)
-        raise PageError(exc.status, "Sorry, the case could not be raised", exc.detail) from None
+        raise PageError(
+            exc.status, "Sorry, the case could not be raised", exc.detail or ""
+        ) from None
     return RedirectResponse(
         f"{cases.page_path(raised.started.reference)}?raised=1", status_code=303
     )
@@ -536,7 +539,7 @@ async def _record(request: Request, user: User, reference: str) -> CaseRecord:
     except ProblemError as exc:
         if exc.status == 404:
             raise NOT_FOUND from None
-        raise PageError(exc.status, "Sorry, the case cannot be shown", exc.detail) from None
+        raise PageError(exc.status, "Sorry, the case cannot be shown", exc.detail or "") from None
 
 
 def _policy_of(record: CaseRecord) -> Policy:
@@ -663,7 +666,9 @@ async def case_action(request: Request, reference: str, verb: str) -> Response:
         if exc.status == 404:
             raise NOT_FOUND from None
         if exc.status != 409:
-            raise PageError(exc.status, "Sorry, the action was not taken", exc.detail) from None
+            raise PageError(
+                exc.status, "Sorry, the action was not taken", exc.detail or ""
+            ) from None
         errors = Errors()
         if isinstance(action, Escalate):
             record = await _record(request, user, reference)
@@ -675,7 +680,8 @@ async def case_action(request: Request, reference: str, verb: str) -> Response:
                     if f.required and not action.form.get(f.key, "").strip():
                         errors.add(f"form-{f.key}", f"Enter {f.label.lower()}")
         if not errors:
-            errors.general.append(exc.detail[0].upper() + exc.detail[1:])
+            detail = exc.detail or "the case could not take it"
+            errors.general.append(detail[0].upper() + detail[1:])
         errors = _prefixed(errors, verb)
         return await _case_page(request, user, reference, 422, errors, values, verb)
     return RedirectResponse(f"{cases.page_path(reference)}?done={verb}", status_code=303)
