@@ -199,6 +199,10 @@ def _run(args: argparse.Namespace) -> int:
         "TEMPORAL_ADDRESS": address,
         "ESCALATION_DATA_DIR": str(data_dir),
         "PYTHONUNBUFFERED": "1",
+        # Notices link to the case's page on this machine unless told otherwise.
+        "ESCALATION_PUBLIC_URL": os.environ.get(
+            "ESCALATION_PUBLIC_URL", f"http://{host}:{args.api_port}"
+        ),
         # The UI calls the codec endpoint from its own origin.
         "ESCALATION_CODEC_CORS_ORIGINS": json.dumps(
             [f"http://localhost:{args.ui_port}", f"http://127.0.0.1:{args.ui_port}"]
