@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
@@ -725,13 +726,39 @@ async def business_team(request: Request) -> Response:
     if user.partnership in builtin_policies():
         policy = get_policy(user.partnership or "")
     query = urlencode({k: v for k, v in chosen.items() if v})
+    scope = None if user.role == "operator" else user.partnership or "-"
+    reports = await run_in_threadpool(request.app.state.register.reports, scope)
     return render(
         request,
         "business.html",
         items=items,
         chosen=chosen,
         policy=policy,
+        reports=reports,
         csv_link="/business-team/cases.csv" + (f"?{query}" if query else ""),
+    )
+
+
+@router.get("/business-team/reports/{report_id}.{kind}")
+async def business_team_report(request: Request, report_id: str, kind: str) -> Response:
+    """A theme report as it was mailed: the same PDF or CSV, for the
+    partnership's business team (an operator: any)."""
+    user = _business_user(request)
+    if kind not in ("pdf", "csv") or len(report_id) > 48:
+        raise NOT_FOUND
+    row = await run_in_threadpool(request.app.state.register.report, report_id)
+    if row is None or (user.role != "operator" and row.policy_id != user.partnership):
+        raise NOT_FOUND
+    if kind == "pdf":
+        return Response(
+            row.pdf,
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="{row.id}.pdf"'},
+        )
+    return Response(
+        row.csv,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{row.id}.csv"'},
     )
 
 
