@@ -110,7 +110,9 @@ async def list_reports(user: CurrentUser, register: RegisterDep) -> list[ReportS
     response_model=ReportDetail,
 )
 async def get_report(
-    report_id: Annotated[str, Path(openapi_examples={"wirral": {"value": "wirral-2027-Q1"}})],
+    report_id: Annotated[
+        str, Path(max_length=48, openapi_examples={"wirral": {"value": "wirral-2027-Q1"}})
+    ],
     user: CurrentUser,
     register: RegisterDep,
     format: Annotated[
