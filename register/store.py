@@ -113,6 +113,7 @@ class Register:
         self.engine = engine
         self.sealer = Sealer(ring)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._upserts: dict[type[t.Base], Any] = {}
         # A database in memory is one connection, which the worker's threads
         # must take in turn; a file or a server gives each its own.
         self._one_at_a_time = (
@@ -171,15 +172,18 @@ class Register:
         seal = self.sealer.seal
         with self._writing, self._session() as session, session.begin():
             row = session.get(t.Case, ref)
+            new = row is None
             if row is None:
                 row = t.Case(reference=ref)
                 session.add(row)
+            categories_changed = new or list(row.categories or []) != list(state.categories)
             self._fill_case(row, state)
             if update.about is not None:
                 row.sealed_about = seal(update.about.model_dump_json(), f"cases.about:{ref}")
-            session.execute(delete(t.CaseCategory).where(t.CaseCategory.reference == ref))
-            session.flush()
-            session.add_all(t.CaseCategory(reference=ref, category=c) for c in state.categories)
+            if categories_changed:
+                session.execute(delete(t.CaseCategory).where(t.CaseCategory.reference == ref))
+                session.flush()
+                session.add_all(t.CaseCategory(reference=ref, category=c) for c in state.categories)
 
             known = set(
                 session.scalars(
@@ -188,8 +192,9 @@ class Register:
                     )
                 )
             )
-            for table in (t.Event, t.Notice, t.FormSent, t.Confirmation):
-                session.execute(delete(table).where(table.reference == ref, table.seq > upto))
+            if any(seq > upto for seq in known):
+                for table in (t.Event, t.Notice, t.FormSent, t.Confirmation):
+                    session.execute(delete(table).where(table.reference == ref, table.seq > upto))
             self._write_events(session, ref, state.events)
             added = sum(ev.seq not in known for ev in state.events)
         return RecordReceipt(reference=ref, recorded_seq=upto, events_added=added)
@@ -317,17 +322,26 @@ class Register:
             )
 
     def _upsert(self, session: Session, model: type[t.Base], values: list[dict[str, Any]]) -> None:
-        if not values:
-            return
-        table = model.__table__
-        insert = postgresql_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
-        statement = insert(model).values(values)
-        keys = [c.name for c in table.primary_key]
-        statement = statement.on_conflict_do_update(
-            index_elements=keys,
-            set_={name: statement.excluded[name] for name in values[0] if name not in keys},
-        )
-        session.execute(statement)
+        if values:
+            session.execute(self._upsert_statement(model), values)
+
+    def _upsert_statement(self, model: type[t.Base]) -> Any:
+        """INSERT ... ON CONFLICT (primary key) DO UPDATE, made once per table
+        so that SQLAlchemy compiles it once and runs it as executemany."""
+        statement = self._upserts.get(model)
+        if statement is None:
+            table = model.__table__
+            insert = (
+                postgresql_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+            )
+            statement = insert(model)
+            keys = [c.name for c in table.primary_key]
+            statement = statement.on_conflict_do_update(
+                index_elements=keys,
+                set_={c.name: statement.excluded[c.name] for c in table.c if c.name not in keys},
+            )
+            self._upserts[model] = statement
+        return statement
 
     # --- Reading ------------------------------------------------------------------
 
