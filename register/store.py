@@ -552,10 +552,6 @@ class Register:
             out.append(item)
         return out
 
-    def references(self) -> set[str]:
-        with self._session() as session:
-            return set(session.scalars(select(t.Case.reference)))
-
     def recorded_seq(self, reference: str) -> int | None:
         with self._session() as session:
             return session.scalar(select(t.Case.recorded_seq).where(t.Case.reference == reference))
