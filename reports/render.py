@@ -297,15 +297,15 @@ def as_pdf(figures: Figures) -> bytes:
     if figures.empty:
         para(empty_text(data), 12, "B", 4)
     for section in sections(data):
-        charted = bool(section.chart and section.chart in charts)
+        chart = charts.get(section.chart) if section.chart else None
         # A heading stays on the page of what it heads, chart included.
-        if pdf.get_y() > pdf.h - (110 if charted else 60):
+        if pdf.get_y() > pdf.h - (110 if chart else 60):
             pdf.add_page()
         para(section.title, 13, "B", 1)
         if section.note:
             para(section.note, 8.5, "I", 1)
-        if charted:
-            svg = _METADATA.sub("", charts[section.chart])
+        if chart:
+            svg = _METADATA.sub("", chart)
             pdf.image(io.BytesIO(svg.encode("utf-8")), w=width * 0.85)
             pdf.ln(2)
         if not section.rows:
