@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -33,6 +34,7 @@ from escalation.clitools import (
     resolve_policy,
 )
 from escalation.converter import data_converter, use_ephemeral_key_when_unconfigured
+from escalation.policy_cli import closures_line, deployment_closures
 from escalation.temporal_bin import test_server
 from policies.directory import Directory
 from policies.model import Policy
@@ -50,12 +52,24 @@ from workflows.messages import (
     Escalate,
     FlagImmediateRisk,
     RaiseDisagreement,
+    Reopen,
     Resolve,
+    SubmitForm,
     Withdraw,
 )
 from workflows.simulation import RehearsalPlan, RehearsalWorkflow, RehearsedAction
 
-ACTIONS = ("resolve", "confirm", "escalate", "immediate-risk", "withdraw", "acknowledge", "note")
+ACTIONS = (
+    "resolve",
+    "confirm",
+    "escalate",
+    "immediate-risk",
+    "withdraw",
+    "acknowledge",
+    "note",
+    "reopen",
+    "form",
+)
 DEFAULT_HORIZON = timedelta(days=120)
 # The test server's clock reads "now" a moment after we do.
 PAST_TOLERANCE = timedelta(minutes=1)
@@ -99,10 +113,25 @@ def parties(policy: Policy) -> tuple[Agency, Agency, str]:
     return raising, receiving, area
 
 
-def _action(act: Act, policy: Policy, manager: Actor) -> Action:
+def _all_fields(policy: Policy, origin: str) -> dict[str, str]:
+    return {f.key: "(simulated)" for form in policy.forms for f in form.fields_from(origin)}
+
+
+def _action(act: Act, policy: Policy, manager: Actor, raising_manager: Actor) -> Action:
     name = act.action
     if name == "resolve":
-        return Resolve(by=manager, outcome="Agreed a way forward (simulated)")
+        # Every field a resolution may be asked for (Merton's pro-forma).
+        form = {
+            f.key: "(simulated)" for form in policy.forms for f in form.fields_from("resolution")
+        }
+        return Resolve(by=manager, outcome="Agreed a way forward (simulated)", form=form)
+    if name == "reopen":
+        return Reopen(by=manager, reason="No real agreement (simulated)")
+    if name == "form":
+        form = {
+            f.key: "(simulated)" for form in policy.forms for f in form.fields_from("escalation")
+        }
+        return SubmitForm(by=raising_manager, form=form)
     if name == "confirm":
         return ConfirmOutcome(by=manager)
     if name == "acknowledge":
@@ -110,7 +139,8 @@ def _action(act: Act, policy: Policy, manager: Actor) -> Action:
     if name == "note":
         return AddNote(by=manager, text="Discussion recorded (simulated)")
     if name == "withdraw":
-        return Withdraw(by=manager, reason="Withdrawn (simulated)")
+        # Only the side that raised the concern may withdraw it.
+        return Withdraw(by=raising_manager, reason="Withdrawn (simulated)")
     if name == "immediate-risk":
         return FlagImmediateRisk(
             by=manager, reason="Immediate risk flagged (simulated)", jump_to_stage=act.to_stage
@@ -130,6 +160,8 @@ _SIGNAL_NAMES = {
     "withdraw": "withdraw",
     "acknowledge": "acknowledge",
     "note": "add_note",
+    "reopen": "reopen",
+    "form": "submit_form",
 }
 
 
@@ -162,15 +194,27 @@ async def run_simulation(
     until: datetime | None,
     start_stage: int = 0,
     directory: Directory | None = None,
+    closures: Sequence[date] = (),
 ) -> dict[str, Any]:
     """The whole `escalation simulate` run on a server of its own. With a role
-    directory, each notice's event also lists the people it went to."""
+    directory, each notice's event also lists the people it went to. The
+    deployment's closure days count as non-working days, as in the worker."""
     env = await start_test_server()
     try:
         result = await rehearse(
-            env, policy, raised, immediate_risk, acts, until, start_stage, directory=directory
+            env,
+            policy,
+            raised,
+            immediate_risk,
+            acts,
+            until,
+            start_stage,
+            directory=directory,
+            closures=closures,
         )
-        return _timeline(policy, result.raised, immediate_risk, result.state, result.sink)
+        timeline = _timeline(policy, result.raised, immediate_risk, result.state, result.sink)
+        timeline["closures"] = [d.isoformat() for d in sorted(closures)]
+        return timeline
     finally:
         await env.shutdown()
 
@@ -207,6 +251,7 @@ async def rehearse(
     start_stage: int = 0,
     *,
     directory: Directory | None = None,
+    closures: Sequence[date] = (),
 ) -> Rehearsal:
     """Run one case through its ladder on a time-skipping server; the case is
     terminated if it is still open at the horizon."""
@@ -249,6 +294,9 @@ async def rehearse(
     manager = Actor(
         id="sim-manager", name="Receiving manager", agency=receiving.key, role="manager"
     )
+    raising_manager = Actor(
+        id="sim-raising-manager", name="Raising manager", agency=raising.key, role="manager"
+    )
     plan = RehearsalPlan(
         case_workflow_id=f"disagreement-{reference}",
         request=request,
@@ -257,7 +305,7 @@ async def rehearse(
             RehearsedAction(
                 at=act.at,
                 signal=_SIGNAL_NAMES[act.action],
-                payload=_action(act, policy, manager).model_dump(mode="json"),
+                payload=_action(act, policy, manager, raising_manager).model_dump(mode="json"),
             )
             for act in acts
         ],
@@ -271,6 +319,7 @@ async def rehearse(
         env.client,
         task_queue,
         sink,
+        closures,
         directory=directory,
         workflows=[RehearsalWorkflow],
         # A rehearsal should fail loudly on a bug, not retry it for ever.
@@ -381,9 +430,10 @@ def _simulate(args: argparse.Namespace) -> int:
     until = parse_instant(args.until, zone, what="--until") if args.until else None
     acts = [parse_act(text, zone) for text in args.act]
     directory = _directory(args.directory)
+    closures = deployment_closures()
     result = asyncio.run(
         run_simulation(
-            policy, raised, args.immediate_risk, acts, until, args.start_stage, directory
+            policy, raised, args.immediate_risk, acts, until, args.start_stage, directory, closures
         )
     )
     if args.json:
@@ -429,3 +479,4 @@ def _print_readable(policy: Policy, result: dict[str, Any]) -> None:
         print(line)
     final = result["final"]
     print(f"final: {final['status']} at stage {final['stage']}")
+    print(closures_line([date.fromisoformat(d) for d in result.get("closures", [])]))

@@ -131,15 +131,88 @@ class ExtraNotice(_Frozen):
     source: Citation
 
 
+WrittenBy = Literal["either-party", "either-manager", "receiving-side", "receiving-manager"]
+
+
+class WrittenConfirmation(_Frozen):
+    """The outcome confirmed in writing between the parties: who confirms,
+    within how long (where the source says), and counted from what."""
+
+    within: WorkingDays | None = Field(
+        default=None, description="Absent where the source requires it without a timescale."
+    )
+    counts_from: Literal["resolution", "stage-start"] = Field(
+        default="resolution",
+        description="'stage-start': from the escalation into the stage (Staffordshire stage 3 "
+        "'within 2 working days of the matter being formally escalated').",
+    )
+    by: WrittenBy = Field(
+        default="either-party",
+        description="Who may confirm: any party to the case, a manager of either agency, only "
+        "the receiving agency, or only the receiving agency's manager.",
+    )
+    source: Citation
+
+    def describe(self) -> str:
+        if self.within is None:
+            when = "no timescale"
+        else:
+            start = (
+                "the escalation into this stage"
+                if self.counts_from == "stage-start"
+                else "the resolution"
+            )
+            when = f"within {self.within.describe()} of {start}"
+        who = {
+            "either-party": "either party",
+            "either-manager": "a manager of either agency",
+            "receiving-side": "the receiving agency",
+            "receiving-manager": "the receiving agency's manager",
+        }[self.by]
+        return f"{when}; confirmed by {who}"
+
+
+class OutcomeFeedback(_Frozen):
+    """Earlier stages whose owners hear the outcome when a case is resolved
+    here (only the stages the case reached)."""
+
+    stages: tuple[Key, ...] = Field(min_length=1)
+    source: Citation
+
+
+class DirectRoute(_Frozen):
+    """A later stage a manager may escalate to directly, past the next one."""
+
+    to: Key
+    source: Citation
+
+
+class FormDue(_Frozen):
+    """A stage entered without its form (the deadline passed, nobody
+    escalated by hand): the form is asked for from the raising agency's
+    owner of the stage before, within this timescale, with reminders."""
+
+    within: WorkingDays
+    addressed_to: str = Field(
+        min_length=2, description="Who the form goes to, in the policy's words."
+    )
+    send_to: Literal["raising-stage-owner", "business-team"] = Field(
+        default="business-team",
+        description="'raising-stage-owner': the raising agency's owner of this stage "
+        "(Staffordshire's senior manager), as well as any business-team record.",
+    )
+    source: Citation
+
+
 class Stage(_Frozen):
     key: Key
     name: str = Field(min_length=2)
     summary: str = Field(min_length=2, description="The policy's own words for the stage.")
     owners: tuple[StageOwner, ...] = Field(min_length=1)
     timescale: Timescale
-    written_confirmation: WorkingDays | None = Field(
+    written_confirmation: WrittenConfirmation | None = Field(
         default=None,
-        description="Where the outcome must be confirmed in writing within N working days.",
+        description="Where the outcome must be confirmed in writing (with or without a timescale).",
     )
     form_required: Key | None = Field(
         default=None,
@@ -153,6 +226,20 @@ class Stage(_Frozen):
         "the policy's default applies when absent.",
     )
     source: Citation
+    outcome_to: tuple[OutcomeFeedback, ...] = ()
+    may_escalate_directly_to: tuple[DirectRoute, ...] = ()
+    form_due: FormDue | None = None
+
+    @field_validator("written_confirmation", mode="before")
+    @classmethod
+    def _legacy_confirmation(cls, value: object) -> object:
+        # Snapshots recorded before confirmations said what they count from
+        # held a bare working-days timescale: read it as it ran then.
+        if isinstance(value, dict) and value.get("kind") == "working_days":
+            return {"within": value, "source": value.get("source", "")}
+        if isinstance(value, WorkingDays):
+            return {"within": value, "source": value.source}
+        return value
 
     def owner_for(self, agency_kind: str) -> StageOwner:
         """The stage's owner in an agency of this kind, else the 'any' owner."""
@@ -183,6 +270,11 @@ class ImmediateRisk(_Frozen):
     may_start_at_later_stage: bool = False
     may_jump_to_later_stage: bool = False
     source: Citation
+    may_start_at: tuple[Key, ...] = Field(
+        default=(),
+        description="Where a case may start higher: only these stages (every stage when empty).",
+    )
+    may_start_at_source: Citation | None = None
 
 
 class FormField(_Frozen):
@@ -216,6 +308,17 @@ class Area(_Frozen):
     source: Citation
 
 
+class Reading(_Frozen):
+    """A sentence of the source that can be read two ways: the reading the
+    policy file encodes, the one it does not, and why."""
+
+    about: str = Field(min_length=2, description="What the reading decides, e.g. 'Stage 5'.")
+    chosen: str = Field(min_length=2)
+    alternative: str = Field(min_length=2)
+    why: str = Field(min_length=2)
+    source: Citation
+
+
 class Acknowledgement(_Frozen):
     """When the receiving side is reminded that it has not yet acknowledged."""
 
@@ -242,6 +345,7 @@ class Policy(_Frozen):
     acknowledgement: Acknowledgement
     reminder_every: WorkingDays
     forms: tuple[Form, ...] = ()
+    readings: tuple[Reading, ...] = ()
 
     @field_validator("close_of_business", "start_of_business", mode="before")
     @classmethod
@@ -277,6 +381,32 @@ class Policy(_Frozen):
                         f"stages[{i}] ({stage.key}) names form {form!r}, "
                         f"which is not among the policy's forms {sorted(form_keys)}"
                     )
+        for i, stage in enumerate(self.stages):
+            for feedback in stage.outcome_to:
+                for key in feedback.stages:
+                    if key not in keys[:i]:
+                        raise ValueError(
+                            f"stages[{i}] ({stage.key}).outcome_to names {key!r}, which is not "
+                            f"an earlier stage; earlier stages are {keys[:i]}"
+                        )
+            for route in stage.may_escalate_directly_to:
+                if route.to not in keys[i + 2 :]:
+                    raise ValueError(
+                        f"stages[{i}] ({stage.key}).may_escalate_directly_to names "
+                        f"{route.to!r}, which is not a stage after the next; "
+                        f"those are {keys[i + 2 :]}"
+                    )
+            if stage.form_due is not None and stage.form_required is None:
+                raise ValueError(
+                    f"stages[{i}] ({stage.key}) has form_due but no form_required: "
+                    "name the form the stage needs"
+                )
+        for key in self.immediate_risk.may_start_at:
+            if key not in keys[1:]:
+                raise ValueError(
+                    f"immediate_risk.may_start_at names {key!r}, not a stage after the first; "
+                    f"those are {keys[1:]}"
+                )
         if self.start_of_business >= self.close_of_business:
             raise ValueError("start_of_business must be before close_of_business")
         area_keys = {a.key for a in self.areas}
@@ -305,6 +435,15 @@ class Policy(_Frozen):
             if stage.key == key:
                 return i
         raise KeyError(key)
+
+    def may_start_at_stage(self, index: int) -> bool:
+        """Whether an immediate-risk case may be raised at stage ``index``."""
+        rule = self.immediate_risk
+        if index == 0:
+            return True
+        if not rule.may_start_at_later_stage:
+            return False
+        return not rule.may_start_at or self.stages[index].key in rule.may_start_at
 
     def reminder_cadence(self, index: int) -> WorkingDays:
         return self.stages[index].reminder_every or self.reminder_every

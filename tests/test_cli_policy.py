@@ -216,9 +216,13 @@ def explain_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, An
     return json.loads(out)
 
 
-def test_explain_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
+def test_explain_json_shape(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ESCALATION_EXTRA_CLOSURES", raising=False)
     result = explain_json(capsys, "merton", "--raised", "2027-12-22T10:00:00+00:00")
-    assert list(result) == ["policy", "raised", "immediate_risk", "stages"]
+    assert list(result) == ["policy", "raised", "immediate_risk", "closures", "stages"]
+    assert result["closures"] == []
     assert result["policy"] == "merton"
     assert result["raised"] == "2027-12-22T10:00:00+00:00"
     assert result["immediate_risk"] is False
@@ -489,3 +493,37 @@ def test_console_script(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     stages = json.loads(result.stdout)["stages"]
     assert stages[0]["deadline"] == "2027-01-04T17:00:00+00:00"
+
+
+def test_explain_applies_the_deployments_closure_days_and_says_so(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Merton case raised Wed 23 Dec 2026 runs to Mon 4 Jan 2027 on the
+    public holidays alone; with the council closed 29-31 December, as the
+    worker and the API would count it, to Thu 7 Jan."""
+    raised = "2026-12-23T11:00"
+    monkeypatch.delenv("ESCALATION_EXTRA_CLOSURES", raising=False)
+    plain = explain_json(capsys, "merton", "--raised", raised)
+    assert plain["stages"][0]["deadline"] == "2027-01-04T17:00:00+00:00"
+    monkeypatch.setenv("ESCALATION_EXTRA_CLOSURES", '["2026-12-29","2026-12-30","2026-12-31"]')
+    closed = explain_json(capsys, "merton", "--raised", raised)
+    assert closed["closures"] == ["2026-12-29", "2026-12-30", "2026-12-31"]
+    assert closed["stages"][0]["deadline"] == "2027-01-07T17:00:00+00:00"
+    status, out, _ = run(capsys, "policy", "explain", "merton", "--raised", raised)
+    assert status == 0
+    applied = "Closure days applied (ESCALATION_EXTRA_CLOSURES): Tue 29 Dec 2026, Wed 30 Dec"
+    assert applied in out
+    assert "Thu 7 Jan 2027" in out
+
+
+def test_show_lists_every_written_confirmation_and_contested_reading(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for policy in builtin_policies().values():
+        status, out, _ = run(capsys, "policy", "show", policy.id)
+        assert status == 0
+        confirmations = [s for s in policy.stages if s.written_confirmation is not None]
+        lines = [line for line in out.splitlines() if "Written confirmation" in line]
+        assert sum("not required" not in line for line in lines) == len(confirmations)
+        for reading in policy.readings:
+            assert f"Read as: {reading.chosen}"[:60] in " ".join(out.split())

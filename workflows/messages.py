@@ -50,6 +50,10 @@ EventType = Literal[
     "unfilled_roles",
     "notice_failed",
     "delivery_failed",
+    # A case awaiting written confirmation reopened (there was no real
+    # agreement); a stage's form asked for, and received.
+    "reopened",
+    "form_received",
 ]
 NoticeTemplate = Literal[
     "stage-started",
@@ -67,6 +71,10 @@ NoticeTemplate = Literal[
     "business-team-record",
     # To the business team: a notice could not be delivered (issue 5).
     "delivery-failed",
+    # A stage entered without its form: the form is asked for, then chased.
+    "form-due",
+    # A stage's form, sent to the person it is addressed to.
+    "form-sent",
 ]
 # Templates that chase someone for something already owed; recorded in the
 # timeline as reminders rather than notices.
@@ -77,6 +85,7 @@ REMINDER_TEMPLATES: frozenset[str] = frozenset(
         "stage-reminder",
         "overdue-final-stage",
         "written-confirmation-due",
+        "form-due",
     }
 )
 OPEN_STATUSES: frozenset[str] = frozenset({"open", "overdue", "awaiting-confirmation"})
@@ -240,6 +249,21 @@ class Withdraw(_Model):
     reason: str = Field(min_length=1)
 
 
+class Reopen(_Model):
+    """The outcome awaiting written confirmation turned out not to be agreed:
+    the case is open again at its stage, and may be escalated."""
+
+    by: Actor = Field(default_factory=Actor)
+    reason: str = Field(min_length=1)
+
+
+class SubmitForm(_Model):
+    """The form a stage needs, sent after the case entered the stage."""
+
+    by: Actor = Field(default_factory=Actor)
+    form: dict[str, str] = Field(default_factory=dict)
+
+
 Action = (
     Acknowledge
     | Resolve
@@ -249,6 +273,8 @@ Action = (
     | ShortenDeadline
     | AddNote
     | Withdraw
+    | Reopen
+    | SubmitForm
 )
 
 
@@ -274,6 +300,15 @@ class Note(_Model):
     text: str
 
 
+class FormTask(_Model):
+    """A form owed by one person at a stage the case entered without it."""
+
+    stage: int
+    due_from: Recipient
+    addressed_to: str
+    due_at: datetime | None = None
+
+
 class Clock(_Model):
     """The instants that wake the workflow for the current stage (or for the
     written confirmation it awaits), all computed by the deadline activity."""
@@ -286,6 +321,10 @@ class Clock(_Model):
     deadline_day_reminder_at: datetime | None = None
     acknowledgement_due: datetime | None = None
     next_reminder_at: datetime | None = None
+    # A form owed at this stage: asked for at the stage's start, then chased
+    # from when it falls due (``form_due_text``).
+    form_chase: list[datetime] = Field(default_factory=list)
+    form_due_text: str | None = None
 
 
 class CaseState(_Model):
@@ -321,6 +360,10 @@ class CaseState(_Model):
     # in CaseEvent.to), and notices reported undelivered: issue 5.
     unfilled_roles: list[str] = Field(default_factory=list)
     delivery_failures: list[DeliveryFailed] = Field(default_factory=list)
+    # Forms a stage needs that have not arrived (key: the form's key), and
+    # when each one that was asked for arrived.
+    forms_due: dict[str, FormTask] = Field(default_factory=dict)
+    forms_received: dict[str, datetime] = Field(default_factory=dict)
 
     @property
     def is_open(self) -> bool:
@@ -428,6 +471,12 @@ class ClockRequest(_Model):
     acknowledgement: WorkingDays | Hours | SameWorkingDay | None = None
     reminder_every: WorkingDays | None = None
     basis: Literal["policy", "immediate-risk", "shortened", "confirmation"] = "policy"
+    # A clock counted from an earlier instant (a confirmation due from the
+    # stage's start) plans no reminder before this one.
+    reminders_from: datetime | None = None
+    # A form owed from this clock's start: due within this, then chased at
+    # the reminder cadence while the stage lasts.
+    form_within: WorkingDays | None = None
 
 
 class ReminderRequest(_Model):
@@ -456,5 +505,6 @@ class DeliveryFailed(_Model):
     template: str | None = Field(default=None, description="The failed notice's template.")
 
 
+FormTask.model_rebuild()
 CaseState.model_rebuild()  # delivery_failures names DeliveryFailed, defined below it
 RaiseDisagreement.model_rebuild()
