@@ -439,7 +439,9 @@ def test_readme_section_lists_the_policies_in_design_order() -> None:
     assert section.count("```mermaid\nflowchart TD\n") == len(ids)
     assert "escalation policy check my.yaml" in section
     assert "escalation policy explain --policy-file my.yaml --raised" in section
-    assert "policies/model.py" in section
+    assert "docs/policy-format.md" in section
+    assert "escalation directory check FILE" in section
+    assert "escalation simulate --policy-file my.yaml" in section
 
 
 def test_readme_command_rewrites_only_between_markers(

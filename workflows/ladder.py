@@ -292,18 +292,21 @@ def raise_problems(request: RaiseDisagreement) -> list[str]:
             f"start_stage {request.start_stage} is past the final stage ({policy.final_stage})"
         )
     elif request.start_stage > 0 and not (
-        request.immediate_risk and policy.may_start_at_stage(request.start_stage)
+        request.immediate_risk and policy.immediate_risk.may_start_at_later_stage
     ):
-        allowed = [policy.stages[i].name for i in range(1, len(policy.stages))]
-        allowed = [n for i, n in enumerate(allowed, 1) if policy.may_start_at_stage(i)]
-        where = (
-            f"; an immediate-risk case may start at {', '.join(repr(a) for a in allowed)}"
-            if allowed
-            else ""
-        )
         problems.append(
-            f"the {policy.id} policy starts every case at {policy.stages[0].name!r}{where}; "
+            f"the {policy.id} policy starts every case at {policy.stages[0].name!r}; "
             "only an immediate-risk case may start higher, and only where the policy allows it"
+        )
+    elif request.start_stage > 0 and not policy.may_start_at_stage(request.start_stage):
+        allowed = [
+            repr(policy.stages[i].name)
+            for i in range(1, len(policy.stages))
+            if policy.may_start_at_stage(i)
+        ]
+        problems.append(
+            f"the {policy.id} policy lets an immediate-risk case start higher only at "
+            f"{', '.join(allowed)}"
         )
     areas = {a.key for a in policy.areas}
     if request.area is not None and request.area not in areas:
