@@ -358,8 +358,36 @@ def cmd_check(args: argparse.Namespace) -> int:
     except Exception as exc:  # see _unexpected
         print(_unexpected(args.file, exc), file=sys.stderr)
         return 1
-    print(f"{args.file}: valid policy {policy.id!r} ({len(policy.stages)} stages)")
+    warnings = ladder_warnings(policy)
+    for warning in warnings:
+        print(f"{args.file}: {warning}", file=sys.stderr)
+    suffix = f"; {len(warnings)} warnings" if warnings else ""
+    print(f"{args.file}: valid policy {policy.id!r} ({len(policy.stages)} stages){suffix}")
     return 0
+
+
+def ladder_warnings(policy: Policy) -> list[str]:
+    """A valid ladder that is probably not what the document says."""
+    out = []
+    for i, stage in enumerate(policy.stages):
+        if not any(o.agency_kind == "any" for o in stage.owners):
+            kinds = ", ".join(o.agency_kind for o in stage.owners)
+            out.append(
+                f"warning: stages[{i}] ({stage.key}) has owners only for {kinds}: nobody owns "
+                f"it in any other kind of agency (they would be sent to "
+                f"{stage.owners[0].title!r}); add an owner with agency_kind: any"
+            )
+        if i and _owners(stage) == _owners(policy.stages[i - 1]):
+            out.append(
+                f"warning: stages[{i - 1}] ({policy.stages[i - 1].key}) and stages[{i}] "
+                f"({stage.key}) have the same owners: escalating between them reaches the same "
+                "people; check each stage's owners against the document"
+            )
+    return out
+
+
+def _owners(stage: Stage) -> set[tuple[str, str]]:
+    return {(o.agency_kind, o.role) for o in stage.owners}
 
 
 # --- explain ------------------------------------------------------------------

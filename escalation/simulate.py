@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowHandle
@@ -37,7 +37,7 @@ from escalation.converter import data_converter, use_ephemeral_key_when_unconfig
 from escalation.policy_cli import closures_line, deployment_closures
 from escalation.temporal_bin import test_server
 from policies.directory import Directory
-from policies.model import Policy
+from policies.model import AgencyKind, Policy
 from workers.worker import build_worker
 from workflows.disagreement import DisagreementWorkflow
 from workflows.ladder import raise_problems
@@ -101,16 +101,34 @@ def parse_act(text: str, zone: str) -> Act:
     return Act(parse_instant(when, zone, what="--act"), action, to_stage)
 
 
-def parties(policy: Policy) -> tuple[Agency, Agency, str]:
-    """A representative pair of agencies in the policy's first area."""
-    area = policy.areas[0].key
-    raising = Agency(key=f"{area}-health", name=f"{policy.areas[0].name} health", kind="health")
-    receiving = Agency(
-        key=f"{area}-childrens-social-care",
-        name=f"{policy.areas[0].name} children's social care",
-        kind="childrens-social-care",
+def parties(
+    policy: Policy,
+    raising_kind: str = "health",
+    receiving_kind: str = "childrens-social-care",
+    area: str | None = None,
+) -> tuple[Agency, Agency, str]:
+    """A pair of agencies of these kinds in an area (by default health and
+    children's social care in the policy's first area)."""
+    names = {a.key: a.name for a in policy.areas}
+    key = area or policy.areas[0].key
+    place = names.get(key, key)
+    raising = Agency(
+        key=f"{key}-{raising_kind}",
+        name=f"{place} {_KIND_WORDS.get(raising_kind, raising_kind)}",
+        kind=raising_kind,
     )
-    return raising, receiving, area
+    receiving = Agency(
+        key=f"{key}-{receiving_kind}",
+        name=f"{place} {_KIND_WORDS.get(receiving_kind, receiving_kind)}",
+        kind=receiving_kind,
+    )
+    return raising, receiving, key
+
+
+_KIND_WORDS = {
+    "childrens-social-care": "children's social care",
+    "primary-care": "primary care (GP practice)",
+}
 
 
 def _all_fields(policy: Policy, origin: str) -> dict[str, str]:
@@ -195,6 +213,8 @@ async def run_simulation(
     start_stage: int = 0,
     directory: Directory | None = None,
     closures: Sequence[date] = (),
+    agencies: tuple[str, str] = ("health", "childrens-social-care"),
+    area: str | None = None,
 ) -> dict[str, Any]:
     """The whole `escalation simulate` run on a server of its own. With a role
     directory, each notice's event also lists the people it went to. The
@@ -211,6 +231,8 @@ async def run_simulation(
             start_stage,
             directory=directory,
             closures=closures,
+            agencies=agencies,
+            area=area,
         )
         timeline = _timeline(policy, result.raised, immediate_risk, result.state, result.sink)
         timeline["closures"] = [d.isoformat() for d in sorted(closures)]
@@ -252,6 +274,8 @@ async def rehearse(
     *,
     directory: Directory | None = None,
     closures: Sequence[date] = (),
+    agencies: tuple[str, str] = ("health", "childrens-social-care"),
+    area: str | None = None,
 ) -> Rehearsal:
     """Run one case through its ladder on a time-skipping server; the case is
     terminated if it is still open at the horizon."""
@@ -268,7 +292,10 @@ async def rehearse(
             raise CliError(f"--act at {act.at.isoformat()} is before --raised")
     sink = MemorySink()
     task_queue = f"simulate-{uuid.uuid4()}"
-    raising, receiving, area = parties(policy)
+    if area is not None and area not in {a.key for a in policy.areas}:
+        known = ", ".join(a.key for a in policy.areas)
+        raise CliError(f"--area {area!r} is not one of the {policy.id} areas: {known}")
+    raising, receiving, area = parties(policy, *agencies, area=area)
     reference = f"SIM-{uuid.uuid4().hex[:8].upper()}"
     request = RaiseDisagreement(
         reference=reference,
@@ -413,6 +440,22 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="raise at a later stage (only with --immediate-risk, where the policy allows it)",
     )
     parser.add_argument("--until", help="stop here (default: 120 days after --raised)")
+    kinds = [k for k in get_args(AgencyKind) if k != "any"]
+    parser.add_argument(
+        "--raising-agency",
+        choices=kinds,
+        default="health",
+        metavar="KIND",
+        help=f"the kind of agency raising the concern (default health; {', '.join(kinds)})",
+    )
+    parser.add_argument(
+        "--receiving-agency",
+        choices=kinds,
+        default="childrens-social-care",
+        metavar="KIND",
+        help="the kind of agency the concern is raised with (default childrens-social-care)",
+    )
+    parser.add_argument("--area", metavar="KEY", help="the area of the case (default the first)")
     parser.add_argument(
         "--directory",
         metavar="FILE",
@@ -433,7 +476,16 @@ def _simulate(args: argparse.Namespace) -> int:
     closures = deployment_closures()
     result = asyncio.run(
         run_simulation(
-            policy, raised, args.immediate_risk, acts, until, args.start_stage, directory, closures
+            policy,
+            raised,
+            args.immediate_risk,
+            acts,
+            until,
+            args.start_stage,
+            directory,
+            closures,
+            agencies=(args.raising_agency, args.receiving_agency),
+            area=args.area,
         )
     )
     if args.json:

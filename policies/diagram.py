@@ -322,15 +322,19 @@ below are the installed `escalation` command (`make install`, then
    sentence of your document it encodes. The format reference is
    [docs/policy-format.md](docs/policy-format.md).
 3. Validate it: `escalation policy check my.yaml` prints one line per problem
-   (file, field path, what is wrong) and exits 1 until the file is valid.
+   (file, field path, what is wrong, and for an unknown field the fields
+   allowed there) and exits 1 until the file is valid; it also warns of a
+   ladder that is probably not what you meant (two stages in a row with the
+   same owners, a stage nobody owns in some kinds of agency).
 4. Check the deadlines against your document:
    `escalation policy explain --policy-file my.yaml --raised 2026-12-23T11:00`
    (add `--immediate-risk` for the urgent route, `--json` for machines), then
    `escalation policy show --policy-file my.yaml` and
    `escalation policy diagram --policy-file my.yaml`.
 5. Rehearse a case on real dates: `escalation simulate --policy-file my.yaml
-   --raised 2027-01-04T09:00 --act 2027-01-05T10:00=escalate` (closure days
-   from `ESCALATION_EXTRA_CLOSURES` apply, as in the worker).
+   --raised 2027-01-04T09:00 --act 2027-01-05T10:00=escalate`, choosing the
+   case with `--raising-agency KIND --receiving-agency KIND --area KEY`
+   (closure days from `ESCALATION_EXTRA_CLOSURES` apply, as in the worker).
 6. Name the people who hold each role in the role directory
    (`policies/data/directory.example.yaml` shows the shape; set
    `ESCALATION_DIRECTORY_FILE`), then `escalation directory check FILE

@@ -82,6 +82,10 @@ class NoTimescale(_Frozen):
 Timescale = Annotated[
     WorkingDays | Hours | SameWorkingDay | NoTimescale, Field(discriminator="kind")
 ]
+# A timescale that always runs out (no "none"): an acknowledgement, an
+# immediate-risk override. Discriminated by `kind`, so a wrong kind is one
+# clear line, as for a stage's timescale.
+RunningTimescale = Annotated[WorkingDays | Hours | SameWorkingDay, Field(discriminator="kind")]
 
 
 # --- Who does what ----------------------------------------------------------
@@ -90,6 +94,9 @@ AgencyKind = Literal[
     "any",
     "police",
     "health",
+    # GP practices and other primary care, where a policy names them apart
+    # from hospital and community health trusts ("health").
+    "primary-care",
     "education",
     "early-years",
     "childrens-social-care",
@@ -264,7 +271,7 @@ class Contact(_Frozen):
 class ImmediateRisk(_Frozen):
     """What changes when a child is at immediate risk of significant harm."""
 
-    timescale_override: WorkingDays | SameWorkingDay | Hours | None = None
+    timescale_override: RunningTimescale | None = None
     override_applies_to: Literal["current-and-later", "current-stage"] = "current-and-later"
     urgent_contacts: tuple[Contact, ...] = Field(min_length=1)
     may_start_at_later_stage: bool = False
@@ -322,7 +329,7 @@ class Reading(_Frozen):
 class Acknowledgement(_Frozen):
     """When the receiving side is reminded that it has not yet acknowledged."""
 
-    timescale: WorkingDays | Hours | SameWorkingDay
+    timescale: RunningTimescale
     source: Citation
 
 

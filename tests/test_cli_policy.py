@@ -168,7 +168,26 @@ BROKEN: list[tuple[str, Callable[[Path], None], list[tuple[str, str]]]] = [
     ("bad-yaml", _text("id: merton\nstages: [\n  - key: a\n"), [("line ", "not valid YAML")]),
     ("weeks", _edit(_weeks), [("stages[1].timescale", "'weeks'")]),
     ("missing", _edit(_missing), [("business_team:", "required field is missing")]),
-    ("unknown", _edit(_unknown), [("stages[0].colour", "unknown field")]),
+    (
+        "unknown",
+        _edit(_unknown),
+        [("stages[0].colour", "the fields allowed here are key, name, summary, owners")],
+    ),
+    (
+        "unknown-in-a-timescale",
+        _edit(lambda d: d["stages"][0]["timescale"].update(weeks=1)),
+        [("stages[0].timescale.weeks", "the fields allowed here are kind, days, source")],
+    ),
+    (
+        "acknowledgement-kind",
+        _edit(lambda d: d["acknowledgement"]["timescale"].update(kind="none")),
+        [
+            (
+                "acknowledgement.timescale",
+                "unknown kind 'none'; one of 'working_days', 'hours', 'same_working_day'",
+            )
+        ],
+    ),
     ("missing-form", _edit(_missing_form), [("stages[3]", "'no-such-form'")]),
     ("two-problems", _edit(_two_problems), [("business_team", "missing"), ("colour", "unknown")]),
     ("a-list", _text("- id: merton\n- stages: []\n"), [("", "must be a YAML mapping")]),
@@ -529,3 +548,32 @@ def test_show_lists_every_written_confirmation_and_contested_reading(
         assert sum("not required" not in line for line in lines) == len(confirmations)
         for reading in policy.readings:
             assert f"Read as: {reading.chosen}"[:60] in " ".join(out.split())
+
+
+def test_check_warns_of_a_suspicious_ladder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = merton_data()
+    # Stage 2 copies stage 1's owners; stage 3 has no owner for other agencies.
+    data["stages"][2]["owners"] = data["stages"][1]["owners"]
+    data["stages"][3]["owners"] = [
+        o for o in data["stages"][3]["owners"] if o["agency_kind"] != "any"
+    ]
+    path = write_policy(tmp_path / "suspicious.yaml", data)
+    status, out, err = run(capsys, "policy", "check", str(path))
+    assert status == 0
+    assert out == f"{path}: valid policy 'merton' (5 stages); 2 warnings\n"
+    lines = err.splitlines()
+    assert len(lines) == 2
+    same = "stages[1] (line-managers) and stages[2] (senior-leaders) have the same owners"
+    assert same in lines[0]
+    assert "stages[3] (mscp-executive) has owners only for police, health" in lines[1]
+    assert "add an owner with agency_kind: any" in lines[1]
+
+
+def test_the_builtin_policies_raise_no_warnings(capsys: pytest.CaptureFixture[str]) -> None:
+    for path in sorted(BUILTIN_DIR.glob("*.yaml")):
+        if path.name.startswith("directory."):
+            continue
+        status, _, err = run(capsys, "policy", "check", str(path))
+        assert (status, err) == (0, ""), path.name

@@ -516,3 +516,34 @@ async def test_only_the_receiving_line_manager_confirms_at_staffordshire_stage_2
         )
         assert result.status == "resolved"
         assert (await state_of(handle)).status == "resolved"
+
+
+def test_simulate_chooses_the_two_agencies_and_the_area(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ESCALATION_DIRECTORY_FILE", raising=False)
+    raised = london(2027, 3, 1, 10)
+    status = main(
+        [
+            "simulate",
+            "cheshire",
+            "--raised",
+            raised.isoformat(),
+            "--until",
+            (raised + timedelta(hours=1)).isoformat(),
+            "--raising-agency",
+            "police",
+            "--receiving-agency",
+            "education",
+            "--area",
+            "halton",
+            "--json",
+            "--immediate-risk",
+        ]
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert status == 0
+    told = {label for e in result["events"] for label in e["to"]}
+    assert {"halton-police:practitioner", "halton-education:practitioner"} <= told
+    # The area's own front door, not another area's.
+    assert "halton-icart" in told and "warrington-mars" not in told
