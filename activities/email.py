@@ -5,11 +5,12 @@
 package and records what SendGrid accepted in a ledger, so a retried
 activity never mails the same notice twice.
 
-- **Exactly once, as far as email allows.** The ledger (SQLite, under the
-  data folder) is checked before every send and written only after SendGrid
-  answered 2xx. The one window left is a crash after SendGrid accepted and
-  before the ledger row is committed: the retry then sends again. SendGrid
-  has no idempotency key to close it.
+- **Exactly once, as far as email allows.** The ledger (the register's
+  ``sent_emails`` table, shared by every worker host) is checked before
+  every send and written only after SendGrid answered 2xx. The one window
+  left is a crash after SendGrid accepted and before the ledger row is
+  committed: the retry then sends again. SendGrid has no idempotency key to
+  close it.
 - **Failures.** 429 and 5xx (and a network failure or timeout) raise a
   retryable ``ApplicationError``: Temporal retries the activity with backoff
   (after the ``Retry-After`` SendGrid gives for 429). Any other 4xx (a bad
@@ -31,13 +32,10 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import sqlite3
-import threading
 import urllib.error
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from typing import Any
 
 from python_http_client.exceptions import HTTPError
@@ -65,6 +63,7 @@ from activities.notices import Addressee, NoticeSink, OutboxSink, OutgoingEmail
 from escalation.clitools import CliError
 from escalation.settings import Settings
 from policies.directory import Directory, DirectoryFileError, example_directory, load_directory
+from register import Register
 from workflows.messages import Notice
 
 log = logging.getLogger("escalation.sendgrid")
@@ -75,50 +74,21 @@ DEFAULT_RATE_LIMIT_DELAY = timedelta(seconds=30)
 
 
 class Ledger:
-    """The keys of the emails SendGrid has accepted, in a SQLite file.
+    """The keys of the emails SendGrid has accepted, in the register's
+    ``sent_emails`` table: every worker, on every host that shares the
+    register's database, checks the same ledger."""
 
-    SQLite, not a JSON-lines file, so that several worker processes on one
-    host can share it safely (each write is one transaction)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        # One connection for the worker's life (opening one per check and
-        # record cost more CPU than the email itself: issue 7), shared by the
-        # activity threads under the lock.
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS sent ("
-            " key TEXT PRIMARY KEY,"
-            " notice_id TEXT NOT NULL,"
-            " reference TEXT NOT NULL,"
-            " sent_at TEXT NOT NULL,"
-            " message_id TEXT)"
-        )
+    def __init__(self, register: Register) -> None:
+        self.register = register
 
     def __contains__(self, key: str) -> bool:
-        with self._lock:
-            row = self._db.execute("SELECT 1 FROM sent WHERE key = ?", (key,)).fetchone()
-        return row is not None
+        return self.register.email_sent(key)
 
     def record(self, key: str, notice_id: str, reference: str, message_id: str | None) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO sent (key, notice_id, reference, sent_at, message_id) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (key, notice_id, reference, datetime.now(UTC).isoformat(), message_id),
-            )
+        self.register.record_email(key, notice_id, reference, message_id)
 
     def entries(self) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT key, notice_id, reference, sent_at, message_id FROM sent ORDER BY sent_at"
-            )
-            names = [column[0] for column in rows.description]
-            return [dict(zip(names, row, strict=True)) for row in rows]
+        return self.register.emails()
 
 
 def request_body(email: OutgoingEmail, sandbox: bool = False) -> dict[str, Any]:
@@ -192,7 +162,7 @@ class SendGridSink:
     def __init__(
         self,
         api_key: str,
-        ledger_path: Path,
+        register: Register,
         *,
         eu_residency: bool = False,
         sandbox: bool = False,
@@ -208,7 +178,7 @@ class SendGridSink:
         # python_http_client waits for ever by default; the activity must not.
         self.client.client.timeout = timeout
         self.sandbox = sandbox
-        self.ledger = Ledger(ledger_path)
+        self.ledger = Ledger(register)
 
     @property
     def host(self) -> str:
@@ -270,7 +240,7 @@ class NoticeConfigError(CliError):
     """The settings cannot send notices safely; the worker refuses to start."""
 
 
-def notice_setup(settings: Settings) -> NoticeSetup:
+def notice_setup(settings: Settings, register: Register) -> NoticeSetup:
     """SendGrid when an API key is set (which needs a directory and a real
     sender); otherwise the ``.eml`` outbox under the data folder, addressed
     with the directory file or, in development, the example directory."""
@@ -291,7 +261,7 @@ def notice_setup(settings: Settings) -> NoticeSetup:
             raise NoticeConfigError("set ESCALATION_SENDER_EMAIL to a sender verified in SendGrid")
         sink = SendGridSink(
             settings.sendgrid_api_key.get_secret_value(),
-            settings.sendgrid_ledger_path,
+            register,
             eu_residency=settings.sendgrid_eu_residency,
             sandbox=settings.sendgrid_sandbox,
             host=settings.sendgrid_host,

@@ -11,8 +11,10 @@ retried raise finds its first attempt) is written once.
   id and Temporal's id-conflict policy returns the case it already started.
   The memo keeps only an HMAC fingerprint of the request, to refuse the same
   key reused for a different request.
-- **Visibility**: cases are listed from the typed search attributes that the
-  API sets at start and the workflow keeps up to date.
+- **Lists and closed cases** come from the register (``register``), which
+  the workflow keeps up to date; a running case is read live from its
+  workflow. The typed search attributes the API sets at start (and the
+  workflow keeps up to date) are for operators in the Temporal UI.
 - **Authorisation** is decided from the case's search attributes (its
   partnership and the two agencies), so a refused caller learns nothing a
   missing case would not tell them.
@@ -28,14 +30,14 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
+from fastapi.concurrency import run_in_threadpool
 from temporalio.client import (
     Client,
-    WorkflowExecution,
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowHandle,
@@ -61,9 +63,12 @@ from api.users import User
 from escalation import search_attributes as sa
 from escalation.settings import Settings
 from policies.calendar import WorkingDayCalendar
+from register import Register, RegisterUnavailableError
+from register import tables as t
+from register.listing import CaseQuery, Scope
 from workflows import ladder
 from workflows.disagreement import DisagreementWorkflow
-from workflows.messages import Action, ActionResult, CaseState, RaiseDisagreement
+from workflows.messages import Action, ActionResult, CaseRecord, CaseState, RaiseDisagreement
 
 log = logging.getLogger("escalation.api")
 access_log = logging.getLogger("escalation.api.access")
@@ -76,7 +81,7 @@ SECRET_FILE = "api-secret"
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 CODE_LENGTH = 8
 REFERENCE_RE = re.compile(r"^[A-Z0-9][A-Z0-9-]{3,40}$")
-SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+T = TypeVar("T")
 
 
 # --- References and the secret -------------------------------------------------------
@@ -353,25 +358,6 @@ async def find_case(client: Client, reference: str, user: User, purpose: str) ->
     return Case(reference, handle, description, partnership, agencies)
 
 
-async def case_state(case: Case, timeout: float) -> CaseState:
-    """The case's state from the workflow's query (which works on closed
-    cases too: the worker replays the history)."""
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + min(timeout, 5.0)
-    while True:
-        try:
-            return await case.handle.query(
-                DisagreementWorkflow.get_state, rpc_timeout=timedelta(seconds=timeout)
-            )
-        except WorkflowQueryFailedError:
-            # Only "still being raised" fails the query; it passes in a moment.
-            if loop.time() >= give_up:
-                raise _not_ready() from None
-            await asyncio.sleep(0.1)
-        except RPCError as exc:
-            raise unavailable(exc) from None
-
-
 def _closed(case: Case) -> ProblemError:
     status = case.case_status if case.case_status not in (None, "open", "overdue") else None
     workflow_status = case.description.status.name.lower() if case.description.status else ""
@@ -422,108 +408,109 @@ async def act(case: Case, update: Any, action: Action, timeout: float) -> Action
         ) from None
 
 
-# --- Listing --------------------------------------------------------------------------
+# --- Reading and listing from the register ------------------------------------
 
 
-def _quote(value: str) -> str:
-    if not SLUG_RE.fullmatch(value):
-        raise ProblemError(
-            422,
-            problems.VALIDATION,
-            "The request is not valid",
-            f"{value!r} is not a key (lower-case letters, digits and hyphens)",
-        )
-    return f"'{value}'"
+def register_scope(user: User) -> Scope:
+    """Which cases this user may see at all: the same rule as
+    ``may_access_case``, as a filter on the register."""
+    if user.role == "operator":
+        return Scope()
+    if user.role == "business-team":
+        return Scope(partnership=user.partnership or "-")
+    return Scope(partnership=user.partnership or "-", agency=user.agency or "-")
 
 
-def _instant(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+async def _in_thread(call: Callable[..., T], *args: Any) -> T:
+    try:
+        return await run_in_threadpool(call, *args)
+    except RegisterUnavailableError:
+        log.warning("the register could not be reached")
+        raise problems.register_unavailable() from None
 
 
-def visibility_query(
-    user: User,
-    *,
-    now: datetime,
-    partnership: str | None = None,
-    area: str | None = None,
-    stage: int | None = None,
-    statuses: Sequence[str] = (),
-    overdue: bool | None = None,
-    immediate_risk: bool | None = None,
-    agency: str | None = None,
-    category: str | None = None,
-) -> str:
-    """A visibility query for the cases this user may see, with these filters."""
-    clauses = [f"WorkflowType = '{WORKFLOW_TYPE}'"]
-    # Scope first: what the user may see at all.
-    if user.role != "operator":
-        clauses.append(f"{sa.PARTNERSHIP.name} = {_quote(user.partnership or '-')}")
-        if user.role != "business-team":
-            clauses.append(f"{sa.AGENCIES.name} = {_quote(user.agency or '-')}")
-    if partnership is not None:
-        clauses.append(f"{sa.PARTNERSHIP.name} = {_quote(partnership)}")
-    if area is not None:
-        clauses.append(f"{sa.AREA.name} = {_quote(area)}")
-    if stage is not None:
-        clauses.append(f"{sa.STAGE_INDEX.name} = {int(stage)}")
-    if statuses:
-        values = ", ".join(_quote(s) for s in statuses)
-        clauses.append(f"{sa.STATUS.name} IN ({values})")
-    if overdue is not None:
-        passed = f"{sa.DEADLINE.name} < '{_instant(now)}'"
-        if overdue:
-            clauses.append(f"({sa.STATUS.name} = 'overdue' OR {passed})")
-        else:
-            clauses.append(
-                f"{sa.STATUS.name} != 'overdue' AND "
-                f"({sa.DEADLINE.name} IS NULL OR {sa.DEADLINE.name} >= '{_instant(now)}')"
-            )
-    if immediate_risk is not None:
-        clauses.append(f"{sa.IMMEDIATE_RISK.name} = {'true' if immediate_risk else 'false'}")
-    if agency is not None:
-        clauses.append(f"{sa.AGENCIES.name} = {_quote(agency)}")
-    if category is not None:
-        clauses.append(f"{sa.CATEGORIES.name} = {_quote(category)}")
-    return " AND ".join(clauses)
-
-
-def summary(execution: WorkflowExecution) -> CaseSummary:
-    attrs = execution.typed_search_attributes
-    reference = execution.id.removeprefix(WORKFLOW_ID_PREFIX)
-    status = attrs.get(sa.STATUS)
+def summary(row: t.Case) -> CaseSummary:
     return CaseSummary(
-        reference=reference,
-        policy=attrs.get(sa.PARTNERSHIP),
-        area=attrs.get(sa.AREA),
-        stage=attrs.get(sa.STAGE_INDEX),
-        stage_key=attrs.get(sa.STAGE_NAME),
-        status=status,
-        deadline=attrs.get(sa.DEADLINE),
-        immediate_risk=bool(attrs.get(sa.IMMEDIATE_RISK)),
-        agencies=list(attrs.get(sa.AGENCIES) or []),
-        categories=list(attrs.get(sa.CATEGORIES) or []),
-        raised_at=execution.start_time,
-        closed_at=execution.close_time,
-        workflow_status=execution.status.name.lower() if execution.status else None,
-        links=CaseLinks(self=case_path(reference)),
+        reference=row.reference,
+        policy=row.policy_id,
+        area=row.area,
+        stage=row.stage,
+        stage_key=row.stage_key,
+        stage_name=row.stage_name,
+        status=row.status,
+        deadline=row.deadline,
+        deadline_text=row.deadline_text,
+        immediate_risk=row.immediate_risk,
+        raising_agency=row.raising_agency,
+        receiving_agency=row.receiving_agency,
+        agencies=[row.raising_agency, row.receiving_agency],
+        categories=list(row.categories or []),
+        highest_stage_reached=row.highest_stage_reached,
+        raised_at=row.raised_at,
+        resolved_at=row.resolved_at,
+        closed_at=row.closed_at,
+        links=CaseLinks(self=case_path(row.reference)),
     )
 
 
 async def list_cases(
-    client: Client, query: str, page_size: int, page_token: bytes | None
-) -> tuple[list[CaseSummary], bytes | None]:
-    iterator = client.list_workflows(query, page_size=page_size, next_page_token=page_token)
+    register: Register, query: CaseQuery
+) -> tuple[list[CaseSummary], tuple[str, str] | None]:
+    page = await _in_thread(register.list_cases, query)
+    return [summary(row) for row in page.rows], page.last
+
+
+async def read_case(
+    client: Client, register: Register, reference: str, user: User, timeout: float
+) -> CaseRecord:
+    """The case whole, for a user who may see it: from the running case
+    itself (its live state), or from the register once the case has closed
+    or Temporal no longer holds it. 404 otherwise, the same either way."""
+    if not REFERENCE_RE.fullmatch(reference):
+        raise problems.not_found()
     try:
-        await iterator.fetch_next_page()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.INVALID_ARGUMENT:
-            log.warning("visibility refused a list query: %s", exc.message)
-            raise ProblemError(
-                422,
-                problems.VALIDATION,
-                "The request is not valid",
-                "the filters or page token were not accepted",
-            ) from None
-        raise unavailable(exc) from None
-    executions = list(iterator.current_page or [])
-    return [summary(e) for e in executions], iterator.next_page_token
+        scope = await run_in_threadpool(register.scope_of, reference)
+    except RegisterUnavailableError:
+        scope = None  # a running case can still be read from Temporal
+        log.warning("the register could not be reached; reading the case from Temporal")
+    if scope is not None:
+        partnership, agencies, closed = scope
+        if not may_access_case(user, partnership, agencies):
+            access_log.warning("access refused: user %s, reference %s (read)", user.id, reference)
+            raise problems.not_found()
+        if closed:
+            return await _from_register(register, reference)
+    try:
+        case = await find_case(client, reference, user, "read")
+    except ProblemError as exc:
+        if exc.status == 404 and scope is not None:
+            # Temporal has let the case go (its retention); the register has not.
+            return await _from_register(register, reference)
+        raise
+    if not case.running and scope is not None:
+        return await _from_register(register, reference)
+    return await _live_record(case, timeout)
+
+
+async def _from_register(register: Register, reference: str) -> CaseRecord:
+    record = await _in_thread(register.case, reference)
+    if record is None:
+        raise problems.not_found()
+    return record
+
+
+async def _live_record(case: Case, timeout: float) -> CaseRecord:
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + min(timeout, 5.0)
+    while True:
+        try:
+            return await case.handle.query(
+                DisagreementWorkflow.get_record, rpc_timeout=timedelta(seconds=timeout)
+            )
+        except WorkflowQueryFailedError:
+            # Only "still being raised" fails the query; it passes in a moment.
+            if loop.time() >= give_up:
+                raise _not_ready() from None
+            await asyncio.sleep(0.1)
+        except RPCError as exc:
+            raise unavailable(exc) from None

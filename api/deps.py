@@ -1,8 +1,8 @@
 """Dependencies the routes declare, as ``Annotated`` aliases.
 
-The app's one Temporal client, its settings, its authenticator and the HMAC
-key live on ``app.state`` (set by ``create_app`` and its lifespan); routes
-ask for them by type::
+The app's one Temporal client, its register (the case record), its settings,
+its authenticator and the HMAC key live on ``app.state`` (set by
+``create_app`` and its lifespan); routes ask for them by type::
 
     async def route(user: CurrentUser, client: TemporalClient, settings: SettingsDep): ...
 """
@@ -20,6 +20,7 @@ from api.auth import Authenticator, AuthError, AuthUnavailableError
 from api.problems import ProblemError
 from api.users import User
 from escalation.settings import Settings
+from register import Register
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -48,6 +49,10 @@ def get_settings(request: Request) -> Settings:
 
 def get_client(request: Request) -> Client:
     return _state(request, "client")  # type: ignore[return-value]
+
+
+def get_register(request: Request) -> Register:
+    return _state(request, "register")  # type: ignore[return-value]
 
 
 def get_secret(request: Request) -> bytes:
@@ -96,3 +101,4 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 TemporalClient = Annotated[Client, Depends(get_client)]
 CurrentUser = Annotated[User, Depends(get_current_user)]
 HmacKey = Annotated[bytes, Depends(get_secret)]
+RegisterDep = Annotated[Register, Depends(get_register)]

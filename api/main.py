@@ -3,8 +3,9 @@
 ``create_app(settings)`` builds the app; ``app`` is the one uvicorn serves
 (``uvicorn api.main:app``), configured from the environment (see
 ``escalation.settings``). The app's lifespan creates its one Temporal client
-(lazily connected, with the worker's data converter), its authenticator and
-its HMAC key; tests may inject a client and an authenticator instead.
+(lazily connected, with the worker's data converter), its register (the case
+record: the API only reads it), its authenticator and its HMAC key; tests may
+inject a client, a register and an authenticator instead.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from api.routes import codec, disagreements, forms, health, policies, webhooks
 from api.users import ensure_demo_users
 from escalation.converter import data_converter
 from escalation.settings import Settings, get_settings
+from register import Register
 
 log = logging.getLogger("escalation.api")
 
@@ -60,6 +62,7 @@ def create_app(
     *,
     client: Client | None = None,
     authenticator: Authenticator | None = None,
+    register: Register | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
 
@@ -79,7 +82,17 @@ def create_app(
             state.secret = load_secret(settings)
         if state.client is None:
             state.client = await connect_client(settings)
-        yield
+        owns_register = state.register is None
+        if owns_register:
+            # Connects on first use: a database that is down at start makes
+            # /readyz and the lists say so, and the API still starts.
+            state.register = Register.from_settings(settings)
+        try:
+            yield
+        finally:
+            if owns_register:
+                state.register.close()
+                state.register = None
 
     app = FastAPI(
         title="Safeguarding escalation API",
@@ -91,6 +104,7 @@ def create_app(
     app.state.settings = settings
     app.state.client = client
     app.state.authenticator = authenticator
+    app.state.register = register
     app.state.secret = None
     problems.install(app)
     app.include_router(disagreements.router)

@@ -85,6 +85,27 @@ class ProblemError(Exception):
         self.extensions = extensions
 
 
+def invalid_query(field: str, detail: str) -> ProblemError:
+    """422 for one query parameter, shaped as a validation problem."""
+    return ProblemError(
+        422,
+        VALIDATION,
+        "The request is not valid",
+        f"{field}: {detail}",
+        errors=[FieldProblem(location="query", pointer=f"/{field}", detail=detail).model_dump()],
+    )
+
+
+def register_unavailable() -> ProblemError:
+    return ProblemError(
+        503,
+        UNAVAILABLE,
+        "Service unavailable",
+        "the case register (the database) cannot be reached; try again shortly",
+        headers={"Retry-After": "5"},
+    )
+
+
 def not_found(what: str = "No such case") -> ProblemError:
     return ProblemError(
         404,

@@ -41,6 +41,12 @@ class RaiseRequest(_In):
     summary: str = Field(
         min_length=1, max_length=10_000, description="The concern, in the raiser's words."
     )
+    decision_disputed: str | None = Field(
+        default=None,
+        max_length=10_000,
+        description="The decision the raising agency disputes, and why. Kept only "
+        "encrypted, shown only to those entitled to the case.",
+    )
     child: ChildDetails | None = Field(
         default=None,
         description="The child's identifying details. Kept only in the case's encrypted "
@@ -68,6 +74,7 @@ RAISE_EXAMPLE: dict[str, Any] = {
     "categories": ["thresholds"],
     "summary": "The referral was closed with no further action; health believes the "
     "threshold for a strategy discussion is met.",
+    "decision_disputed": "Children's social care closed the referral of 1 December.",
     "child": {"name": "A. Child", "date_of_birth": "2019-04-01"},
     "immediate_risk": False,
 }
@@ -118,23 +125,30 @@ RAISE_RESPONSE_EXAMPLE: dict[str, Any] = {
 
 
 class CaseSummary(BaseModel):
-    """A case as the visibility store knows it: non-identifying fields only."""
+    """A case as the register lists it: non-identifying fields only."""
 
     reference: Reference
-    policy: str | None
+    policy: str
     area: str | None
-    stage: int | None
-    stage_key: str | None
-    status: CaseStatus | None
-    deadline: datetime | None
-    immediate_risk: bool
-    agencies: list[str]
-    categories: list[str]
-    raised_at: datetime | None
-    closed_at: datetime | None
-    workflow_status: str | None = Field(
-        description="The workflow's own status: running, completed, failed, terminated, ..."
+    stage: int
+    stage_key: str
+    stage_name: str
+    status: CaseStatus
+    deadline: datetime | None = Field(
+        description="The current deadline (UTC), while it has not yet passed."
     )
+    deadline_text: str | None = Field(
+        default=None, description="The deadline as the partnership reads it (local time)."
+    )
+    immediate_risk: bool
+    raising_agency: str
+    receiving_agency: str
+    agencies: list[str] = Field(description="The two agencies: raising, then receiving.")
+    categories: list[str]
+    highest_stage_reached: int
+    raised_at: datetime
+    resolved_at: datetime | None = None
+    closed_at: datetime | None
     links: CaseLinks
 
 
@@ -151,14 +165,19 @@ CASE_SUMMARY_EXAMPLE: dict[str, Any] = {
     "area": "merton",
     "stage": 1,
     "stage_key": "line-managers",
+    "stage_name": "Stage 1: line managers",
     "status": "open",
     "deadline": "2027-01-11T17:00:00Z",
+    "deadline_text": "Mon 11 Jan 2027 17:00 GMT",
     "immediate_risk": False,
+    "raising_agency": "merton-health",
+    "receiving_agency": "merton-childrens-social-care",
     "agencies": ["merton-health", "merton-childrens-social-care"],
     "categories": ["thresholds"],
+    "highest_stage_reached": 1,
     "raised_at": "2026-12-23T11:00:00Z",
+    "resolved_at": None,
     "closed_at": None,
-    "workflow_status": "running",
     "links": {"self": "/disagreements/MER-7K2Q9XAB"},
 }
 
@@ -329,3 +348,4 @@ class Readiness(BaseModel):
     task_queue: str = Field(examples=["escalation"])
     workflow_pollers: int
     activity_pollers: int
+    register_database: str = Field(examples=["reachable"])

@@ -47,6 +47,10 @@ DEV_SERVER_SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
 # - Search attributes from the server's cache. The dev server otherwise reads
 #   them from SQLite on every start, upsert and list, so that attributes added
 #   while it runs work at once; ours are all given at its start.
+# How long the dev server keeps a closed case's workflow (the Temporal UI's
+# view of it). The record is the register's, which keeps every case for
+# years; Temporal's copy is for operators looking into recent cases.
+DEV_SERVER_RETENTION = "720h"
 DEV_SERVER_CONFIG = (
     "matching.numTaskqueueReadPartitions=1",
     "matching.numTaskqueueWritePartitions=1",
@@ -266,10 +270,13 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _stop_signal)
     started: list[Service] = []
     try:
+        print(f"Bringing the register up to date ({data_dir / 'register.sqlite3'}) ...")
+        _migrate_register(data_dir)
         print(f"Starting the Temporal dev server (state in {data_dir / 'temporal.db'}) ...")
         server.start()
         started.append(server)
         _wait_for_port(server, host, args.temporal_port)
+        _set_retention(temporal, address)
         for service in services[1:]:
             print(f"Starting the {service.name} ...")
             service.start()
@@ -294,13 +301,49 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate_register(data_dir: Path) -> None:
+    from register.migrate import upgrade
+
+    settings = get_settings()
+    if settings.database_url:
+        upgrade(settings.database_url)
+    else:
+        upgrade(f"sqlite:///{(data_dir / 'register.sqlite3').resolve()}")
+
+
+def _set_retention(temporal: str, address: str) -> None:
+    """The namespace's retention, said explicitly rather than left at the dev
+    server's default of one day."""
+    result = subprocess.run(
+        [
+            temporal,
+            "operator",
+            "namespace",
+            "update",
+            "--namespace",
+            "default",
+            "--retention",
+            DEV_SERVER_RETENTION,
+            "--address",
+            address,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_TIMEOUT,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise CliError(f"could not set the namespace's retention: {result.stderr.strip()}")
+
+
 def _banner(host: str, args: argparse.Namespace, data_dir: Path, with_api: bool) -> None:
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
     lines = [
         "",
         "The escalation service is running. Ctrl-C stops everything.",
         f"  Temporal UI     http://{shown}:{args.ui_port}",
-        f"  Temporal        {host}:{args.temporal_port} (namespace default)",
+        f"  Temporal        {host}:{args.temporal_port} "
+        "(namespace default, closed cases kept 30 days)",
     ]
     if with_api:
         lines.append(f"  API docs        http://{shown}:{args.api_port}/docs")
@@ -309,6 +352,7 @@ def _banner(host: str, args: argparse.Namespace, data_dir: Path, with_api: bool)
             "(lets the Temporal UI decrypt cases)"
         )
     lines += [
+        f"  Register        {data_dir / 'register.sqlite3'} (the case record)",
         f"  Notices outbox  {data_dir / 'outbox'}",
         f"  Logs            {data_dir}/{{temporal,worker{',api' if with_api else ''}}}.log",
     ]

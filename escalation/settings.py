@@ -81,6 +81,14 @@ class Settings(BaseSettings):
         "new cases wait seconds for their first workflow task (README, Performance).",
     )
 
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ESCALATION_DATABASE_URL"),
+        description="The register (the case record) as a SQLAlchemy URL, e.g. "
+        "postgresql+psycopg://user:password@host/escalation. Unset: the embedded default, "
+        "a SQLite file at <data dir>/register.sqlite3.",
+    )
+
     # --- API -----------------------------------------------------------------
     api_secret: SecretStr | None = Field(
         default=None,
@@ -204,7 +212,7 @@ class Settings(BaseSettings):
             )
         return SecretStr(text)
 
-    @field_validator("oidc_issuer", "oidc_audience", "oidc_jwks_url", "public_url")
+    @field_validator("oidc_issuer", "oidc_audience", "oidc_jwks_url", "public_url", "database_url")
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         # docker-compose passes `${VAR:-}` through as an empty string.
@@ -302,8 +310,12 @@ class Settings(BaseSettings):
         return SecretStr(text)
 
     @property
-    def sendgrid_ledger_path(self) -> Path:
-        return self.data_dir / "sendgrid-ledger.sqlite3"
+    def register_url(self) -> str:
+        """The register's database URL: the configured one, else the embedded
+        default's SQLite file under the data folder."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'register.sqlite3').resolve()}"
 
     @property
     def webhook_events_path(self) -> Path:

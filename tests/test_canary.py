@@ -580,6 +580,18 @@ async def test_no_child_data_in_the_clear_anywhere_the_stack_keeps_data(
         if f"disagreement-{case.ref}".encode() not in database:
             problems.append(f"the SQLite files do not hold disagreement-{case.ref}")
 
+    # The register holds every case (its reference and its sealed columns),
+    # so the search above of register.sqlite3 had something to search.
+    assert "register.sqlite3" in names, sorted(names)
+    register = b"".join(
+        (data / n).read_bytes() for n in sorted(names) if n.startswith("register.sqlite3")
+    )
+    for case in cases.values():
+        if case.ref.encode() not in register:
+            problems.append(f"the register does not hold {case.ref}")
+    if b"v1." not in register:
+        problems.append("the register holds no sealed value")
+
     if problems or hits:
         pytest.fail(_report(problems, hits), pytrace=False)
 

@@ -28,8 +28,11 @@ from activities.email import (
     notice_setup,
 )
 from activities.notices import UNFILLED_SUFFIX, Addressee, NoticeActivities, OutboxSink
+from escalation.codec import KeyRing
 from escalation.settings import Settings
 from policies.directory import example_directory, parse_directory
+from register import Register
+from register.migrate import upgrade
 from tests.conftest import Harness, make_request
 from workflows.disagreement import DisagreementWorkflow
 from workflows.messages import (
@@ -116,8 +119,19 @@ def sendgrid_server() -> Iterator[FakeSendGrid]:
         server.server_close()
 
 
+RING = KeyRing.generate()
+
+
+def register_in(folder: Path) -> Register:
+    """The register in a SQLite file in ``folder``, migrated: a new one for
+    the same folder is another worker process on the same database."""
+    url = f"sqlite:///{folder / 'register.sqlite3'}"
+    upgrade(url)
+    return Register.from_url(url, RING)
+
+
 def sink_for(fake: FakeSendGrid, tmp_path: Path, **kwargs: Any) -> SendGridSink:
-    return SendGridSink(API_KEY, tmp_path / "ledger.sqlite3", host=fake.url, **kwargs)
+    return SendGridSink(API_KEY, register_in(tmp_path), host=fake.url, **kwargs)
 
 
 def activities(sink: Any, directory: Any = None) -> NoticeActivities:
@@ -269,9 +283,9 @@ async def test_sandbox_mode(sendgrid_server: FakeSendGrid, tmp_path: Path) -> No
 
 
 def test_eu_data_residency_uses_the_eu_host(tmp_path: Path) -> None:
-    sink = SendGridSink(API_KEY, tmp_path / "l.sqlite3", eu_residency=True)
+    sink = SendGridSink(API_KEY, register_in(tmp_path), eu_residency=True)
     assert sink.host == "https://api.eu.sendgrid.com"
-    assert SendGridSink(API_KEY, tmp_path / "l.sqlite3").host == "https://api.sendgrid.com"
+    assert SendGridSink(API_KEY, register_in(tmp_path)).host == "https://api.sendgrid.com"
 
 
 # --- Exactly once ---------------------------------------------------------------------------
@@ -290,7 +304,7 @@ async def test_a_retry_after_a_crash_sends_nothing_twice(
     receipt = await ActivityEnvironment().run(restarted.send_notice, notice())
     assert receipt.duplicate and receipt.delivered
     assert len(sendgrid_server.mail_sends) == 1
-    (entry,) = Ledger(tmp_path / "ledger.sqlite3").entries()
+    (entry,) = Ledger(register_in(tmp_path)).entries()
     assert entry["key"] == notice().notice_id and entry["message_id"] == "msg-1"
 
 
@@ -369,7 +383,7 @@ async def test_an_unreachable_sendgrid_is_retried(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    sink = SendGridSink(API_KEY, tmp_path / "l.sqlite3", host=f"http://127.0.0.1:{port}", timeout=2)
+    sink = SendGridSink(API_KEY, register_in(tmp_path), host=f"http://127.0.0.1:{port}", timeout=2)
     with pytest.raises(ApplicationError) as caught:
         await ActivityEnvironment().run(activities(sink).send_notice, notice())
     assert not caught.value.non_retryable and caught.value.type == "SendGridUnavailable"
@@ -422,24 +436,27 @@ def settings(tmp_path: Path, **env: Any) -> Settings:
 
 
 def test_without_a_key_notices_go_to_the_outbox_addressed_by_the_example(tmp_path: Path) -> None:
-    setup = notice_setup(settings(tmp_path))
+    setup = notice_setup(settings(tmp_path), register_in(tmp_path))
     assert isinstance(setup.sink, OutboxSink)
     assert setup.sink.folder == tmp_path / "outbox"
     assert setup.directory is not None and "merton" in setup.directory.partnerships
-    setup = notice_setup(settings(tmp_path, ESCALATION_EXAMPLE_DIRECTORY="false"))
+    setup = notice_setup(
+        settings(tmp_path, ESCALATION_EXAMPLE_DIRECTORY="false"), register_in(tmp_path)
+    )
     assert setup.directory is None
 
 
 def test_a_key_needs_a_directory_and_a_real_sender(tmp_path: Path) -> None:
     with pytest.raises(NoticeConfigError, match="ESCALATION_DIRECTORY_FILE is not"):
-        notice_setup(settings(tmp_path, SENDGRID_API_KEY=API_KEY))
+        notice_setup(settings(tmp_path, SENDGRID_API_KEY=API_KEY), register_in(tmp_path))
     directory = tmp_path / "directory.yaml"
     directory.write_text(
         (Path(__file__).parent.parent / "policies/data/directory.example.yaml").read_text()
     )
     with pytest.raises(NoticeConfigError, match="ESCALATION_SENDER_EMAIL"):
         notice_setup(
-            settings(tmp_path, SENDGRID_API_KEY=API_KEY, ESCALATION_DIRECTORY_FILE=str(directory))
+            settings(tmp_path, SENDGRID_API_KEY=API_KEY, ESCALATION_DIRECTORY_FILE=str(directory)),
+            register_in(tmp_path),
         )
     setup = notice_setup(
         settings(
@@ -449,19 +466,21 @@ def test_a_key_needs_a_directory_and_a_real_sender(tmp_path: Path) -> None:
             ESCALATION_SENDER_EMAIL="escalation@merton.gov.uk",
             SENDGRID_EU_RESIDENCY="true",
             SENDGRID_SANDBOX="true",
-        )
+        ),
+        register_in(tmp_path),
     )
     assert isinstance(setup.sink, SendGridSink)
     assert setup.sink.host == "https://api.eu.sendgrid.com" and setup.sink.sandbox
     assert setup.sender.email == "escalation@merton.gov.uk"
-    assert setup.sink.ledger.path == tmp_path / "sendgrid-ledger.sqlite3"
+    # The ledger is the register's, shared by every worker that uses it.
+    assert setup.sink.ledger.register.engine.url.database == str(tmp_path / "register.sqlite3")
 
 
 def test_a_bad_directory_file_stops_the_worker(tmp_path: Path) -> None:
     bad = tmp_path / "d.yaml"
     bad.write_text("partnerships: {merton: {business_team: [{name: X}]}}\n")
     with pytest.raises(NoticeConfigError, match="business_team\\[0\\].name"):
-        notice_setup(settings(tmp_path, ESCALATION_DIRECTORY_FILE=str(bad)))
+        notice_setup(settings(tmp_path, ESCALATION_DIRECTORY_FILE=str(bad)), register_in(tmp_path))
 
 
 @pytest.mark.parametrize("value", ["changeme", "placeholder", "not-a-sendgrid-key-at-all"])

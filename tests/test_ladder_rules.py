@@ -972,7 +972,7 @@ def test_acknowledge_records_who_and_stops_the_acknowledgement_reminder() -> Non
     step = ladder.apply(policy, state, Acknowledge(by=manager(state), note="Seen"), at(0, 2))
     assert state.acknowledged_by == manager(state)
     assert state.clock.acknowledgement_due is None
-    assert event_types(step) == ["acknowledged"] and step.events[0].detail == "Seen"
+    assert event_types(step) == ["acknowledged"] and step.events[0].reason == "Seen"
     assert ladder.next_wakeup(state) == ladder.Wakeup(at(7), "deadline")
 
 

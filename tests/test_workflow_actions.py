@@ -42,7 +42,7 @@ from tests.conftest import (
     receiving_manager,
     state_of,
 )
-from workflows.disagreement import PATCH_LOCAL_ACTIVITIES, DisagreementWorkflow
+from workflows.disagreement import PATCH_LOCAL_ACTIVITIES, PATCH_REGISTER, DisagreementWorkflow
 from workflows.messages import (
     Acknowledge,
     ActionResult,
@@ -568,7 +568,7 @@ async def test_acknowledge_records_who_and_clears_the_acknowledgement_due(
         assert state.acknowledged_by == manager
         assert state.clock.acknowledgement_due is None
         acknowledged = [e for e in state.events if e.type == "acknowledged"]
-        assert [(e.by, e.detail) for e in acknowledged] == [(manager.id, "Looking into it")]
+        assert [(e.by, e.reason) for e in acknowledged] == [(manager.id, "Looking into it")]
         # A new stage wants a new acknowledgement.
         await climb(handle, policy, manager, 1)
         state = await state_of(handle)
@@ -1134,7 +1134,7 @@ async def test_search_attributes_follow_the_case(
         # SDK's own record of the workflow.patched ids the case went through.
         names = {pair.key.name for pair in typed}
         assert names == {key.name for key in sa.ALL} | {"TemporalChangeVersion"}
-        assert typed.get(CHANGE_VERSION) == [PATCH_LOCAL_ACTIVITIES]
+        assert typed.get(CHANGE_VERSION) == [PATCH_REGISTER, PATCH_LOCAL_ACTIVITIES]
 
         await escalate(handle, policy, manager, 1)
         await handle.execute_update(

@@ -19,9 +19,12 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.deadlines import DeadlineActivities
 from activities.notices import Addressee, NoticeActivities, NoticeSink
+from activities.record import RecordActivities
+from escalation.codec import KeyRing
 from escalation.converter import data_converter
 from escalation.settings import Settings
 from policies.directory import Directory
+from register import Register
 from workflows.disagreement import DisagreementWorkflow
 
 log = logging.getLogger("escalation.worker")
@@ -69,6 +72,7 @@ def build_worker(
     sink: NoticeSink,
     extra_closures: Iterable[date] = (),
     *,
+    register: Register | None = None,
     directory: Directory | None = None,
     sender: Addressee | None = None,
     public_url: str | None = None,
@@ -81,10 +85,16 @@ def build_worker(
     the SDK's sandbox, which fails a workflow that reaches for the clock, the
     network or the environment. The production worker turns it off unless
     ESCALATION_WORKER_SANDBOX says otherwise: the sandbox re-imports the
-    workflow module for every case (issue 7, README's Performance section)."""
+    workflow module for every case (issue 7, README's Performance section).
+
+    ``register`` is where the cases record themselves; without one (the
+    simulator, most tests) a throwaway register in memory."""
     deadlines = DeadlineActivities(extra_closures)
     # Without a directory (simulation, tests) notices are captured unresolved.
     notices = NoticeActivities(sink, directory=directory, sender=sender, public_url=public_url)
+    # Without one (simulation, most tests), a register in memory: the cases
+    # still record themselves exactly as in production.
+    record = RecordActivities(register or Register.in_memory(KeyRing.generate()))
     extra_workflows = list(options.pop("workflows", []))  # type: ignore[call-overload]
     options.setdefault("sticky_queue_schedule_to_start_timeout", STICKY_SCHEDULE_TO_START)
     if not sandboxed:
@@ -93,7 +103,12 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=[DisagreementWorkflow, *extra_workflows],
-        activities=[deadlines.plan_stage_clock, deadlines.next_reminder, notices.send_notice],
+        activities=[
+            deadlines.plan_stage_clock,
+            deadlines.next_reminder,
+            notices.send_notice,
+            record.record_case,
+        ],
         graceful_shutdown_timeout=timedelta(seconds=10),
         **options,  # type: ignore[arg-type]
     )
@@ -111,12 +126,14 @@ async def run_worker(settings: Settings) -> None:
     from activities.email import notice_setup
 
     client = await connect(settings)
-    setup = notice_setup(settings)  # SendGrid, or the .eml outbox without an API key
+    register = Register.from_settings(settings)
+    setup = notice_setup(settings, register)  # SendGrid, or the .eml outbox without an API key
     worker = build_worker(
         client,
         settings.task_queue,
         setup.sink,
         settings.extra_closures,
+        register=register,
         directory=setup.directory,
         sender=setup.sender,
         public_url=settings.public_url,
@@ -140,4 +157,5 @@ async def run_worker(settings: Settings) -> None:
         await stop.wait()
         log.info("stopping: finishing the tasks in hand")
         await trimming
+    register.close()
     log.info("worker stopped")

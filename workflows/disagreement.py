@@ -14,11 +14,13 @@ an update and a timer can never interleave half-way through a transition.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
@@ -35,9 +37,12 @@ with workflow.unsafe.imports_passed_through():
         Acknowledge,
         Action,
         ActionResult,
+        Actor,
         AddNote,
+        CaseAbout,
         CaseEvent,
         CaseOutcome,
+        CaseRecord,
         CaseState,
         ClockRequest,
         ConfirmOutcome,
@@ -48,6 +53,8 @@ with workflow.unsafe.imports_passed_through():
         Notice,
         NoticeReceipt,
         RaiseDisagreement,
+        RecordCase,
+        RecordReceipt,
         ReminderRequest,
         Reopen,
         Resolve,
@@ -83,6 +90,20 @@ PATCH_WITHDRAW_BY_RAISING_SIDE = "withdraw-by-raising-side-only"
 # A local activity retries in the worker for this long before the worker
 # hands the wait to a server timer (the SDK's default is a minute).
 LOCAL_RETRY_THRESHOLD = timedelta(seconds=30)
+# The case writes itself to the register (the lasting record) after every
+# change, and records who acted and why on each event.
+PATCH_REGISTER = "case-register"
+# A register write is first tried in the worker that holds the case (no
+# extra round trip through the server); if the register does not answer in
+# this long, the write becomes an ordinary activity that retries until it
+# does, while the case goes on: a register that is down delays the record,
+# never a deadline or a notice.
+REGISTER_LOCAL_TIMEOUT = timedelta(seconds=5)
+REGISTER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+)
 
 
 @workflow.defn(name="Disagreement")
@@ -106,6 +127,11 @@ class DisagreementWorkflow:
         self._tickets = 0
         # Delivery failures signalled by the SendGrid webhook (issue 5).
         self._failures: deque[DeliveryFailed] = deque()
+        # Register writes: changes made and changes written (see _recorder).
+        self._registering = False
+        self._changes = 0
+        self._written = 0
+        self._closing = False
 
     # --- Run ------------------------------------------------------------------
 
@@ -115,6 +141,11 @@ class DisagreementWorkflow:
             raise ApplicationError(
                 "; ".join(self._problems), type="InvalidRaise", non_retryable=True
             )
+        self._registering = workflow.patched(PATCH_REGISTER)
+        if self._registering:
+            if self.state.recorded_seq < self.state.next_seq - 1 or not self.state.about_recorded:
+                self._changes += 1
+            recorder = asyncio.create_task(self._recorder())
         if request.resume is None:
             features = self._features(None)
             await self._carry_out(ladder.raise_case(self.policy, self.state, features))
@@ -162,6 +193,10 @@ class DisagreementWorkflow:
         while self._failures:
             await self._delivery_failed(self._failures.popleft())
         await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._registering:
+            # A closed case is in the register whole before its workflow ends.
+            self._closing = True
+            await recorder
         return CaseOutcome(
             reference=self.state.reference,
             status=self.state.status,
@@ -199,7 +234,7 @@ class DisagreementWorkflow:
             features = self._features(action)
             step = ladder.apply(self.policy, self.state, action, workflow.now(), features)
         except Refused as refusal:
-            self._record("refused", by=action.by.id, detail=str(refusal))
+            self._record("refused", actor=action.by, detail=str(refusal))
             if ticket is not None:
                 self._answers[ticket] = refusal
             return
@@ -244,7 +279,7 @@ class DisagreementWorkflow:
                 summary="next reminder",
             )
         for event in step.events:
-            self._record(event.type, by=event.by.id if event.by else None, detail=event.detail)
+            self._record(event.type, actor=event.by, detail=event.detail, reason=event.reason)
         for planned in step.notices:
             await self._send(planned)
         self._publish()
@@ -360,6 +395,7 @@ class DisagreementWorkflow:
             to=[r.label for r in planned.recipients],
             template=planned.template,
             notice_id=notice.notice_id,
+            forms=list(planned.forms) if self._registering else [],
         )
         # Issue 5: roles nobody holds in the directory (the activity has told
         # the business team); recorded on the case, never skipped silently.
@@ -419,8 +455,20 @@ class DisagreementWorkflow:
             )
         )
 
-    def _record(self, type_: Any, **fields: Any) -> None:
+    def _record(
+        self,
+        type_: Any,
+        actor: Actor | None = None,
+        reason: str | None = None,
+        **fields: Any,
+    ) -> None:
         state = self.state
+        if actor is not None:
+            fields["by"] = actor.id
+            if self._registering:
+                fields.update(by_name=actor.name, by_role=actor.role, by_agency=actor.agency)
+        if self._registering and reason is not None:
+            fields["reason"] = reason
         deadline = state.clock.deadline if state.is_open else None
         state.events.append(
             CaseEvent(
@@ -454,6 +502,73 @@ class DisagreementWorkflow:
             ]
         )
         workflow.set_current_details(ladder.current_details(state))
+        self._changes += 1
+
+    # --- The register -----------------------------------------------------------
+
+    async def _recorder(self) -> None:
+        """Writes the case to the register after each change, one write at a
+        time and in order, beside the case's own work: the main loop never
+        waits for it, so a register that is down holds up nothing else."""
+        while True:
+            await workflow.wait_condition(lambda: self._changes > self._written or self._closing)
+            if self._changes <= self._written:
+                return
+            target = self._changes
+            state = self.state
+            update = RecordCase(
+                case=state.model_copy(
+                    update={
+                        "events": [e for e in state.events if e.seq > state.recorded_seq],
+                        "notes": [],
+                    }
+                ),
+                after_seq=state.recorded_seq,
+                about=None if state.about_recorded else self._about(),
+            )
+            receipt = await self._write_record(update)
+            state.recorded_seq = max(state.recorded_seq, receipt.recorded_seq)
+            state.about_recorded = state.about_recorded or update.about is not None
+            self._written = target
+
+    async def _write_record(self, update: RecordCase) -> RecordReceipt:
+        try:
+            receipt: RecordReceipt = await workflow.execute_local_activity(
+                "record_case",
+                update,
+                result_type=RecordReceipt,
+                summary="record in the register",
+                start_to_close_timeout=REGISTER_LOCAL_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=1),
+            )
+            return receipt
+        except FailureError:
+            pass
+        while True:
+            try:
+                receipt = await workflow.execute_activity(
+                    "record_case",
+                    update,
+                    result_type=RecordReceipt,
+                    summary="record in the register (retrying)",
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=REGISTER_RETRY,
+                )
+                return receipt
+            except FailureError as failure:
+                # Only a non-retryable failure ends up here; the write is
+                # tried again later rather than given up: the record matters.
+                workflow.logger.warning("register write refused: %s", _failure_reason(failure))
+                await workflow.sleep(timedelta(minutes=10))
+
+    def _about(self) -> CaseAbout | None:
+        if self._request is None:
+            return None
+        return CaseAbout(
+            summary=self._request.summary,
+            decision_disputed=self._request.decision_disputed,
+            child=self._request.child,
+        )
 
     def _result(self) -> ActionResult:
         state = self.state
@@ -494,6 +609,14 @@ class DisagreementWorkflow:
         if self._state is None:
             raise ApplicationError("the case was never raised", type="InvalidRaise")
         return self.state
+
+    @workflow.query(name="record")
+    def get_record(self) -> CaseRecord:
+        """The case whole: its state and what it is about (for GET
+        /disagreements/{ref} and ``escalation register rebuild``)."""
+        if self._state is None:
+            raise ApplicationError("the case was never raised", type="InvalidRaise")
+        return CaseRecord(**dict(self.state), about=self._about(), source="case")
 
     @workflow.query(name="form")
     def get_form(self, key: str) -> FilledForm | None:

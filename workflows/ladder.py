@@ -49,6 +49,9 @@ class PlannedEvent:
     type: EventType
     by: Actor | None = None
     detail: str | None = None
+    # What the person gave as their reason (note, outcome, confirmation):
+    # free text, kept on the case and sealed in the register, never in a notice.
+    reason: str | None = None
 
 
 @dataclass
@@ -376,6 +379,7 @@ def _enter_stage(
     by: Actor,
     reason: str,
     features: Features = ALL_FEATURES,
+    given: str | None = None,
 ) -> Step:
     previous = state.stage
     left = policy.stages[previous]
@@ -391,7 +395,8 @@ def _enter_stage(
     form_notices = _stage_form(policy, state, previous, target, start)
     step = Step(clock=stage_clock(policy, state, target, start))
     detail = f"from stage {previous} to stage {target}: {reason}"
-    step.events.append(PlannedEvent("auto_escalated" if how == "auto" else "escalated", by, detail))
+    kind: EventType = "auto_escalated" if how == "auto" else "escalated"
+    step.events.append(PlannedEvent(kind, by, detail, reason=given))
     step.events.append(PlannedEvent("stage_started", by, reason))
     if how == "auto":
         audience = involved_so_far(policy, state)
@@ -548,6 +553,21 @@ def reminder_due(policy: Policy, state: CaseState, now: datetime) -> Step:
             PlannedNotice("stage-reminder", stage_owners(policy, state, state.stage))
         )
     return step
+
+
+_ROLE_PHRASES = {
+    "practitioner": "a practitioner",
+    "manager": "a manager",
+    "business-team": "the business team",
+    "operator": "an operator",
+    "system": "the escalation service",
+}
+
+
+def acted_by(actor: Actor) -> str:
+    """Who acted, as a notice may say it: the kind of person, never a name
+    or anything they wrote."""
+    return _ROLE_PHRASES.get(actor.role, "a manager")
 
 
 def _system() -> Actor:
@@ -794,17 +814,17 @@ def apply(
     if isinstance(action, Acknowledge):
         state.acknowledged_by = action.by
         state.clock.acknowledgement_due = None
-        return Step(events=[PlannedEvent("acknowledged", action.by, action.note)])
+        return Step(events=[PlannedEvent("acknowledged", action.by, reason=action.note)])
     if isinstance(action, AddNote):
         state.notes.append(Note(at=now, by=action.by, text=action.text))
-        return Step(events=[PlannedEvent("note", action.by)])
+        return Step(events=[PlannedEvent("note", action.by, reason=action.text)])
     if isinstance(action, Resolve):
         return _resolve(policy, state, action, now)
     if isinstance(action, ConfirmOutcome):
         state.status = "resolved"
         state.closed_at = now
         step = _closing_step(policy, state, "outcome-confirmed", action.by)
-        step.events.insert(0, PlannedEvent("confirmed", action.by))
+        step.events.insert(0, PlannedEvent("confirmed", action.by, reason=action.confirmation))
         return step
     if isinstance(action, Reopen):
         return _reopen(policy, state, action, now)
@@ -815,7 +835,7 @@ def apply(
         state.closed_at = now
         step = _closing_step(policy, state, "withdrawn", action.by)
         step.notices[0].recipients = involved_so_far(policy, state)
-        step.events.insert(0, PlannedEvent("withdrawn", action.by))
+        step.events.insert(0, PlannedEvent("withdrawn", action.by, reason=action.reason))
         return step
     if isinstance(action, Escalate):
         target = escalation_target(policy, state, action)
@@ -823,7 +843,15 @@ def apply(
         if key is not None:
             state.escalation_forms[key] = dict(action.form)
         return _enter_stage(
-            policy, state, target, now, "manual", action.by, "escalated by a manager", features
+            policy,
+            state,
+            target,
+            now,
+            "manual",
+            action.by,
+            f"escalated by {acted_by(action.by)}",
+            features,
+            given=action.reason,
         )
     if isinstance(action, FlagImmediateRisk):
         return _flag_risk(policy, state, action, now, features)
@@ -838,7 +866,7 @@ def apply(
         ),
         replan=True,
     )
-    step.events.append(PlannedEvent("deadline_shortened", action.by))
+    step.events.append(PlannedEvent("deadline_shortened", action.by, reason=action.reason))
     step.notices.append(
         PlannedNotice(
             "deadline-shortened",
@@ -886,7 +914,7 @@ def _resolve(policy: Policy, state: CaseState, action: Resolve, now: datetime) -
             )
         )
         detail = "written confirmation due" if timed else "written confirmation due (no timescale)"
-        step.events.append(PlannedEvent("resolved", action.by, detail))
+        step.events.append(PlannedEvent("resolved", action.by, detail, reason=action.outcome))
         step.notices.append(
             PlannedNotice(
                 "resolved",
@@ -900,7 +928,7 @@ def _resolve(policy: Policy, state: CaseState, action: Resolve, now: datetime) -
     state.closed_at = now
     step = _closing_step(policy, state, "resolved", action.by)
     step.notices[0].recipients = unique(audience)
-    step.events.insert(0, PlannedEvent("resolved", action.by))
+    step.events.insert(0, PlannedEvent("resolved", action.by, reason=action.outcome))
     step.notices += records
     return step
 
@@ -913,7 +941,9 @@ def _reopen(policy: Policy, state: CaseState, action: Reopen, now: datetime) -> 
     state.resolved_at = None
     state.resolution_form = {}
     step = Step(clock=stage_clock(policy, state, state.stage, now))
-    step.events.append(PlannedEvent("reopened", action.by, "no real agreement"))
+    step.events.append(
+        PlannedEvent("reopened", action.by, "no real agreement", reason=action.reason)
+    )
     audience = stage_owners(policy, state, state.stage) + [raiser(state)]
     step.notices.append(
         PlannedNotice("stage-started", unique(audience), context={"reason": "reopened"})
@@ -971,7 +1001,15 @@ def _flag_risk(
         target = _jump_target(policy, state, action.jump_to_stage)
         state.risk_from_stage = target
         step = _enter_stage(
-            policy, state, target, now, "jump", action.by, "jumped for immediate risk", features
+            policy,
+            state,
+            target,
+            now,
+            "jump",
+            action.by,
+            "jumped for immediate risk",
+            features,
+            given=action.reason,
         )
     else:
         state.risk_from_stage = state.stage
@@ -992,7 +1030,10 @@ def _flag_risk(
             )
             step.replan = True
     step.events.insert(
-        0, PlannedEvent("immediate_risk", action.by, f"flagged at stage {flagged_at}")
+        0,
+        PlannedEvent(
+            "immediate_risk", action.by, f"flagged at stage {flagged_at}", reason=action.reason
+        ),
     )
     if first_flag or action.jump_to_stage is not None:
         step.notices.insert(0, _immediate_risk_notice(policy, state))

@@ -147,6 +147,9 @@ class RaiseDisagreement(_Model):
     receiving_agency: Agency
     categories: list[str] = Field(default_factory=list)
     summary: str = Field(min_length=1, description="The concern, in the raiser's words.")
+    decision_disputed: str | None = Field(
+        default=None, description="The decision the raising agency disputes, and why."
+    )
     child: ChildDetails | None = None
     immediate_risk: bool = False
     start_stage: int = Field(default=0, ge=0)
@@ -292,6 +295,16 @@ class CaseEvent(_Model):
     template: str | None = None
     notice_id: str | None = None
     detail: str | None = None
+    # Who acted, as their token named them, and what they gave as their
+    # reason (or note, outcome, confirmation): free text, so it travels only
+    # encrypted and is sealed in the register. Absent on cases recorded
+    # before the register.
+    by_name: str | None = None
+    by_role: str | None = None
+    by_agency: str | None = None
+    reason: str | None = None
+    # The forms a notice carried.
+    forms: list[str] = Field(default_factory=list)
 
 
 class Note(_Model):
@@ -360,6 +373,10 @@ class CaseState(_Model):
     # in CaseEvent.to), and notices reported undelivered: issue 5.
     unfilled_roles: list[str] = Field(default_factory=list)
     delivery_failures: list[DeliveryFailed] = Field(default_factory=list)
+    # How much of the case the register holds: every event up to this
+    # sequence number, and (once true) what the case is about.
+    recorded_seq: int = 0
+    about_recorded: bool = False
     # Forms a stage needs that have not arrived (key: the form's key), and
     # when each one that was asked for arrived.
     forms_due: dict[str, FormTask] = Field(default_factory=dict)
@@ -368,6 +385,39 @@ class CaseState(_Model):
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
+
+
+class CaseAbout(_Model):
+    """What the disagreement is about, in the raiser's words, and whom: shown
+    only to those entitled to the case, never in a list."""
+
+    summary: str
+    decision_disputed: str | None = None
+    child: ChildDetails | None = None
+
+
+class CaseRecord(CaseState):
+    """A case whole: its state, what it is about, and where this was read
+    from (the running case itself, or the register once it has closed)."""
+
+    about: CaseAbout | None = None
+    source: Literal["case", "register"] = "case"
+
+
+class RecordCase(_Model):
+    """The ``record_case`` activity's input: the case as it stands, with only
+    the events after ``after_seq`` (the ones the register may lack) and, until
+    the register has it, what the case is about."""
+
+    case: CaseState
+    after_seq: int = 0
+    about: CaseAbout | None = None
+
+
+class RecordReceipt(_Model):
+    reference: str
+    recorded_seq: int
+    events_added: int = 0
 
 
 class ActionResult(_Model):
@@ -507,4 +557,6 @@ class DeliveryFailed(_Model):
 
 FormTask.model_rebuild()
 CaseState.model_rebuild()  # delivery_failures names DeliveryFailed, defined below it
+CaseRecord.model_rebuild()
+RecordCase.model_rebuild()
 RaiseDisagreement.model_rebuild()

@@ -8,18 +8,16 @@ a case that does not exist.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Path, Query, Response
-from pydantic import ValidationError
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
+from pydantic import AwareDatetime, ValidationError
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api import cases, problems
 from api.auth import raise_refusal
-from api.deps import CurrentUser, HmacKey, SettingsDep, TemporalClient
+from api.deps import CurrentUser, HmacKey, RegisterDep, SettingsDep, TemporalClient
 from api.problems import ProblemError
 from api.schemas import (
     ACTION_EXAMPLES,
@@ -34,19 +32,22 @@ from api.schemas import (
     DeadlineBody,
     EscalateBody,
     ImmediateRiskBody,
+    Key,
     NoteBody,
     RaiseRequest,
     RaiseResponse,
     ResolveBody,
     WithdrawBody,
 )
-from policies.loader import UnknownPolicyError, get_policy
+from policies.loader import UnknownPolicyError, builtin_policies, get_policy
+from register.listing import CaseQuery, InvalidPageToken, Sort, decode_token, encode_token
 from workflows.disagreement import DisagreementWorkflow
 from workflows.ladder import raise_problems
 from workflows.messages import (
     Acknowledge,
     ActionResult,
     AddNote,
+    CaseRecord,
     CaseState,
     CaseStatus,
     ConfirmOutcome,
@@ -162,6 +163,7 @@ async def raise_disagreement(
             receiving_agency=body.receiving_agency,
             categories=body.categories,
             summary=body.summary,
+            decision_disputed=body.decision_disputed,
             child=body.child,
             immediate_risk=body.immediate_risk,
             start_stage=body.start_stage,
@@ -243,19 +245,32 @@ async def raise_disagreement(
 
 # --- List and read -------------------------------------------------------------------
 
+LIST_PARAMETERS = frozenset(
+    {
+        "partnership",
+        "area",
+        "stage",
+        "status",
+        "overdue",
+        "immediate_risk",
+        "agency",
+        "category",
+        "raised_from",
+        "raised_to",
+        "closed_from",
+        "closed_to",
+        "sort",
+        "page_size",
+        "page_token",
+    }
+)
 
-def _decode_token(token: str | None) -> bytes | None:
-    if not token:
-        return None
-    try:
-        raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if not raw:
-        raise ProblemError(
-            422, problems.VALIDATION, "The request is not valid", "page_token is not valid"
-        )
-    return raw
+
+def _check_range(
+    low_name: str, low: datetime | None, high_name: str, high: datetime | None
+) -> None:
+    if low is not None and high is not None and low >= high:
+        raise problems.invalid_query(low_name, f"must be before {high_name}")
 
 
 @router.get(
@@ -263,22 +278,25 @@ def _decode_token(token: str | None) -> bytes | None:
     response_model=CaseList,
     summary="List cases",
     description="The cases the caller may see (their agency's, or their partnership's for "
-    "the business team), newest first, from Temporal's visibility store. Filters combine "
-    "with AND; status may be repeated.",
+    "the business team), open or closed, from the register: newest first, or soonest "
+    "deadline first with `sort=deadline`. Filters combine with AND; status may be repeated. "
+    "Dates are instants with an offset; `*_from` is inclusive, `*_to` exclusive.",
     responses={
         200: _ok({"items": [CASE_SUMMARY_EXAMPLE], "next_page_token": None}),
         **problems.responses(401, 422, 503),
     },
 )
 async def list_disagreements(
+    request: Request,
     user: CurrentUser,
-    client: TemporalClient,
+    register: RegisterDep,
+    secret: HmacKey,
     partnership: Annotated[
         str | None,
         Query(description="Policy id.", openapi_examples={"merton": {"value": "merton"}}),
     ] = None,
-    area: Annotated[str | None, Query(description="Area key within the partnership.")] = None,
-    stage: Annotated[int | None, Query(ge=0, description="Current stage index.")] = None,
+    area: Annotated[Key | None, Query(description="Area key within the partnership.")] = None,
+    stage: Annotated[int | None, Query(ge=0, le=99, description="Current stage index.")] = None,
     status: Annotated[
         list[CaseStatus] | None,
         Query(
@@ -292,20 +310,48 @@ async def list_disagreements(
     ] = None,
     immediate_risk: Annotated[bool | None, Query(description="Immediate risk flagged.")] = None,
     agency: Annotated[
-        str | None,
+        Key | None,
         Query(
             description="An agency key that is a party to the case.",
             openapi_examples={"health": {"value": "merton-health"}},
         ),
     ] = None,
-    category: Annotated[str | None, Query(description="A category key.")] = None,
+    category: Annotated[Key | None, Query(description="A category key.")] = None,
+    raised_from: Annotated[AwareDatetime | None, Query(description="Raised at or after.")] = None,
+    raised_to: Annotated[AwareDatetime | None, Query(description="Raised before.")] = None,
+    closed_from: Annotated[AwareDatetime | None, Query(description="Closed at or after.")] = None,
+    closed_to: Annotated[AwareDatetime | None, Query(description="Closed before.")] = None,
+    sort: Annotated[
+        Sort, Query(description="`raised` (newest first) or `deadline` (soonest first).")
+    ] = "raised",
     page_size: Annotated[int, Query(ge=1, le=100)] = 25,
     page_token: Annotated[
-        str | None, Query(description="next_page_token from the previous page.")
+        str | None,
+        Query(max_length=512, description="next_page_token from the previous page."),
     ] = None,
 ) -> CaseList:
-    query = cases.visibility_query(
-        user,
+    unknown = sorted(set(request.query_params) - LIST_PARAMETERS)
+    if unknown:
+        raise problems.invalid_query(
+            unknown[0],
+            f"is not a filter here; the filters are {', '.join(sorted(LIST_PARAMETERS))}",
+        )
+    if partnership is not None and partnership not in builtin_policies():
+        raise problems.invalid_query(
+            "partnership",
+            f"unknown partnership {partnership!r}; the partnerships are "
+            f"{', '.join(sorted(builtin_policies()))}",
+        )
+    _check_range("raised_from", raised_from, "raised_to", raised_to)
+    _check_range("closed_from", closed_from, "closed_to", closed_to)
+    after = None
+    if page_token:
+        try:
+            after = decode_token(secret, sort, page_token)
+        except InvalidPageToken as exc:
+            raise problems.invalid_query("page_token", str(exc)) from None
+    query = CaseQuery(
+        scope=cases.register_scope(user),
         now=datetime.now(UTC),
         partnership=partnership,
         area=area,
@@ -315,12 +361,16 @@ async def list_disagreements(
         immediate_risk=immediate_risk,
         agency=agency,
         category=category,
+        raised_from=raised_from,
+        raised_to=raised_to,
+        closed_from=closed_from,
+        closed_to=closed_to,
+        sort=sort,
+        page_size=page_size,
+        after=after,
     )
-    items, token = await cases.list_cases(client, query, page_size, _decode_token(page_token))
-    return CaseList(
-        items=items,
-        next_page_token=base64.urlsafe_b64encode(token).decode().rstrip("=") if token else None,
-    )
+    items, last = await cases.list_cases(register, query)
+    return CaseList(items=items, next_page_token=encode_token(secret, sort, last) if last else None)
 
 
 CASE_STATE_EXAMPLE: dict[str, Any] = {
@@ -376,17 +426,22 @@ CASE_STATE_EXAMPLE: dict[str, Any] = {
 
 @router.get(
     "/{reference}",
-    response_model=CaseState,
-    summary="A case's state",
-    description="The case's state from the workflow's query: stage, deadline, who has "
-    "acted, notes and the timeline of events.",
+    response_model=CaseRecord,
+    summary="A case, whole",
+    description="What the case is about (summary, decision disputed, the child's details), "
+    "where it stands (stage, deadline, who has acted) and its timeline, every event with "
+    "who acted and their reason. Read live from the running case, or from the register "
+    "once it has closed (`source`), for as long as the register keeps it.",
     responses={200: _ok(CASE_STATE_EXAMPLE), **problems.responses(401, 404, 409, 422, 503)},
 )
 async def get_disagreement(
-    reference: RefPath, user: CurrentUser, client: TemporalClient, settings: SettingsDep
-) -> CaseState:
-    case = await cases.find_case(client, reference, user, "read")
-    return await cases.case_state(case, settings.action_timeout_seconds)
+    reference: RefPath,
+    user: CurrentUser,
+    client: TemporalClient,
+    register: RegisterDep,
+    settings: SettingsDep,
+) -> CaseRecord:
+    return await cases.read_case(client, register, reference, user, settings.action_timeout_seconds)
 
 
 # --- Actions -------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""``/healthz`` (the API is up) and ``/readyz`` (Temporal is reachable and a
-worker polls the task queue). Neither needs a token."""
+"""``/healthz`` (the API is up) and ``/readyz`` (Temporal and the register are
+reachable and a worker polls the task queue). Neither needs a token."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -15,9 +16,10 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from api import problems
-from api.deps import SettingsDep, TemporalClient
+from api.deps import RegisterDep, SettingsDep, TemporalClient
 from api.problems import ProblemError
 from api.schemas import Health, Readiness
+from register import RegisterUnavailableError
 
 router = APIRouter(tags=["health"])
 
@@ -52,7 +54,7 @@ async def _pollers(client: Client, task_queue: str, kind: Any) -> int:
 @router.get(
     "/readyz",
     response_model=Readiness,
-    summary="Temporal is reachable and a worker polls the task queue",
+    summary="Temporal and the register are reachable and a worker polls the task queue",
     responses={
         200: {
             "description": "Ready",
@@ -64,6 +66,7 @@ async def _pollers(client: Client, task_queue: str, kind: Any) -> int:
                         "task_queue": "escalation",
                         "workflow_pollers": 1,
                         "activity_pollers": 1,
+                        "register_database": "reachable",
                     }
                 }
             },
@@ -71,8 +74,18 @@ async def _pollers(client: Client, task_queue: str, kind: Any) -> int:
         **problems.responses(503),
     },
 )
-async def readyz(client: TemporalClient, settings: SettingsDep) -> Readiness:
+async def readyz(client: TemporalClient, register: RegisterDep, settings: SettingsDep) -> Readiness:
     where = f"{settings.temporal_address} (namespace {settings.temporal_namespace})"
+    try:
+        await asyncio.wait_for(run_in_threadpool(register.ping), READY_TIMEOUT)
+    except (RegisterUnavailableError, TimeoutError) as exc:
+        raise ProblemError(
+            503,
+            problems.NOT_READY,
+            "Not ready",
+            f"the register (the case record's database) cannot be reached ({type(exc).__name__})",
+            register_database="unreachable",
+        ) from None
     try:
         healthy = await asyncio.wait_for(client.service_client.check_health(), READY_TIMEOUT)
         workflow = await _pollers(
@@ -113,4 +126,5 @@ async def readyz(client: TemporalClient, settings: SettingsDep) -> Readiness:
         task_queue=settings.task_queue,
         workflow_pollers=workflow,
         activity_pollers=activity,
+        register_database="reachable",
     )

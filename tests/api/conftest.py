@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -29,6 +29,8 @@ from escalation import search_attributes
 from escalation.converter import data_converter
 from escalation.settings import Settings
 from escalation.temporal_bin import temporal_cli
+from register import Register
+from register.migrate import upgrade
 from workers.worker import build_worker
 
 
@@ -71,19 +73,29 @@ def sink() -> MemorySink:
     return MemorySink()
 
 
+@pytest.fixture(scope="session")
+def register(settings: Settings) -> Iterator[Register]:
+    """The session's register: a SQLite file in the data dir, migrated as
+    ``make run`` migrates it, shared by the worker and the app."""
+    upgrade(settings.register_url)
+    register = Register.from_settings(settings)
+    yield register
+    register.close()
+
+
 @pytest_asyncio.fixture(scope="session")
 async def worker(
-    dev_env: WorkflowEnvironment, settings: Settings, sink: MemorySink
+    dev_env: WorkflowEnvironment, settings: Settings, sink: MemorySink, register: Register
 ) -> AsyncIterator[None]:
-    async with build_worker(dev_env.client, settings.task_queue, sink):
+    async with build_worker(dev_env.client, settings.task_queue, sink, register=register):
         yield
 
 
 @pytest_asyncio.fixture(scope="session")
 async def app(
-    dev_env: WorkflowEnvironment, settings: Settings, worker: None
+    dev_env: WorkflowEnvironment, settings: Settings, worker: None, register: Register
 ) -> AsyncIterator[FastAPI]:
-    application = create_app(settings, client=dev_env.client)
+    application = create_app(settings, client=dev_env.client, register=register)
     async with application.router.lifespan_context(application):
         yield application
 

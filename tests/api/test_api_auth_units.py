@@ -24,7 +24,7 @@ from api.auth import (
     may_access_case,
     raise_refusal,
 )
-from api.cases import derived_reference, random_reference, request_fingerprint, visibility_query
+from api.cases import derived_reference, random_reference, register_scope, request_fingerprint
 from api.main import create_app
 from api.users import (
     DEMO_USERS,
@@ -38,6 +38,7 @@ from api.users import (
     write_users,
 )
 from escalation.settings import Settings
+from register.listing import Scope
 
 ISSUER = "https://login.example/realms/escalation"
 AUDIENCE = "escalation-api"
@@ -322,15 +323,12 @@ def test_references() -> None:
     assert request_fingerprint(key, "alice", "{}") != request_fingerprint(key, "bob", "{}")
 
 
-def test_visibility_query_scopes_by_role() -> None:
-    now = datetime(2027, 1, 4, 12, tzinfo=UTC)
-    practitioner = visibility_query(_user("practitioner", "merton-health", "merton"), now=now)
-    assert practitioner == (
-        "WorkflowType = 'Disagreement' AND EscalationPartnership = 'merton' "
-        "AND EscalationAgencies = 'merton-health'"
+def test_register_scope_follows_the_role() -> None:
+    """The register's scope is the same rule as may_access_case: a party's
+    user their agency's cases, the business team its partnership's, an
+    operator every one."""
+    assert register_scope(_user("practitioner", "merton-health", "merton")) == Scope(
+        partnership="merton", agency="merton-health"
     )
-    team = visibility_query(_user("business-team", None, "merton"), now=now, overdue=True)
-    assert "EscalationAgencies" not in team
-    assert "EscalationDeadline < '2027-01-04T12:00:00Z'" in team
-    operator = visibility_query(_user("operator"), now=now, statuses=["open", "overdue"])
-    assert operator == ("WorkflowType = 'Disagreement' AND EscalationStatus IN ('open', 'overdue')")
+    assert register_scope(_user("business-team", None, "merton")) == Scope(partnership="merton")
+    assert register_scope(_user("operator")) == Scope()

@@ -344,7 +344,8 @@ async def test_list_filters(api: Api) -> None:
     assert item["stage"] == 0
     assert item["immediate_risk"] is True
     assert item["deadline"] is not None
-    assert item["workflow_status"] == "running"
+    assert item["stage_name"] == "Practitioners"
+    assert item["agencies"] == ["merton-health", "merton-childrens-social-care"]
     assert item["links"]["self"] == f"/disagreements/{risky}"
 
     checks = [

@@ -1,0 +1,30 @@
+"""The register: the partnership's lasting record of every disagreement.
+
+Temporal holds a case while it runs and forgets it once its namespace's
+retention passes; the register keeps it for years, in one relational
+database (SQLite as the embedded default, PostgreSQL in production), through
+SQLAlchemy 2 with Alembic migrations.
+
+The map:
+
+- ``register.tables``: the tables. Non-identifying fields in the clear, for
+  filtering and reports; anything that identifies a child or is free text in
+  ``sealed_*`` columns.
+- ``register.sealing``: how those columns are encrypted (AES-256-GCM under the
+  payload codec's key ring, bound to the row they belong to).
+- ``register.store``: ``Register``, the one door: ``record`` (the workflow's
+  writes, through the ``record_case`` activity), ``case`` and ``list_cases``
+  (the API's reads), ``export``, and the notice ledger.
+- ``register.listing``: the filters, sort orders and page tokens of a list.
+- ``register.migrate``: ``upgrade(url)``, run by ``make run`` and by the
+  production setup's migration step; ``register/migrations`` holds the
+  revisions.
+
+One writer: only the workflow writes a case, through its activity, keyed by
+the case reference and the event's sequence number, so a retried write or a
+replay changes nothing twice. The API only reads.
+"""
+
+from register.store import Register, RegisterUnavailableError
+
+__all__ = ["Register", "RegisterUnavailableError"]

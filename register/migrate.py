@@ -1,0 +1,54 @@
+"""Bringing a register's database to the current schema (Alembic).
+
+``upgrade(url)`` is what ``make run`` does before it starts the worker and
+the API, and what production's migration step (``escalation register
+migrate``) does before either starts. The revisions live in
+``register/migrations/versions``; the configuration is built here, so no
+``alembic.ini`` needs to sit beside a deployment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    # ConfigParser interpolation: a password with % in it must survive.
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    command.upgrade(config(url), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    command.downgrade(config(url), revision)
+
+
+def head() -> str:
+    script = ScriptDirectory.from_config(config("sqlite://"))
+    current = script.get_current_head()
+    assert current is not None
+    return current
+
+
+def current(url: str) -> str | None:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()

@@ -1,0 +1,553 @@
+"""``Register``: the one door to the case record.
+
+- ``record(update)``: what the ``record_case`` activity calls, for every
+  change a case makes. Idempotent: the case's row is replaced by the state
+  the update carries, its events are written by (reference, sequence
+  number), and any event past the update's last one is removed (one left by
+  a workflow task that a crash threw away, whose events were then numbered
+  again). Replaying, retrying or continuing as new never duplicates or
+  loses an event.
+- ``case(reference)``, ``scope_of(reference)``, ``list_cases(query)``: what
+  the API reads.
+- ``export(...)``: the rows ``escalation register export`` prints.
+- ``email_sent`` / ``record_email``: the notice ledger, shared by every
+  worker host that uses the same database.
+
+Free text and the child's details are sealed (``register.sealing``) before
+they reach the database; nothing here logs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    Engine,
+    and_,
+    create_engine,
+    delete,
+    event,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from escalation.codec import KeyRing
+from register import tables as t
+from register.listing import CaseQuery
+from register.sealing import Sealer
+from workflows.messages import (
+    Actor,
+    CaseAbout,
+    CaseEvent,
+    CaseRecord,
+    CaseState,
+    Note,
+    RecordCase,
+    RecordReceipt,
+)
+
+if TYPE_CHECKING:
+    from escalation.settings import Settings
+
+NOTICE_TYPES = {"notice": "sent", "reminder": "sent", "notice_failed": "failed"}
+# Deadlines sort soonest first; a case with none (closed, or a stage with no
+# timescale) after every case with one.
+_NO_DEADLINE = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+class RegisterUnavailableError(RuntimeError):
+    """The register's database cannot be reached (or refused the work)."""
+
+
+@dataclass(frozen=True)
+class CasePage:
+    rows: list[t.Case]
+    last: tuple[str, str] | None
+
+
+def engine_for(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        if url in ("sqlite://", "sqlite:///:memory:"):
+            engine = create_engine(
+                url, connect_args={"check_same_thread": False}, poolclass=StaticPool
+            )
+        else:
+            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(connection: Any, _record: Any) -> None:
+            cursor = connection.cursor()
+            # Several worker threads write at once: a write-ahead journal lets
+            # readers (the API) go on while one writes.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+class Register:
+    def __init__(self, engine: Engine, ring: KeyRing) -> None:
+        self.engine = engine
+        self.sealer = Sealer(ring)
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # A database in memory is one connection, which the worker's threads
+        # must take in turn; a file or a server gives each its own.
+        self._one_at_a_time = (
+            threading.Lock() if isinstance(engine.pool, StaticPool) else contextlib.nullcontext()
+        )
+
+    @classmethod
+    def from_url(cls, url: str, ring: KeyRing) -> Register:
+        return cls(engine_for(url), ring)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Register:
+        from escalation.converter import payload_codec
+
+        return cls.from_url(settings.register_url, payload_codec(settings).ring)
+
+    @classmethod
+    def in_memory(cls, ring: KeyRing) -> Register:
+        """A throwaway register (``escalation simulate``, unit tests), its
+        tables made directly rather than by the migrations."""
+        register = cls.from_url("sqlite://", ring)
+        t.Base.metadata.create_all(register.engine)
+        return register
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        try:
+            with self._one_at_a_time, self._sessions() as session:
+                yield session
+        except OperationalError as exc:
+            raise RegisterUnavailableError(
+                f"the register cannot be reached ({type(exc.orig).__name__})"
+            ) from None
+
+    def ping(self) -> None:
+        with self._session() as session:
+            session.execute(text("SELECT 1"))
+
+    # --- Writing: the workflow's record -----------------------------------------
+
+    def record(self, update: RecordCase) -> RecordReceipt:
+        state = update.case
+        ref = state.reference
+        upto = state.next_seq - 1
+        seal = self.sealer.seal
+        with self._session() as session, session.begin():
+            row = session.get(t.Case, ref)
+            if row is None:
+                row = t.Case(reference=ref)
+                session.add(row)
+            self._fill_case(row, state)
+            if update.about is not None:
+                row.sealed_about = seal(update.about.model_dump_json(), f"cases.about:{ref}")
+            session.execute(delete(t.CaseCategory).where(t.CaseCategory.reference == ref))
+            session.flush()
+            session.add_all(t.CaseCategory(reference=ref, category=c) for c in state.categories)
+
+            known = set(
+                session.scalars(
+                    select(t.Event.seq).where(
+                        t.Event.reference == ref, t.Event.seq > update.after_seq
+                    )
+                )
+            )
+            for table in (t.Event, t.Notice, t.FormSent, t.Confirmation):
+                session.execute(delete(table).where(table.reference == ref, table.seq > upto))
+            added = 0
+            for ev in state.events:
+                added += ev.seq not in known
+                self._write_event(session, ref, ev)
+        return RecordReceipt(reference=ref, recorded_seq=upto, events_added=added)
+
+    def _fill_case(self, row: t.Case, state: CaseState) -> None:
+        clock = state.clock
+        passed = clock.deadline_passed
+        row.policy_id = state.policy_id
+        row.policy_version = state.policy_version
+        row.partnership_name = state.partnership
+        row.area = state.area
+        row.raising_agency = state.raising_agency.key
+        row.raising_agency_name = state.raising_agency.name
+        row.raising_agency_kind = state.raising_agency.kind
+        row.receiving_agency = state.receiving_agency.key
+        row.receiving_agency_name = state.receiving_agency.name
+        row.receiving_agency_kind = state.receiving_agency.kind
+        row.categories = list(state.categories)
+        row.raised_by_id = state.raised_by.id
+        row.raised_by_role = state.raised_by.role
+        row.raised_by_agency = state.raised_by.agency
+        row.stage = state.stage
+        row.stage_key = state.stage_key
+        row.stage_name = state.stage_name
+        row.highest_stage_reached = state.highest_stage_reached
+        row.status = state.status
+        row.deadline = clock.deadline if state.is_open and not passed else None
+        row.deadline_text = clock.deadline_text if state.is_open else None
+        row.deadline_basis = clock.deadline_basis if state.is_open else None
+        row.deadline_passed = passed
+        row.acknowledgement_due = clock.acknowledgement_due
+        row.acknowledged_by_id = state.acknowledged_by.id if state.acknowledged_by else None
+        row.immediate_risk = state.immediate_risk
+        row.risk_from_stage = state.risk_from_stage
+        row.raised_at = state.raised_at
+        row.resolved_at = state.resolved_at
+        row.closed_at = state.closed_at
+        row.recorded_seq = state.next_seq - 1
+        row.recorded_at = datetime.now(UTC)
+        rest = state.model_dump_json(exclude={"events", "notes"})
+        row.sealed_state = self.sealer.seal(rest, f"cases.state:{state.reference}") or ""
+
+    def _write_event(self, session: Session, ref: str, ev: CaseEvent) -> None:
+        seal = self.sealer.seal
+        place = f"{ref}:{ev.seq}"
+        session.merge(
+            t.Event(
+                reference=ref,
+                seq=ev.seq,
+                at=ev.at,
+                type=ev.type,
+                stage=ev.stage,
+                deadline=ev.deadline,
+                actor_id=ev.by,
+                actor_name=ev.by_name,
+                actor_role=ev.by_role,
+                actor_agency=ev.by_agency,
+                recipients=list(ev.to),
+                template=ev.template,
+                notice_id=ev.notice_id,
+                forms=list(ev.forms),
+                sealed_reason=seal(ev.reason, f"case_events.reason:{place}"),
+                sealed_detail=seal(ev.detail, f"case_events.detail:{place}"),
+            )
+        )
+        outcome = NOTICE_TYPES.get(ev.type)
+        if outcome is not None and ev.notice_id and ev.template:
+            session.merge(
+                t.Notice(
+                    reference=ref,
+                    seq=ev.seq,
+                    notice_id=ev.notice_id,
+                    at=ev.at,
+                    stage=ev.stage,
+                    template=ev.template,
+                    kind="notice" if ev.type == "notice_failed" else ev.type,
+                    recipients=list(ev.to),
+                    outcome=outcome,
+                )
+            )
+            if outcome == "sent":
+                for form in ev.forms:
+                    session.merge(
+                        t.FormSent(
+                            reference=ref,
+                            seq=ev.seq,
+                            form=form,
+                            at=ev.at,
+                            stage=ev.stage,
+                            notice_id=ev.notice_id,
+                            sent_to=list(ev.to),
+                        )
+                    )
+        elif ev.type == "delivery_failed" and ev.notice_id:
+            session.execute(
+                update(t.Notice)
+                .where(t.Notice.reference == ref, t.Notice.notice_id == ev.notice_id)
+                .values(outcome="undelivered")
+            )
+        elif ev.type == "confirmed":
+            session.merge(
+                t.Confirmation(
+                    reference=ref,
+                    seq=ev.seq,
+                    at=ev.at,
+                    stage=ev.stage,
+                    actor_id=ev.by,
+                    actor_role=ev.by_role,
+                    sealed_text=seal(ev.reason, f"confirmations.text:{place}"),
+                )
+            )
+
+    # --- Reading ------------------------------------------------------------------
+
+    def scope_of(self, reference: str) -> tuple[str, list[str], bool] | None:
+        """The case's partnership (policy id), its two agencies (to decide who
+        may see it) and whether it has closed; None if the register has no
+        such case."""
+        c = t.Case
+        with self._session() as session:
+            found = session.execute(
+                select(c.policy_id, c.raising_agency, c.receiving_agency, c.closed_at).where(
+                    c.reference == reference
+                )
+            ).first()
+        if found is None:
+            return None
+        return found[0], [found[1], found[2]], found[3] is not None
+
+    def case(self, reference: str) -> CaseRecord | None:
+        """The case whole, its sealed columns opened."""
+        open_ = self.sealer.open
+        with self._session() as session:
+            row = session.get(t.Case, reference)
+            if row is None:
+                return None
+            events = list(
+                session.scalars(
+                    select(t.Event).where(t.Event.reference == reference).order_by(t.Event.seq)
+                )
+            )
+        state = json.loads(open_(row.sealed_state, f"cases.state:{reference}") or "{}")
+        timeline = []
+        notes = []
+        for ev in events:
+            place = f"{reference}:{ev.seq}"
+            item = CaseEvent(
+                seq=ev.seq,
+                at=ev.at,
+                type=ev.type,
+                stage=ev.stage,
+                deadline=ev.deadline,
+                by=ev.actor_id,
+                by_name=ev.actor_name,
+                by_role=ev.actor_role,
+                by_agency=ev.actor_agency,
+                to=list(ev.recipients or []),
+                template=ev.template,
+                notice_id=ev.notice_id,
+                forms=list(ev.forms or []),
+                reason=open_(ev.sealed_reason, f"case_events.reason:{place}"),
+                detail=open_(ev.sealed_detail, f"case_events.detail:{place}"),
+            )
+            timeline.append(item)
+            if item.type == "note" and item.reason is not None:
+                by = Actor(
+                    id=item.by or "operator",
+                    name=item.by_name or "",
+                    role=item.by_role or "operator",
+                    agency=item.by_agency,
+                )
+                notes.append(Note(at=item.at, by=by, text=item.reason))
+        about_json = open_(row.sealed_about, f"cases.about:{reference}")
+        about = CaseAbout.model_validate_json(about_json) if about_json else None
+        return CaseRecord(
+            **{**state, "events": timeline, "notes": notes}, about=about, source="register"
+        )
+
+    def list_cases(self, query: CaseQuery) -> CasePage:
+        c = t.Case
+        clauses: list[Any] = []
+        scope = query.scope
+        if scope.partnership is not None:
+            clauses.append(c.policy_id == scope.partnership)
+        if scope.agency is not None:
+            clauses.append(
+                or_(c.raising_agency == scope.agency, c.receiving_agency == scope.agency)
+            )
+        if query.partnership is not None:
+            clauses.append(c.policy_id == query.partnership)
+        if query.area is not None:
+            clauses.append(c.area == query.area)
+        if query.stage is not None:
+            clauses.append(c.stage == query.stage)
+        if query.statuses:
+            clauses.append(c.status.in_(list(query.statuses)))
+        if query.overdue is True:
+            clauses.append(or_(c.status == "overdue", c.deadline < query.now))
+        elif query.overdue is False:
+            clauses.append(
+                and_(c.status != "overdue", or_(c.deadline.is_(None), c.deadline >= query.now))
+            )
+        if query.immediate_risk is not None:
+            clauses.append(c.immediate_risk.is_(query.immediate_risk))
+        if query.agency is not None:
+            clauses.append(
+                or_(c.raising_agency == query.agency, c.receiving_agency == query.agency)
+            )
+        if query.category is not None:
+            clauses.append(
+                exists().where(
+                    t.CaseCategory.reference == c.reference,
+                    t.CaseCategory.category == query.category,
+                )
+            )
+        if query.raised_from is not None:
+            clauses.append(c.raised_at >= query.raised_from)
+        if query.raised_to is not None:
+            clauses.append(c.raised_at < query.raised_to)
+        if query.closed_from is not None:
+            clauses.append(c.closed_at >= query.closed_from)
+        if query.closed_to is not None:
+            clauses.append(c.closed_at < query.closed_to)
+
+        order: list[Any]
+        if query.sort == "deadline":
+            key = func.coalesce(c.deadline, literal(_NO_DEADLINE, t.UTCDateTime()))
+            order = [key.asc(), c.reference.asc()]
+            if query.after is not None:
+                at, ref = _position(query.after)
+                clauses.append(or_(key > at, and_(key == at, c.reference > ref)))
+        else:
+            order = [c.raised_at.desc(), c.reference.desc()]
+            if query.after is not None:
+                at, ref = _position(query.after)
+                clauses.append(or_(c.raised_at < at, and_(c.raised_at == at, c.reference < ref)))
+        statement = select(c).where(*clauses).order_by(*order).limit(query.page_size + 1)
+        with self._session() as session:
+            rows = list(session.scalars(statement))
+        more = len(rows) > query.page_size
+        rows = rows[: query.page_size]
+        last = None
+        if more and rows:
+            tail = rows[-1]
+            value = (tail.deadline or _NO_DEADLINE) if query.sort == "deadline" else tail.raised_at
+            last = (value.isoformat(), tail.reference)
+        return CasePage(rows=rows, last=last)
+
+    def export(
+        self,
+        partnership: str,
+        raised_from: datetime | None = None,
+        raised_to: datetime | None = None,
+        with_details: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Every case of a partnership raised in the period, oldest first:
+        non-identifying columns only, unless ``with_details``."""
+        c = t.Case
+        clauses = [c.policy_id == partnership]
+        if raised_from is not None:
+            clauses.append(c.raised_at >= raised_from)
+        if raised_to is not None:
+            clauses.append(c.raised_at < raised_to)
+        with self._session() as session:
+            rows = list(
+                session.scalars(select(c).where(*clauses).order_by(c.raised_at, c.reference))
+            )
+            counts = (
+                dict(
+                    session.execute(
+                        select(t.Event.reference, func.count())
+                        .where(t.Event.reference.in_([r.reference for r in rows]))
+                        .group_by(t.Event.reference)
+                    ).all()
+                )
+                if rows
+                else {}
+            )
+        out = []
+        for row in rows:
+            item: dict[str, Any] = {
+                "reference": row.reference,
+                "policy": row.policy_id,
+                "policy_version": row.policy_version,
+                "area": row.area,
+                "raising_agency": row.raising_agency,
+                "raising_agency_kind": row.raising_agency_kind,
+                "receiving_agency": row.receiving_agency,
+                "receiving_agency_kind": row.receiving_agency_kind,
+                "categories": " ".join(row.categories or []),
+                "status": row.status,
+                "stage": row.stage,
+                "stage_key": row.stage_key,
+                "highest_stage_reached": row.highest_stage_reached,
+                "immediate_risk": row.immediate_risk,
+                "raised_at": _iso(row.raised_at),
+                "resolved_at": _iso(row.resolved_at),
+                "closed_at": _iso(row.closed_at),
+                "deadline": _iso(row.deadline),
+                "events": counts.get(row.reference, 0),
+            }
+            if with_details:
+                record = self.case(row.reference)
+                about = record.about if record else None
+                child = about.child if about else None
+                item.update(
+                    summary=about.summary if about else None,
+                    decision_disputed=about.decision_disputed if about else None,
+                    outcome=record.outcome if record else None,
+                    child_name=child.name if child else None,
+                    child_date_of_birth=(
+                        child.date_of_birth.isoformat() if child and child.date_of_birth else None
+                    ),
+                    child_address=child.address if child else None,
+                    child_nhs_number=child.nhs_number if child else None,
+                )
+            out.append(item)
+        return out
+
+    def references(self) -> set[str]:
+        with self._session() as session:
+            return set(session.scalars(select(t.Case.reference)))
+
+    def recorded_seq(self, reference: str) -> int | None:
+        with self._session() as session:
+            return session.scalar(select(t.Case.recorded_seq).where(t.Case.reference == reference))
+
+    # --- The notice ledger --------------------------------------------------------
+
+    def email_sent(self, key: str) -> bool:
+        with self._session() as session:
+            return session.get(t.SentEmail, key) is not None
+
+    def record_email(
+        self, key: str, notice_id: str, reference: str, message_id: str | None
+    ) -> None:
+        with self._session() as session, session.begin():
+            if session.get(t.SentEmail, key) is None:
+                session.add(
+                    t.SentEmail(
+                        key=key,
+                        notice_id=notice_id,
+                        reference=reference,
+                        sent_at=datetime.now(UTC),
+                        message_id=message_id,
+                    )
+                )
+
+    def emails(self) -> list[dict[str, Any]]:
+        with self._session() as session:
+            rows = session.scalars(select(t.SentEmail).order_by(t.SentEmail.sent_at))
+            return [
+                {
+                    "key": r.key,
+                    "notice_id": r.notice_id,
+                    "reference": r.reference,
+                    "sent_at": r.sent_at.isoformat(),
+                    "message_id": r.message_id,
+                }
+                for r in rows
+            ]
+
+
+def _position(after: tuple[str, str]) -> tuple[datetime, str]:
+    at = datetime.fromisoformat(after[0])
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at, after[1]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
