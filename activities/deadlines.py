@@ -27,7 +27,9 @@ def plan_clock(calendar: WorkingDayCalendar, request: ClockRequest) -> Clock:
     if request.fixed_deadline is not None:
         deadline: datetime | None = request.fixed_deadline
     else:
-        deadline = stage_deadline(calendar, request.timescale, request.start, request.override)
+        deadline = stage_deadline(
+            calendar, request.timescale, request.start, request.override, request.deadline_from
+        )
     basis = request.basis
     if request.not_later_than is not None and (
         deadline is None or request.not_later_than <= deadline

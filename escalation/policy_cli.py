@@ -243,6 +243,18 @@ def _show_lines(policy: Policy) -> list[str]:
             stage.summary, width=96, initial_indent="     ", subsequent_indent="     "
         )
         out.append(f"     Timescale: {stage.timescale.describe()}  ({stage.timescale.source})")
+        written = getattr(stage.timescale, "as_written", None)
+        if written:
+            out.append(f"       as the source writes it: {written}")
+        if stage.timescale_counts_from != "stage-start":
+            anchor = policy.timescale_anchor(index)
+            what = (
+                "the raise" if anchor == -1 else f"the start of {policy.stages[anchor or 0].name}"
+            )
+            out.append(
+                f"       counted from {what}, not this stage's start  "
+                f"({stage.timescale_counts_from_source})"
+            )
         if isinstance(stage.timescale, NoTimescale) or stage.reminder_every is not None:
             cadence = policy.reminder_cadence(index)
             out.append(f"     Reminders: every {cadence.describe()}  ({cadence.source})")

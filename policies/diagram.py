@@ -82,6 +82,11 @@ def _notice_text(notice: BusinessTeamNotice, policy: Policy) -> str:
 def _stage_lines(policy: Policy, index: int) -> list[str]:
     stage = policy.stages[index]
     lines = [stage.name, stage.timescale.describe()]
+    anchor = policy.timescale_anchor(index)
+    if anchor is not None:
+        lines[-1] += (
+            " from the raise" if anchor < 0 else f" from the start of {policy.stages[anchor].name}"
+        )
     if not _has_timescale(stage):
         cadence = policy.reminder_cadence(index).describe()
         lines.append(f"no automatic escalation: reminders every {cadence}")

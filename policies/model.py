@@ -42,6 +42,11 @@ class WorkingDays(_Frozen):
     kind: Literal["working_days"] = "working_days"
     days: int = Field(ge=1, le=60)
     source: Citation
+    as_written: str | None = Field(
+        default=None,
+        description="The source's own words where it gives two units, e.g. '48 hours (two "
+        "working days)': `kind` declares the one that governs.",
+    )
 
     def describe(self) -> str:
         return f"{self.days} working day" + ("" if self.days == 1 else "s")
@@ -53,6 +58,11 @@ class Hours(_Frozen):
     kind: Literal["hours"] = "hours"
     hours: int = Field(ge=1, le=24 * 30)
     source: Citation
+    as_written: str | None = Field(
+        default=None,
+        description="The source's own words where it gives two units, e.g. '48 hours (two "
+        "working days)': `kind` declares the one that governs.",
+    )
 
     def describe(self) -> str:
         return f"{self.hours} hours"
@@ -69,6 +79,17 @@ class SameWorkingDay(_Frozen):
         return "same working day"
 
 
+class Immediately(_Frozen):
+    """Due the moment the clock starts ("immediately", "at once"): the stage
+    passes on as soon as it begins unless someone acts in the same instant."""
+
+    kind: Literal["immediately"] = "immediately"
+    source: Citation
+
+    def describe(self) -> str:
+        return "immediately"
+
+
 class NoTimescale(_Frozen):
     """The document sets no timescale: reminders instead of escalation."""
 
@@ -80,7 +101,7 @@ class NoTimescale(_Frozen):
 
 
 Timescale = Annotated[
-    WorkingDays | Hours | SameWorkingDay | NoTimescale, Field(discriminator="kind")
+    WorkingDays | Hours | SameWorkingDay | Immediately | NoTimescale, Field(discriminator="kind")
 ]
 # A timescale that always runs out (no "none"): an acknowledgement, an
 # immediate-risk override. Discriminated by `kind`, so a wrong kind is one
@@ -233,6 +254,12 @@ class Stage(_Frozen):
         "the policy's default applies when absent.",
     )
     source: Citation
+    timescale_counts_from: str = Field(
+        default="stage-start",
+        description="What the stage's timescale counts from: 'stage-start', 'raise', or an "
+        "earlier stage's key ('within five working days of step 1').",
+    )
+    timescale_counts_from_source: Citation | None = None
     outcome_to: tuple[OutcomeFeedback, ...] = ()
     may_escalate_directly_to: tuple[DirectRoute, ...] = ()
     form_due: FormDue | None = None
@@ -389,6 +416,17 @@ class Policy(_Frozen):
                         f"which is not among the policy's forms {sorted(form_keys)}"
                     )
         for i, stage in enumerate(self.stages):
+            anchor = stage.timescale_counts_from
+            if anchor not in ("stage-start", "raise", *keys[:i]):
+                raise ValueError(
+                    f"stages[{i}] ({stage.key}).timescale_counts_from is {anchor!r}: one of "
+                    f"'stage-start', 'raise' or an earlier stage's key {keys[:i]}"
+                )
+            if anchor != "stage-start" and stage.timescale_counts_from_source is None:
+                raise ValueError(
+                    f"stages[{i}] ({stage.key}) counts its timescale from {anchor!r}: cite the "
+                    "sentence that says so in timescale_counts_from_source"
+                )
             for feedback in stage.outcome_to:
                 for key in feedback.stages:
                     if key not in keys[:i]:
@@ -451,6 +489,16 @@ class Policy(_Frozen):
         if not rule.may_start_at_later_stage:
             return False
         return not rule.may_start_at or self.stages[index].key in rule.may_start_at
+
+    def timescale_anchor(self, index: int) -> int | None:
+        """The stage whose start the timescale of stage ``index`` counts from
+        (-1: the raise; None: its own start)."""
+        anchor = self.stages[index].timescale_counts_from
+        if anchor == "stage-start":
+            return None
+        if anchor == "raise":
+            return -1
+        return self.stage_index(anchor)
 
     def reminder_cadence(self, index: int) -> WorkingDays:
         return self.stages[index].reminder_every or self.reminder_every

@@ -577,3 +577,73 @@ def test_the_builtin_policies_raise_no_warnings(capsys: pytest.CaptureFixture[st
             continue
         status, _, err = run(capsys, "policy", "check", str(path))
         assert (status, err) == (0, ""), path.name
+
+
+# --- A partnership's own protocol: timescales that say what they count from -------------
+
+
+def lincolnshire_like() -> dict[str, Any]:
+    """A joint adults-and-children protocol in the shape of Lincolnshire's:
+    step 1 "within 48 hours (two working days)", step 2 "within five working
+    days of step 1" (counted from step 1's start, not step 2's)."""
+    data = merton_data()
+    data.update(id="lincolnshire", subjects=["children", "adults-at-risk"], readings=[])
+    first, second = data["stages"][0], data["stages"][1]
+    first["timescale"] = {
+        "kind": "working_days",
+        "days": 2,
+        "as_written": "48 hours (two working days)",
+        "source": "Step 1 'within 48 hours (two working days)'",
+    }
+    second["timescale"] = {
+        "kind": "working_days",
+        "days": 5,
+        "source": "Step 2 'within five working days of step 1'",
+    }
+    second["timescale_counts_from"] = first["key"]
+    second["timescale_counts_from_source"] = "Step 2 'within five working days of step 1'"
+    return data
+
+
+def test_a_lincolnshire_like_policy_gives_the_dates_its_source_implies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ESCALATION_EXTRA_CLOSURES", raising=False)
+    path = write_policy(tmp_path / "lincolnshire.yaml", lincolnshire_like())
+    status, out, err = run(capsys, "policy", "check", str(path))
+    assert (status, err) == (0, ""), err
+    # Raised Monday 1 March 2027: step 1 is due Wednesday 3 March, and step 2
+    # five working days from step 1's start, Monday 8 March, not Wednesday 10.
+    result = explain_json(capsys, "--policy-file", str(path), "--raised", "2027-03-01T10:00")
+    deadlines = [s["deadline"] for s in result["stages"][:2]]
+    assert deadlines == ["2027-03-03T17:00:00+00:00", "2027-03-08T17:00:00+00:00"]
+    status, out, _ = run(capsys, "policy", "show", "--policy-file", str(path))
+    assert "as the source writes it: 48 hours (two working days)" in out
+    assert "counted from the start of Practitioners, not this stage's start" in out
+
+
+def test_a_timescale_counted_from_a_later_stage_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = lincolnshire_like()
+    data["stages"][1]["timescale_counts_from"] = "senior-leaders"
+    path = write_policy(tmp_path / "backwards.yaml", data)
+    status, _, err = run(capsys, "policy", "check", str(path))
+    assert status == 1
+    assert "timescale_counts_from is 'senior-leaders': one of 'stage-start', 'raise'" in err
+    data["stages"][1]["timescale_counts_from"] = "raise"
+    del data["stages"][1]["timescale_counts_from_source"]
+    path = write_policy(tmp_path / "uncited.yaml", data)
+    status, _, err = run(capsys, "policy", "check", str(path))
+    assert status == 1 and "cite the sentence" in err
+
+
+def test_an_immediately_timescale_is_due_at_once() -> None:
+    from datetime import UTC, datetime
+
+    from policies.calendar import WorkingDayCalendar
+    from policies.model import CalendarSpec, Immediately
+
+    calendar = WorkingDayCalendar(CalendarSpec())
+    start = datetime(2027, 3, 6, 11, tzinfo=UTC)  # a Saturday: "at once" all the same
+    assert calendar.deadline(start, Immediately(source="'immediately'")) == start

@@ -547,3 +547,27 @@ def test_simulate_chooses_the_two_agencies_and_the_area(
     assert {"halton-police:practitioner", "halton-education:practitioner"} <= told
     # The area's own front door, not another area's.
     assert "halton-icart" in told and "warrington-mars" not in told
+
+
+async def test_a_lincolnshire_like_step_2_falls_due_five_working_days_after_step_1_began() -> None:
+    """ "within five working days of step 1": escalated by hand on day 1, and
+    by itself when step 1's two working days pass, step 2 is due 5 working
+    days after step 1 began, on the running case as in `policy explain`."""
+    from policies.model import Policy
+    from tests.test_cli_policy import lincolnshire_like
+
+    policy = Policy.model_validate(lincolnshire_like())
+    cal = WorkingDayCalendar(policy.calendar_spec())
+    raised = london(2027, 3, 1, 10)
+    due = cal.add_working_days(raised, 5)
+    for acts in ([], [Act(raised + timedelta(hours=2), "escalate")]):
+        timeline = await run_simulation(policy, raised, False, acts, due + timedelta(hours=1))
+        started = [e for e in timeline["events"] if e["type"] == "stage_started"]
+        assert [(e["stage"], utc(e["deadline"])) for e in started][:2] == [
+            (0, cal.add_working_days(raised, 2)),
+            (1, due),
+        ]
+        moved = [e for e in timeline["events"] if e["type"] == "auto_escalated"]
+        assert near(utc(moved[-1]["at"]), due) and moved[-1]["stage"] == 2
+    if ON_DESIGN_DATES:
+        assert due == utc("2027-03-08T17:00:00+00:00")

@@ -226,7 +226,12 @@ def stage_clock(policy: Policy, state: CaseState, index: int, start: datetime) -
     stage = policy.stages[index]
     override = risk_override(policy, index, state.risk_from_stage)
     owed = stage.form_due is not None and stage.form_required in state.forms_due
+    anchor = policy.timescale_anchor(index)
+    deadline_from = None
+    if anchor is not None:
+        deadline_from = state.raised_at if anchor < 0 else state.stage_starts.get(anchor)
     return ClockRequest(
+        deadline_from=deadline_from,
         form_within=stage.form_due.within if owed and stage.form_due else None,
         calendar=policy.calendar_spec(),
         start=start,
@@ -281,6 +286,7 @@ def new_state(request: RaiseDisagreement, raised_at: datetime) -> CaseState:
         highest_stage_reached=request.start_stage,
         stages_reached=[request.start_stage],
         clock=Clock(started_at=raised_at),
+        stage_starts={request.start_stage: raised_at},
         immediate_risk=request.immediate_risk,
         risk_from_stage=request.start_stage if request.immediate_risk else None,
     )
@@ -391,6 +397,7 @@ def _enter_stage(
         state.stages_reached.append(target)
     state.acknowledged_by = None
     state.status = "open"
+    state.stage_starts.setdefault(target, start)
     stage = policy.stages[target]
     form_notices = _stage_form(policy, state, previous, target, start)
     step = Step(clock=stage_clock(policy, state, target, start))

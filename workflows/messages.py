@@ -20,6 +20,7 @@ from policies.model import (
     AgencyKind,
     CalendarSpec,
     Hours,
+    Immediately,
     NoTimescale,
     Policy,
     SameWorkingDay,
@@ -381,6 +382,9 @@ class CaseState(_Model):
     # when each one that was asked for arrived.
     forms_due: dict[str, FormTask] = Field(default_factory=dict)
     forms_received: dict[str, datetime] = Field(default_factory=dict)
+    # When each stage reached began (a later stage's timescale may count
+    # from an earlier one's start).
+    stage_starts: dict[int, datetime] = Field(default_factory=dict)
 
     @property
     def is_open(self) -> bool:
@@ -514,7 +518,7 @@ class ClockRequest(_Model):
 
     calendar: CalendarSpec
     start: datetime
-    timescale: WorkingDays | Hours | SameWorkingDay | NoTimescale
+    timescale: WorkingDays | Hours | SameWorkingDay | Immediately | NoTimescale
     override: WorkingDays | Hours | SameWorkingDay | None = None
     fixed_deadline: datetime | None = None
     not_later_than: datetime | None = None
@@ -527,6 +531,9 @@ class ClockRequest(_Model):
     # A form owed from this clock's start: due within this, then chased at
     # the reminder cadence while the stage lasts.
     form_within: WorkingDays | None = None
+    # The stage's own timescale counted from an earlier instant (the raise,
+    # an earlier stage's start), where the policy says so.
+    deadline_from: datetime | None = None
 
 
 class ReminderRequest(_Model):
