@@ -528,6 +528,9 @@ def _print_readable(policy: Policy, result: dict[str, Any]) -> None:
             line += "\n" + " " * 28 + "people: " + ", ".join(event["people"])
         if event["type"] == "stage_started" and event["deadline"]:
             line += f" · due {local_text(datetime.fromisoformat(event['deadline']), zone)}"
+        if event["type"] == "resolved" and event["deadline"]:
+            due = local_text(datetime.fromisoformat(event["deadline"]), zone)
+            line += f" · written confirmation due {due}"
         print(line)
     final = result["final"]
     print(f"final: {final['status']} at stage {final['stage']}")

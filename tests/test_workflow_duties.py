@@ -571,3 +571,30 @@ async def test_a_lincolnshire_like_step_2_falls_due_five_working_days_after_step
         assert near(utc(moved[-1]["at"]), due) and moved[-1]["stage"] == 2
     if ON_DESIGN_DATES:
         assert due == utc("2027-03-08T17:00:00+00:00")
+
+
+def test_simulate_prints_when_the_written_decision_is_due(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's own check: Staffordshire, escalated into stage 3 on Mon 1
+    Feb 15:05 and resolved two days later: the decision is due Wed 3 Feb."""
+    monkeypatch.delenv("ESCALATION_EXTRA_CLOSURES", raising=False)
+    monkeypatch.delenv("ESCALATION_DIRECTORY_FILE", raising=False)
+    raised = london(2027, 2, 1, 9)
+    acts = [
+        f"{(raised + timedelta(minutes=30)).isoformat()}=escalate",
+        f"{london(2027, 2, 1, 15, 5).isoformat()}=escalate",
+        f"{london(2027, 2, 3, 10).isoformat()}=resolve",
+    ]
+    argv = ["simulate", "staffordshire-stoke", "--raised", raised.isoformat()]
+    for act in acts:
+        argv += ["--act", act]
+    argv += ["--until", london(2027, 2, 5, 12).isoformat()]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    resolved = next(line for line in out.splitlines() if " resolved " in line)
+    due = calendar_of("staffordshire-stoke").add_working_days(london(2027, 2, 1, 15, 5), 2)
+    local = due.astimezone(raised.tzinfo)
+    assert f"written confirmation due {local:%a} {local.day} {local:%b %Y} 17:00" in resolved
+    if ON_DESIGN_DATES:
+        assert "written confirmation due Wed 3 Feb 2027 17:00 GMT" in resolved
