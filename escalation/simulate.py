@@ -215,6 +215,7 @@ async def run_simulation(
     closures: Sequence[date] = (),
     agencies: tuple[str, str] = ("health", "childrens-social-care"),
     area: str | None = None,
+    subject: str = "children",
 ) -> dict[str, Any]:
     """The whole `escalation simulate` run on a server of its own. With a role
     directory, each notice's event also lists the people it went to. The
@@ -233,6 +234,7 @@ async def run_simulation(
             closures=closures,
             agencies=agencies,
             area=area,
+            subject=subject,
         )
         timeline = _timeline(policy, result.raised, immediate_risk, result.state, result.sink)
         timeline["closures"] = [d.isoformat() for d in sorted(closures)]
@@ -276,6 +278,7 @@ async def rehearse(
     closures: Sequence[date] = (),
     agencies: tuple[str, str] = ("health", "childrens-social-care"),
     area: str | None = None,
+    subject: str = "children",
 ) -> Rehearsal:
     """Run one case through its ladder on a time-skipping server; the case is
     terminated if it is still open at the horizon."""
@@ -314,6 +317,7 @@ async def rehearse(
         immediate_risk=immediate_risk,
         start_stage=start_stage,
         raised_at=raised,
+        subject=subject,
     )
     problems = raise_problems(request)
     if problems:
@@ -457,6 +461,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--area", metavar="KEY", help="the area of the case (default the first)")
     parser.add_argument(
+        "--subject",
+        choices=["children", "adults-at-risk"],
+        default="children",
+        help="whom the case is about, where the policy covers both (default children)",
+    )
+    parser.add_argument(
         "--directory",
         metavar="FILE",
         help="role directory to address notices with, listing each notice's people "
@@ -486,6 +496,7 @@ def _simulate(args: argparse.Namespace) -> int:
             closures,
             agencies=(args.raising_agency, args.receiving_agency),
             area=args.area,
+            subject=args.subject,
         )
     )
     if args.json:

@@ -311,6 +311,14 @@ def coverage(directory: Directory, policy: Policy) -> list[Gap]:
             kinds_seen.add(agency.kind)
             for stage in policy.stages:
                 owner = stage.owner_for(agency.kind)
+                for subject in policy.subjects:
+                    other = stage.owner_for(agency.kind, subject)
+                    if other.role != owner.role and not directory.holders(
+                        pid, area.key, other.role, agency=agency_key
+                    ):
+                        gaps.append(
+                            Gap(pid, area.key, agency_key, other.role, f"owner of {stage.name}")
+                        )
                 if not directory.holders(pid, area.key, owner.role, agency=agency_key):
                     gaps.append(
                         Gap(pid, area.key, agency_key, owner.role, f"owner of {stage.name}")

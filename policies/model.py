@@ -130,13 +130,19 @@ AgencyKind = Literal[
 ]
 
 
+Subject = Literal["children", "adults-at-risk"]
+
+
 class StageOwner(_Frozen):
-    """Who holds a stage in one kind of agency ('any' covers all the rest)."""
+    """Who holds a stage in one kind of agency ('any' covers all the rest),
+    for cases about one subject where a board covers children and adults at
+    risk and the owners differ (absent: whatever the case is about)."""
 
     agency_kind: AgencyKind = "any"
     role: Key
     title: str = Field(min_length=2)
     source: Citation
+    subject: Subject | None = None
 
 
 class BusinessTeamNotice(_Frozen):
@@ -275,14 +281,17 @@ class Stage(_Frozen):
             return {"within": value, "source": value.source}
         return value
 
-    def owner_for(self, agency_kind: str) -> StageOwner:
-        """The stage's owner in an agency of this kind, else the 'any' owner."""
-        for owner in self.owners:
-            if owner.agency_kind == agency_kind:
-                return owner
-        for owner in self.owners:
-            if owner.agency_kind == "any":
-                return owner
+    def owner_for(self, agency_kind: str, subject: str | None = None) -> StageOwner:
+        """The stage's owner in an agency of this kind, else the 'any' owner.
+        An owner named for the case's subject (an adult's case at a joint
+        board) comes before those for every subject."""
+        order = [(agency_kind, None), ("any", None)]
+        if subject is not None:
+            order = [(agency_kind, subject), ("any", subject), *order]
+        for kind, wanted in order:
+            for owner in self.owners:
+                if owner.agency_kind == kind and owner.subject == wanted:
+                    return owner
         return self.owners[0]
 
 
@@ -371,7 +380,7 @@ class Policy(_Frozen):
     time_zone: str = "Europe/London"
     close_of_business: time = time(17, 0)
     start_of_business: time = time(9, 0)
-    subjects: tuple[Literal["children", "adults-at-risk"], ...] = Field(min_length=1)
+    subjects: tuple[Subject, ...] = Field(min_length=1)
     business_team: str = Field(description="The business team, in the policy's words.")
     business_team_source: Citation
     stages: tuple[Stage, ...] = Field(min_length=1)
@@ -446,6 +455,13 @@ class Policy(_Frozen):
                     f"stages[{i}] ({stage.key}) has form_due but no form_required: "
                     "name the form the stage needs"
                 )
+        for i, stage in enumerate(self.stages):
+            for owner in stage.owners:
+                if owner.subject is not None and owner.subject not in self.subjects:
+                    raise ValueError(
+                        f"stages[{i}] ({stage.key}) has an owner for {owner.subject!r} cases, "
+                        f"but the policy covers only {list(self.subjects)}"
+                    )
         for key in self.immediate_risk.may_start_at:
             if key not in keys[1:]:
                 raise ValueError(

@@ -600,6 +600,17 @@ def lincolnshire_like() -> dict[str, Any]:
         "days": 5,
         "source": "Step 2 'within five working days of step 1'",
     }
+    # A joint board: at step 2 an adult's case goes to the adult safeguarding lead.
+    second["owners"].insert(
+        0,
+        {
+            "agency_kind": "any",
+            "role": "adult-safeguarding-lead",
+            "title": "Adult safeguarding lead",
+            "subject": "adults-at-risk",
+            "source": "Step 2 (adults at risk) 'the adult safeguarding lead'",
+        },
+    )
     second["timescale_counts_from"] = first["key"]
     second["timescale_counts_from_source"] = "Step 2 'within five working days of step 1'"
     return data

@@ -1381,3 +1381,12 @@ def test_child_details_repr_is_redacted() -> None:
     for text in (repr(child), str(child), f"{child}", repr([child])):
         assert CHILD_NAME not in text and NHS_NUMBER not in text
         assert "redacted" in text
+
+
+def test_a_case_about_a_subject_the_policy_does_not_cover_is_refused() -> None:
+    request = make_request("merton").model_copy(update={"subject": "adults-at-risk"})
+    assert ladder.raise_problems(request) == [
+        "the merton policy covers children, not adults-at-risk"
+    ]
+    hillingdon = make_request("hillingdon").model_copy(update={"subject": "adults-at-risk"})
+    assert ladder.raise_problems(hillingdon) == []

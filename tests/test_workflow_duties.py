@@ -598,3 +598,29 @@ def test_simulate_prints_when_the_written_decision_is_due(
     assert f"written confirmation due {local:%a} {local.day} {local:%b %Y} 17:00" in resolved
     if ON_DESIGN_DATES:
         assert "written confirmation due Wed 3 Feb 2027 17:00 GMT" in resolved
+
+
+async def test_a_joint_boards_stage_goes_to_the_owner_for_the_cases_subject() -> None:
+    """Owners that differ by subject where a board covers children and adults
+    at risk: the same escalation reaches the adult safeguarding lead for an
+    adult's case and the line managers for a child's."""
+    from policies.model import Policy
+    from tests.test_cli_policy import lincolnshire_like
+
+    policy = Policy.model_validate(lincolnshire_like())
+    raised = london(2027, 3, 1, 10)
+    acts = [Act(raised + timedelta(hours=1), "escalate")]
+    told = {}
+    for subject in ("children", "adults-at-risk"):
+        timeline = await run_simulation(
+            policy, raised, False, acts, raised + timedelta(hours=2), subject=subject
+        )
+        started = [
+            e
+            for e in timeline["events"]
+            if e.get("template") == "stage-started" and e["stage"] == 1
+        ]
+        told[subject] = set(started[0]["to"])
+    assert "merton-health:adult-safeguarding-lead" in told["adults-at-risk"]
+    assert "merton-health:adult-safeguarding-lead" not in told["children"]
+    assert "merton-health:health-line-manager" in told["children"]

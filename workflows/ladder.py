@@ -123,7 +123,7 @@ def stage_owners(policy: Policy, state: CaseState, index: int) -> list[Recipient
     stage = policy.stages[index]
     out = []
     for agency in (state.raising_agency, state.receiving_agency):
-        owner = stage.owner_for(agency.kind)
+        owner = stage.owner_for(agency.kind, state.subject)
         out.append(
             Recipient(
                 role=owner.role,
@@ -287,6 +287,7 @@ def new_state(request: RaiseDisagreement, raised_at: datetime) -> CaseState:
         stages_reached=[request.start_stage],
         clock=Clock(started_at=raised_at),
         stage_starts={request.start_stage: raised_at},
+        subject=request.subject,
         immediate_risk=request.immediate_risk,
         risk_from_stage=request.start_stage if request.immediate_risk else None,
     )
@@ -322,6 +323,10 @@ def raise_problems(request: RaiseDisagreement) -> list[str]:
         problems.append(f"unknown area {request.area!r}; the {policy.id} areas are {sorted(areas)}")
     if len(areas) > 1 and request.area is None:
         problems.append(f"the {policy.id} policy covers several areas; name one of {sorted(areas)}")
+    if request.subject not in policy.subjects:
+        problems.append(
+            f"the {policy.id} policy covers {' and '.join(policy.subjects)}, not {request.subject}"
+        )
     if request.raising_agency.key == request.receiving_agency.key:
         problems.append("a disagreement needs two different agencies")
     return problems

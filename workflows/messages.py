@@ -24,6 +24,7 @@ from policies.model import (
     NoTimescale,
     Policy,
     SameWorkingDay,
+    Subject,
     WorkingDays,
 )
 
@@ -160,6 +161,9 @@ class RaiseDisagreement(_Model):
     case_url: str | None = None
     # Carried across continue-as-new; never set by a caller.
     resume: CaseState | None = None
+    # Whom the case is about, where a board covers children and adults at
+    # risk and a stage's owners differ by subject.
+    subject: Subject = "children"
 
     @field_serializer("policy", when_used="json")
     def _pack_policy(self, policy: Policy) -> dict[str, str]:
@@ -385,6 +389,7 @@ class CaseState(_Model):
     # When each stage reached began (a later stage's timescale may count
     # from an earlier one's start).
     stage_starts: dict[int, datetime] = Field(default_factory=dict)
+    subject: Subject = "children"
 
     @property
     def is_open(self) -> bool:
