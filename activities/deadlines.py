@@ -54,7 +54,7 @@ def plan_clock(calendar: WorkingDayCalendar, request: ClockRequest) -> Clock:
         form_chase = _form_chase(calendar, request, deadline)
     return Clock(
         form_chase=form_chase,
-        form_due_text=local_text(form_chase[1], request.calendar.time_zone) if form_chase else None,
+        form_due_text=local_text(form_chase[0], request.calendar.time_zone) if form_chase else None,
         started_at=request.start,
         deadline=deadline,
         deadline_text=local_text(deadline, request.calendar.time_zone) if deadline else None,
@@ -65,20 +65,20 @@ def plan_clock(calendar: WorkingDayCalendar, request: ClockRequest) -> Clock:
     )
 
 
-# A form is chased at most this often (it is asked for, falls due, then is
-# chased at the reminder cadence while the stage lasts).
+# A form is chased at most this often (when it falls due, then at the
+# reminder cadence while the stage lasts).
 _MAX_FORM_CHASES = 12
 
 
 def _form_chase(
     calendar: WorkingDayCalendar, request: ClockRequest, deadline: datetime | None
 ) -> list[datetime]:
-    """When a form owed from the stage's start is asked for (at once), falls
-    due, then each reminder at the cadence while the stage lasts."""
+    """When a form owed from the clock's start falls due, then each reminder
+    at the cadence while the stage lasts."""
     assert request.form_within is not None
     due = calendar.add_working_days(request.start, request.form_within.days)
     every = request.reminder_every.days if request.reminder_every else 5
-    chase = [request.start, due]
+    chase = [due]
     while len(chase) < _MAX_FORM_CHASES:
         following = calendar.add_working_days(chase[-1], every)
         if deadline is not None and following >= deadline:

@@ -254,6 +254,13 @@ def _form_due(n: Notice) -> Wording:
             f"The {form} for {_stage(n)} was due by {by} and has not arrived.",
             f"Complete it now on the case page (Send the form); it goes to {to}.",
         )
+    if n.context.get("part") == "resolution":
+        return Wording(
+            f"Form due by {by}: {form}",
+            f"The disagreement was resolved at {_stage(n)}, and the {form} asks what was "
+            "agreed and what can be learned: those questions are not answered yet.",
+            f"Answer them on the case page (Send the form) by {by}; the form goes to {to}.",
+        )
     return Wording(
         f"Form due by {by}: {form}",
         f"The disagreement has reached {_stage(n)}, which needs the {form}, and it has not "

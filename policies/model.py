@@ -151,6 +151,12 @@ class BusinessTeamNotice(_Frozen):
     when: Literal["stage_started", "resolved", "escalated_from", "outcome"]
     form: Key | None = None
     source: Citation
+    asks_resolution_fields: bool = Field(
+        default=False,
+        description="On 'resolved' with a form whose questions the resolving manager answers: "
+        "where a resolution leaves them blank, the form is asked for from the receiving side "
+        "while the outcome awaits written confirmation.",
+    )
 
 
 class ExtraNotice(_Frozen):
@@ -285,7 +291,7 @@ class Stage(_Frozen):
         """The stage's owner in an agency of this kind, else the 'any' owner.
         An owner named for the case's subject (an adult's case at a joint
         board) comes before those for every subject."""
-        order = [(agency_kind, None), ("any", None)]
+        order: list[tuple[str, str | None]] = [(agency_kind, None), ("any", None)]
         if subject is not None:
             order = [(agency_kind, subject), ("any", subject), *order]
         for kind, wanted in order:

@@ -48,6 +48,7 @@ from workflows.messages import (
     FilledForm,
     Notice,
     Resolve,
+    SubmitForm,
     Withdraw,
 )
 
@@ -624,3 +625,58 @@ async def test_a_joint_boards_stage_goes_to_the_owner_for_the_cases_subject() ->
     assert "merton-health:adult-safeguarding-lead" in told["adults-at-risk"]
     assert "merton-health:adult-safeguarding-lead" not in told["children"]
     assert "merton-health:health-line-manager" in told["children"]
+
+
+async def test_merton_pro_forma_asks_for_what_the_resolution_left_blank(
+    ts_env: WorkflowEnvironment, new_worker: Callable[[], Harness]
+) -> None:
+    """Appendix 1 asks "If yes, what was agreed?" and for the learning: a
+    manager who resolves without answering is asked for them, and the
+    completed pro-forma goes to the business team when they arrive."""
+    harness = new_worker()
+    request = make_request("merton", await ts_env.get_current_time())
+    manager = receiving_manager(request)
+    async with harness.worker(), open_case(harness, request) as handle:
+        for _ in range(2):
+            await handle.execute_update(
+                DisagreementWorkflow.escalate, Escalate(by=manager, reason="Not agreed")
+            )
+        result = await handle.execute_update(
+            DisagreementWorkflow.resolve, Resolve(by=manager, outcome="Plan agreed")
+        )
+        assert result.status == "awaiting-confirmation"
+        state = await wait_for(handle, lambda s: any(e.template == "form-due" for e in s.events))
+        asked = [e for e in state.events if e.template == "form-due"]
+        owner = f"{request.receiving_agency.key}:head-of-service"
+        assert [e.to for e in asked] == [[owner]]
+        assert state.forms_due["escalation-pro-forma"].part == "resolution"
+        answers = {
+            "completed-by": "Head of Service, children's social care",
+            "what-was-agreed": "A strategy discussion this week",
+            "agency-learning": "Thresholds training",
+            "partnership-learning": "None",
+        }
+        missing = await _refused(
+            lambda: handle.execute_update(
+                DisagreementWorkflow.submit_form,
+                SubmitForm(by=manager, form={"completed-by": "me"}),
+            )
+        )
+        assert "'If yes, what was agreed?'" in missing
+        await handle.execute_update(
+            DisagreementWorkflow.submit_form, SubmitForm(by=manager, form=answers)
+        )
+        state = await state_of(handle)
+        assert "escalation-pro-forma" not in state.forms_due
+        assert "escalation-pro-forma" in state.forms_received
+        assert state.resolution_form["what-was-agreed"] == answers["what-was-agreed"]
+    records = [
+        n
+        for n in harness.sink.notices
+        if n.reference == request.reference
+        and n.template == "business-team-record"
+        and n.context.get("event") == "form received"
+    ]
+    assert len(records) == 1 and records[0].forms == ["escalation-pro-forma"]
+    fields = {f.key: f.value for f in records[0].filled_forms[0].fields}
+    assert fields["agency-learning"] == "Thresholds training"

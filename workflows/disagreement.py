@@ -267,6 +267,8 @@ class DisagreementWorkflow:
     async def _carry_out(self, step: Step) -> None:
         if step.clock is not None:
             await self._plan_clock(step.clock, replan=step.replan)
+            # A form newly owed is asked for with the due date just planned.
+            step.notices += ladder.form_asks(self.policy, self.state)
         if step.reminder_after is not None:
             cadence = self.policy.reminder_cadence(self.state.stage)
             self.state.clock.next_reminder_at = await self._activity(

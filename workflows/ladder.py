@@ -257,7 +257,7 @@ def next_wakeup(state: CaseState) -> Wakeup | None:
         candidates.append(Wakeup(clock.deadline, "deadline"))
     if clock.next_reminder_at:
         candidates.append(Wakeup(clock.next_reminder_at, "reminder"))
-    if clock.form_chase and state.forms_due and state.status in ("open", "overdue"):
+    if clock.form_chase and state.forms_due:
         candidates.append(Wakeup(clock.form_chase[0], "form"))
     order = {"acknowledgement": 0, "deadline-day": 1, "deadline": 2, "reminder": 3, "form": 4}
     return min(candidates, key=lambda w: (w.at, order[w.kind]), default=None)
@@ -447,7 +447,7 @@ def _stage_form(
     """On entering a stage that needs a form: send the form (if it came with
     the escalation) to the person it is addressed to; otherwise it is owed by
     the raising agency's owner of the stage before, asked for as soon as the
-    stage's clock is known (``form_chase``)."""
+    stage's clock is known (``form_asks``)."""
     stage = policy.stages[target]
     key = stage.form_required
     if key is None or stage.form_due is None:
@@ -469,23 +469,40 @@ def _stage_form(
     return []
 
 
-def form_chase_due(policy: Policy, state: CaseState) -> Step:
-    """A form owed at this stage: asked for when the stage starts (with the
-    date it is due), then chased with the business team copied."""
+def form_asks(policy: Policy, state: CaseState) -> list[PlannedNotice]:
+    """Once a clock is planned: ask for each form newly owed at the stage,
+    with the date it is due (the clock's first form instant)."""
     chase = state.clock.form_chase
-    chase.pop(0)
-    step = Step()
-    for key, task in state.forms_due.items():
-        if task.stage != state.stage:
-            continue
-        first = task.due_at is None
-        if first:
-            task.due_at = chase[0] if chase else state.clock.deadline
+    owed = [
+        (key, task)
+        for key, task in state.forms_due.items()
+        if task.stage == state.stage and task.due_at is None
+    ]
+    if not chase or not owed:
+        return []
+    for _, task in owed:
+        task.due_at = chase[0]
+    return _form_notices(policy, state, owed, overdue=False)
+
+
+def form_chase_due(policy: Policy, state: CaseState) -> Step:
+    """A form owed at this stage has fallen due, or is chased again, with the
+    business team copied."""
+    state.clock.form_chase.pop(0)
+    owed = [(k, t) for k, t in state.forms_due.items() if t.stage == state.stage]
+    return Step(notices=_form_notices(policy, state, owed, overdue=True))
+
+
+def _form_notices(
+    policy: Policy, state: CaseState, owed: list[tuple[str, FormTask]], overdue: bool
+) -> list[PlannedNotice]:
+    notices = []
+    for key, task in owed:
         audience = [task.due_from, *_form_addressee(policy, state, state.stage)]
-        if not first:
+        if overdue:
             audience.append(business_team(policy, state))
         due = task.due_at
-        step.notices.append(
+        notices.append(
             PlannedNotice(
                 "form-due",
                 unique(audience),
@@ -494,12 +511,13 @@ def form_chase_due(policy: Policy, state: CaseState) -> Step:
                     "form": policy.form(key).name,
                     "addressed_to": task.addressed_to,
                     "form_due": state.clock.form_due_text or "",
-                    "overdue": "no" if first else "yes",
+                    "overdue": "yes" if overdue else "no",
                     "due_at": due.isoformat() if due else "",
+                    "part": task.part,
                 },
             )
         )
-    return step
+    return notices
 
 
 def deadline_passed(policy: Policy, state: CaseState, now: datetime) -> Step:
@@ -684,7 +702,11 @@ def check(
         owed = [k for k, t in state.forms_due.items() if t.stage == state.stage]
         if not owed:
             raise Refused(f"no form is owed at {policy.stages[state.stage].name}")
-        missing = missing_form_fields(policy, state.stage, action.form)
+        task = state.forms_due[owed[0]]
+        if task.part == "resolution":
+            missing = _missing_resolution_fields(policy, owed[0], action.form)
+        else:
+            missing = missing_form_fields(policy, state.stage, action.form)
         if missing:
             raise Refused(
                 f"the {policy.form(owed[0]).name} is missing {', '.join(repr(m) for m in missing)}"
@@ -803,6 +825,14 @@ def escalation_target(policy: Policy, state: CaseState, action: Escalate) -> int
     return state.stage + 1
 
 
+def _missing_resolution_fields(policy: Policy, key: str, form: dict[str, str]) -> list[str]:
+    return [
+        f.label
+        for f in policy.form(key).fields_from("resolution")
+        if f.required and not form.get(f.key, "").strip()
+    ]
+
+
 def missing_form_fields(policy: Policy, target: int, form: dict[str, str]) -> list[str]:
     key = policy.stages[target].form_required
     if key is None:
@@ -915,6 +945,7 @@ def _resolve(policy: Policy, state: CaseState, action: Resolve, now: datetime) -
         # some confirmations count from the stage's start, not the outcome.
         start = state.clock.started_at if confirm.counts_from == "stage-start" else now
         timed = confirm.within is not None
+        asked = _ask_resolution_fields(policy, state, action)
         step = Step(
             clock=ClockRequest(
                 calendar=policy.calendar_spec(),
@@ -923,6 +954,9 @@ def _resolve(policy: Policy, state: CaseState, action: Resolve, now: datetime) -
                 reminder_every=None if timed else policy.reminder_cadence(state.stage),
                 basis="confirmation",
                 reminders_from=now if start != now else None,
+                form_within=(confirm.within or policy.reminder_cadence(state.stage))
+                if asked
+                else None,
             )
         )
         detail = "written confirmation due" if timed else "written confirmation due (no timescale)"
@@ -945,6 +979,28 @@ def _resolve(policy: Policy, state: CaseState, action: Resolve, now: datetime) -
     return step
 
 
+def _ask_resolution_fields(policy: Policy, state: CaseState, action: Resolve) -> bool:
+    """Where the business team's form asks what the resolution agreed (Merton's
+    pro-forma: "If yes, what was agreed?", the learning) and the resolution
+    left it blank, ask the receiving side for it while the outcome awaits
+    written confirmation."""
+    asked = False
+    for notice in policy.stages[state.stage].business_team:
+        if notice.when != "resolved" or not notice.form or not notice.asks_resolution_fields:
+            continue
+        if not _missing_resolution_fields(policy, notice.form, action.form):
+            continue
+        owner = receiving_owner(policy, state)[0]
+        state.forms_due[notice.form] = FormTask(
+            stage=state.stage,
+            due_from=owner,
+            addressed_to=policy.form(notice.form).sent_to,
+            part="resolution",
+        )
+        asked = True
+    return asked
+
+
 def _reopen(policy: Policy, state: CaseState, action: Reopen, now: datetime) -> Step:
     """No real agreement after all: the case is open again at its stage, its
     timescale counted afresh from now, and may be escalated."""
@@ -965,8 +1021,11 @@ def _reopen(policy: Policy, state: CaseState, action: Reopen, now: datetime) -> 
 
 def _form_received(policy: Policy, state: CaseState, action: SubmitForm, now: datetime) -> Step:
     key = next(k for k, t in state.forms_due.items() if t.stage == state.stage)
-    del state.forms_due[key]
-    state.escalation_forms[key] = dict(action.form)
+    task = state.forms_due.pop(key)
+    if task.part == "resolution":
+        state.resolution_form.update(action.form)
+    else:
+        state.escalation_forms[key] = dict(action.form)
     state.forms_received[key] = now
     state.clock.form_chase = []
     step = Step(events=[PlannedEvent("form_received", action.by, policy.form(key).name)])

@@ -325,6 +325,9 @@ class FormTask(_Model):
     due_from: Recipient
     addressed_to: str
     due_at: datetime | None = None
+    # Which of the form's fields are owed: those an escalation gives, or
+    # those a resolution gives.
+    part: Literal["escalation", "resolution"] = "escalation"
 
 
 class Clock(_Model):
