@@ -143,6 +143,12 @@ class StageOwner(_Frozen):
     title: str = Field(min_length=2)
     source: Citation
     subject: Subject | None = None
+    held_for: Literal["agency", "partnership"] = Field(
+        default="agency",
+        description="'partnership': one person for the whole partnership (an independent "
+        "chair, a board business unit), addressed once and named once in the role "
+        "directory's contacts, not in each agency.",
+    )
 
 
 class BusinessTeamNotice(_Frozen):

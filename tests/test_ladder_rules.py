@@ -19,6 +19,7 @@ import pytest
 
 from policies.loader import get_policy
 from policies.model import Policy, SameWorkingDay, WorkingDays
+from tests.conftest import owner_labels
 from workflows import ladder
 from workflows.ladder import PlannedNotice, Refused, Step
 from workflows.messages import (
@@ -205,11 +206,7 @@ def event_types(step: Step) -> list[str]:
 
 
 def owners(policy: Policy, state: CaseState, index: int) -> set[str]:
-    stage = policy.stages[index]
-    return {
-        f"{a.key}:{stage.owner_for(a.kind).role}"
-        for a in (state.raising_agency, state.receiving_agency)
-    }
+    return set(owner_labels(policy, (state.raising_agency, state.receiving_agency), index))
 
 
 def refusal(policy: Policy, state: CaseState, action: Action, now: datetime) -> str:
@@ -1390,3 +1387,21 @@ def test_a_case_about_a_subject_the_policy_does_not_cover_is_refused() -> None:
     ]
     hillingdon = make_request("hillingdon").model_copy(update={"subject": "adults-at-risk"})
     assert ladder.raise_problems(hillingdon) == []
+
+
+@pytest.mark.parametrize(
+    ("policy_id", "index", "role"),
+    [
+        ("merton", 4, "independent-person"),
+        ("staffordshire-stoke", 5, "independent-professional-adviser"),
+        ("wirral", 3, "wscb-chair"),
+        ("hillingdon", 3, "board-chair"),
+    ],
+)
+def test_a_role_held_for_the_whole_partnership_is_addressed_once(
+    policy_id: str, index: int, role: str
+) -> None:
+    policy, state = case_at_stage(policy_id, index)
+    told = ladder.stage_owners(policy, state, index)
+    assert [(r.role, r.agency) for r in told] == [(role, None)]
+    assert [r.label for r in ladder.receiving_owner(policy, state)] == [role]

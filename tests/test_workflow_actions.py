@@ -38,6 +38,7 @@ from tests.conftest import (
     barrier,
     escalation_form,
     make_request,
+    owner_labels,
     raising_manager,
     receiving_manager,
     state_of,
@@ -123,11 +124,7 @@ def calendar(policy: Policy) -> WorkingDayCalendar:
 
 def owners(policy: Policy, request: RaiseDisagreement, index: int) -> list[str]:
     """Recipient labels of a stage's owners in the two agencies."""
-    stage = policy.stages[index]
-    return [
-        f"{agency.key}:{stage.owner_for(agency.kind).role}"
-        for agency in (request.raising_agency, request.receiving_agency)
-    ]
+    return owner_labels(policy, (request.raising_agency, request.receiving_agency), index)
 
 
 def extras(policy: Policy, index: int, when: str) -> list[str]:

@@ -24,6 +24,7 @@ from policies.calendar import WorkingDayCalendar
 from policies.ladder import PlannedStage, explain
 from policies.loader import get_policy
 from policies.model import Policy
+from tests.conftest import owner_labels
 
 LONDON = ZoneInfo("Europe/London")
 # A timer fires, and the case records it, a few milliseconds after its instant.
@@ -104,13 +105,10 @@ class Run:
     def labels(self, index: int) -> list[str]:
         """Recipient labels of a stage's owners in the simulator's two agencies."""
         raising, receiving, _ = parties(self.policy)
-        stage = self.policy.stages[index]
-        return [
-            f"{agency.key}:{stage.owner_for(agency.kind).role}" for agency in (raising, receiving)
-        ]
+        return owner_labels(self.policy, (raising, receiving), index)
 
     def receiving_label(self, index: int) -> str:
-        return self.labels(index)[1]
+        return self.labels(index)[-1]  # one label where the partnership holds the stage
 
 
 async def simulate(

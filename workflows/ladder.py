@@ -21,6 +21,7 @@ from workflows.messages import (
     Action,
     Actor,
     AddNote,
+    Agency,
     CaseState,
     Clock,
     ClockRequest,
@@ -120,28 +121,31 @@ class Refused(Exception):
 
 
 def stage_owners(policy: Policy, state: CaseState, index: int) -> list[Recipient]:
-    stage = policy.stages[index]
-    out = []
-    for agency in (state.raising_agency, state.receiving_agency):
-        owner = stage.owner_for(agency.kind, state.subject)
-        out.append(
-            Recipient(
-                role=owner.role,
-                title=owner.title,
-                agency=agency.key,
-                agency_kind=agency.kind,
-                area=state.area,
-            )
-        )
-    return out
+    """The stage's owner on each side; one held for the whole partnership (an
+    independent chair) is addressed once, not once per agency."""
+    return unique(
+        [
+            owner_in(policy, state, index, agency)
+            for agency in (state.raising_agency, state.receiving_agency)
+        ]
+    )
+
+
+def owner_in(policy: Policy, state: CaseState, index: int, agency: Agency) -> Recipient:
+    owner = policy.stages[index].owner_for(agency.kind, state.subject)
+    if owner.held_for == "partnership":
+        return Recipient(role=owner.role, title=owner.title, area=state.area)
+    return Recipient(
+        role=owner.role,
+        title=owner.title,
+        agency=agency.key,
+        agency_kind=agency.kind,
+        area=state.area,
+    )
 
 
 def receiving_owner(policy: Policy, state: CaseState) -> list[Recipient]:
-    return [
-        r
-        for r in stage_owners(policy, state, state.stage)
-        if r.agency == state.receiving_agency.key
-    ]
+    return [owner_in(policy, state, state.stage, state.receiving_agency)]
 
 
 def raiser(state: CaseState) -> Recipient:
@@ -438,7 +442,7 @@ def _form_addressee(policy: Policy, state: CaseState, target: int) -> list[Recip
     stage = policy.stages[target]
     if stage.form_due is None or stage.form_due.send_to != "raising-stage-owner":
         return []
-    return [r for r in stage_owners(policy, state, target) if r.agency == state.raising_agency.key]
+    return [owner_in(policy, state, target, state.raising_agency)]
 
 
 def _stage_form(
@@ -460,9 +464,7 @@ def _stage_form(
         return [
             PlannedNotice("form-sent", addressee, forms=[key], context={"stage_key": stage.key})
         ]
-    owner = next(
-        r for r in stage_owners(policy, state, previous) if r.agency == state.raising_agency.key
-    )
+    owner = owner_in(policy, state, previous, state.raising_agency)
     state.forms_due[key] = FormTask(
         stage=target, due_from=owner, addressed_to=stage.form_due.addressed_to
     )
