@@ -27,8 +27,16 @@ def plan_clock(calendar: WorkingDayCalendar, request: ClockRequest) -> Clock:
     if request.fixed_deadline is not None:
         deadline: datetime | None = request.fixed_deadline
     else:
+        entry = None
+        if request.entry_within is not None and request.entry_from is not None:
+            entry = (request.entry_within, request.entry_from)
         deadline = stage_deadline(
-            calendar, request.timescale, request.start, request.override, request.deadline_from
+            calendar,
+            request.timescale,
+            request.start,
+            request.override,
+            request.deadline_from,
+            entry,
         )
     basis = request.basis
     if request.not_later_than is not None and (

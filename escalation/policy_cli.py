@@ -255,6 +255,17 @@ def _show_lines(policy: Policy) -> list[str]:
                 f"       counted from {what}, not this stage's start  "
                 f"({stage.timescale_counts_from_source})"
             )
+        entry = stage.enter_within
+        if entry is not None:
+            what = (
+                "the raise"
+                if entry.counts_from == "raise"
+                else (f"the start of {policy.stages[policy.stage_index(entry.counts_from)].name}")
+            )
+            out.append(
+                f"     Must be entered within {entry.within.describe()} of {what} (the stage "
+                f"before escalates by then)  ({entry.source})"
+            )
         if isinstance(stage.timescale, NoTimescale) or stage.reminder_every is not None:
             cadence = policy.reminder_cadence(index)
             out.append(f"     Reminders: every {cadence.describe()}  ({cadence.source})")

@@ -41,12 +41,16 @@ def stage_deadline(
     start: datetime,
     override: WorkingDays | Hours | SameWorkingDay | None = None,
     own_from: datetime | None = None,
+    entry: tuple[WorkingDays | Hours, datetime] | None = None,
 ) -> datetime | None:
     """The stage's own deadline or, under immediate risk, whichever is less of
     that and the override counted from the stage's start. ``own_from``: where
     the policy counts the stage's own timescale from an earlier instant (the
     raise, an earlier stage's start)."""
     own = calendar.deadline(own_from or start, timescale)
+    if entry is not None:
+        # The next stage's entry deadline: escalate by then at the latest.
+        own = earliest(own, calendar.deadline(entry[1], entry[0]))
     if override is None:
         return own
     return earliest(own, calendar.deadline(start, override))
@@ -81,8 +85,17 @@ def explain(
         own_from = None
         if anchor is not None:
             own_from = raised if anchor < 0 else plan[anchor].starts
+        entry_anchor = policy.entry_anchor(index)
+        entry = None
+        if entry_anchor is not None:
+            entry_from = raised if entry_anchor < 0 else plan[entry_anchor].starts
+            nxt = policy.stages[index + 1].enter_within
+            if entry_from is not None and nxt is not None:
+                entry = (nxt.within, entry_from)
         deadline = (
-            stage_deadline(calendar, stage.timescale, start, override, own_from) if start else None
+            stage_deadline(calendar, stage.timescale, start, override, own_from, entry)
+            if start
+            else None
         )
         label = stage.timescale.describe()
         if override is not None:

@@ -233,6 +233,18 @@ class DirectRoute(_Frozen):
     source: Citation
 
 
+class EntryDeadline(_Frozen):
+    """When a case must have reached this stage at the latest ("refer to step 3
+    within ten working days of the concern being raised"): the stage before
+    escalates by then, whichever is less of its own deadline and this."""
+
+    within: WorkingDays | Hours
+    counts_from: str = Field(
+        default="raise", description="'raise', or an earlier stage's key (whose start counts)."
+    )
+    source: Citation
+
+
 class FormDue(_Frozen):
     """A stage entered without its form (the deadline passed, nobody
     escalated by hand): the form is asked for from the raising agency's
@@ -281,6 +293,7 @@ class Stage(_Frozen):
     outcome_to: tuple[OutcomeFeedback, ...] = ()
     may_escalate_directly_to: tuple[DirectRoute, ...] = ()
     form_due: FormDue | None = None
+    enter_within: EntryDeadline | None = None
 
     @field_validator("written_confirmation", mode="before")
     @classmethod
@@ -462,6 +475,16 @@ class Policy(_Frozen):
                         f"{route.to!r}, which is not a stage after the next; "
                         f"those are {keys[i + 2 :]}"
                     )
+            entry = stage.enter_within
+            if entry is not None and i == 0:
+                raise ValueError(
+                    f"stages[0] ({stage.key}) cannot have enter_within: cases start there"
+                )
+            if entry is not None and entry.counts_from not in ("raise", *keys[:i]):
+                raise ValueError(
+                    f"stages[{i}] ({stage.key}).enter_within counts from {entry.counts_from!r}: "
+                    f"one of 'raise' or an earlier stage's key {keys[:i]}"
+                )
             if stage.form_due is not None and stage.form_required is None:
                 raise ValueError(
                     f"stages[{i}] ({stage.key}) has form_due but no form_required: "
@@ -527,6 +550,16 @@ class Policy(_Frozen):
         if anchor == "raise":
             return -1
         return self.stage_index(anchor)
+
+    def entry_anchor(self, index: int) -> int | None:
+        """For the stage after ``index``: the stage whose start its entry
+        deadline counts from (-1: the raise; None: it has none)."""
+        if index + 1 >= len(self.stages):
+            return None
+        entry = self.stages[index + 1].enter_within
+        if entry is None:
+            return None
+        return -1 if entry.counts_from == "raise" else self.stage_index(entry.counts_from)
 
     def reminder_cadence(self, index: int) -> WorkingDays:
         return self.stages[index].reminder_every or self.reminder_every

@@ -658,3 +658,32 @@ def test_an_immediately_timescale_is_due_at_once() -> None:
     calendar = WorkingDayCalendar(CalendarSpec())
     start = datetime(2027, 3, 6, 11, tzinfo=UTC)  # a Saturday: "at once" all the same
     assert calendar.deadline(start, Immediately(source="'immediately'")) == start
+
+
+def test_a_deadline_for_entering_a_stage_brings_the_stage_before_forward(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "Refer to the senior leaders within ten working days of the concern
+    being raised": whichever is less of stage 1's own deadline and that."""
+    monkeypatch.delenv("ESCALATION_EXTRA_CLOSURES", raising=False)
+    data = lincolnshire_like()
+    data["stages"][2]["enter_within"] = {
+        "within": {"kind": "working_days", "days": 6, "source": "Step 3 'within 6 working days'"},
+        "counts_from": "raise",
+        "source": "Step 3 'referred within six working days of the concern being raised'",
+    }
+    path = write_policy(tmp_path / "entry.yaml", data)
+    result = explain_json(capsys, "--policy-file", str(path), "--raised", "2027-03-01T10:00")
+    # Step 2 would fall due Mon 8 March (5 working days of step 1); step 3
+    # must be entered by Tue 9 March, so that changes nothing; with 4 days
+    # instead, step 2 escalates on Fri 5 March.
+    assert result["stages"][1]["deadline"] == "2027-03-08T17:00:00+00:00"
+    data["stages"][2]["enter_within"]["within"]["days"] = 4
+    path = write_policy(tmp_path / "sooner.yaml", data)
+    result = explain_json(capsys, "--policy-file", str(path), "--raised", "2027-03-01T10:00")
+    assert result["stages"][1]["deadline"] == "2027-03-05T17:00:00+00:00"
+    assert result["stages"][2]["starts"] == "2027-03-05T17:00:00+00:00"
+    data["stages"][2]["enter_within"]["counts_from"] = "mscp-executive"
+    path = write_policy(tmp_path / "later.yaml", data)
+    status, _, err = run(capsys, "policy", "check", str(path))
+    assert status == 1 and "enter_within counts from 'mscp-executive'" in err

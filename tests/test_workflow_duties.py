@@ -680,3 +680,28 @@ async def test_merton_pro_forma_asks_for_what_the_resolution_left_blank(
     assert len(records) == 1 and records[0].forms == ["escalation-pro-forma"]
     fields = {f.key: f.value for f in records[0].filled_forms[0].fields}
     assert fields["agency-learning"] == "Thresholds training"
+
+
+async def test_a_deadline_for_entering_the_next_stage_escalates_the_case_by_then() -> None:
+    """On the running case, as in `policy explain`: a stage with no timescale
+    of its own escalates when the next stage must have been entered."""
+    from policies.model import Policy
+    from tests.test_cli_policy import lincolnshire_like
+
+    data = lincolnshire_like()
+    data["stages"][1]["timescale"] = {"kind": "none", "source": "Step 2 sets none"}
+    del data["stages"][1]["timescale_counts_from"]
+    del data["stages"][1]["timescale_counts_from_source"]
+    data["stages"][2]["enter_within"] = {
+        "within": {"kind": "working_days", "days": 4, "source": "Step 3 'within 4 working days'"},
+        "counts_from": "raise",
+        "source": "Step 3 'referred within four working days of the concern being raised'",
+    }
+    policy = Policy.model_validate(data)
+    cal = WorkingDayCalendar(policy.calendar_spec())
+    raised = london(2027, 3, 1, 10)
+    entry = cal.add_working_days(raised, 4)
+    timeline = await run_simulation(policy, raised, False, [], entry + timedelta(hours=1))
+    moved = [e for e in timeline["events"] if e["type"] == "auto_escalated"]
+    assert [e["stage"] for e in moved] == [1, 2]
+    assert near(utc(moved[1]["at"]), entry)

@@ -234,7 +234,14 @@ def stage_clock(policy: Policy, state: CaseState, index: int, start: datetime) -
     deadline_from = None
     if anchor is not None:
         deadline_from = state.raised_at if anchor < 0 else state.stage_starts.get(anchor)
+    entry_anchor = policy.entry_anchor(index)
+    entry = policy.stages[index + 1].enter_within if entry_anchor is not None else None
+    entry_from = None
+    if entry_anchor is not None:
+        entry_from = state.raised_at if entry_anchor < 0 else state.stage_starts.get(entry_anchor)
     return ClockRequest(
+        entry_within=entry.within if entry is not None and entry_from is not None else None,
+        entry_from=entry_from if entry is not None else None,
         deadline_from=deadline_from,
         form_within=stage.form_due.within if owed and stage.form_due else None,
         calendar=policy.calendar_spec(),

@@ -542,6 +542,10 @@ class ClockRequest(_Model):
     # The stage's own timescale counted from an earlier instant (the raise,
     # an earlier stage's start), where the policy says so.
     deadline_from: datetime | None = None
+    # The next stage must be entered by then: the deadline is whichever is
+    # less of the stage's own and this, counted from ``entry_from``.
+    entry_within: WorkingDays | Hours | None = None
+    entry_from: datetime | None = None
 
 
 class ReminderRequest(_Model):
