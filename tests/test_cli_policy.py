@@ -190,6 +190,57 @@ BROKEN: list[tuple[str, Callable[[Path], None], list[tuple[str, str]]]] = [
     ),
     ("missing-form", _edit(_missing_form), [("stages[3]", "'no-such-form'")]),
     ("two-problems", _edit(_two_problems), [("business_team", "missing"), ("colour", "unknown")]),
+    (
+        "outcome-to-a-later-stage",
+        _edit(
+            lambda d: d["stages"][1].update(
+                outcome_to=[{"stages": ["senior-leaders"], "source": "x y"}]
+            )
+        ),
+        [("", "outcome_to names 'senior-leaders', which is not an earlier stage")],
+    ),
+    (
+        "direct-route-to-the-next-stage",
+        _edit(
+            lambda d: d["stages"][1].update(
+                may_escalate_directly_to=[{"to": "senior-leaders", "source": "x y"}]
+            )
+        ),
+        [
+            (
+                "",
+                "may_escalate_directly_to names 'senior-leaders', which is not a stage after",
+            )
+        ],
+    ),
+    (
+        "form-due-without-a-form",
+        _edit(
+            lambda d: d["stages"][1].update(
+                form_due={
+                    "within": {"kind": "working_days", "days": 1, "source": "x y"},
+                    "addressed_to": "the senior manager",
+                    "source": "x y",
+                }
+            )
+        ),
+        [("", "has form_due but no form_required")],
+    ),
+    (
+        "start-at-the-first-stage",
+        _edit(lambda d: d["immediate_risk"].update(may_start_at=["practitioners"])),
+        [("", "may_start_at names 'practitioners', not a stage after the first")],
+    ),
+    (
+        "owner-for-a-subject-not-covered",
+        _edit(lambda d: d["stages"][0]["owners"][0].update(subject="adults-at-risk")),
+        [("", "has an owner for 'adults-at-risk' cases, but the policy covers only ['children']")],
+    ),
+    (
+        "confirmed-by-nobody-known",
+        _edit(lambda d: d["stages"][2]["written_confirmation"].update(by="the chair")),
+        [("stages[2].written_confirmation.by", "'either-party'")],
+    ),
     ("a-list", _text("- id: merton\n- stages: []\n"), [("", "must be a YAML mapping")]),
     ("a-string", _text("just some words\n"), [("", "must be a YAML mapping")]),
     ("empty", _text(""), [("", "must be a YAML mapping")]),
