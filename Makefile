@@ -23,8 +23,10 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/escalation run
 
-## Run the tests (CI runs exactly this).
+## Run the tests (CI runs exactly this). The register's tests need PostgreSQL's
+## server binaries: installed from Debian's packages where missing.
 test: $(STAMP)
+	@bash .ci/system-packages
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

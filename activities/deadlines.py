@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from escalation.clitools import local_text
 from policies.calendar import WorkingDayCalendar
@@ -95,6 +96,18 @@ def _form_chase(
     return chase
 
 
+def _impossible(what: str) -> ApplicationError:
+    """Arithmetic that can never succeed (an instant at the edge of the
+    calendar): retrying it would only fail again, for ever, so the activity
+    fails for good and the workflow decides. The message names no instant:
+    the instants come from what a person typed."""
+    return ApplicationError(
+        f"{what} cannot be worked out: an instant is beyond the calendar's range",
+        type="ImpossibleDeadline",
+        non_retryable=True,
+    )
+
+
 class DeadlineActivities:
     """Holds the deployment's extra closure dates (e.g. a council's closure
     days between Christmas and New Year), which are not in any policy."""
@@ -107,8 +120,15 @@ class DeadlineActivities:
 
     @activity.defn(name="plan_stage_clock")
     async def plan_stage_clock(self, request: ClockRequest) -> Clock:
-        return plan_clock(self._calendar(request.calendar), request)
+        try:
+            return plan_clock(self._calendar(request.calendar), request)
+        except OverflowError:
+            raise _impossible("the stage's clock") from None
 
     @activity.defn(name="next_reminder")
     async def next_reminder(self, request: ReminderRequest) -> datetime:
-        return self._calendar(request.calendar).add_working_days(request.after, request.every.days)
+        calendar = self._calendar(request.calendar)
+        try:
+            return calendar.add_working_days(request.after, request.every.days)
+        except OverflowError:
+            raise _impossible("the next reminder") from None

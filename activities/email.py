@@ -5,12 +5,15 @@
 package and records what SendGrid accepted in a ledger, so a retried
 activity never mails the same notice twice.
 
+- **One message per recipient.** Each recipient's copy is its own request,
+  addressed to them alone, so no recipient sees another's address.
 - **Exactly once, as far as email allows.** The ledger (the register's
   ``sent_emails`` table, shared by every worker host) is checked before
-  every send and written only after SendGrid answered 2xx. The one window
-  left is a crash after SendGrid accepted and before the ledger row is
-  committed: the retry then sends again. SendGrid has no idempotency key to
-  close it.
+  every recipient's send and written, keyed per recipient, only after
+  SendGrid answered 2xx; the email's own key once every copy is accepted.
+  The one window left is a crash after SendGrid accepted and before the
+  ledger row is committed: the retry then sends again. SendGrid has no
+  idempotency key to close it.
 - **Failures.** 429 and 5xx (and a network failure or timeout) raise a
   retryable ``ApplicationError``: Temporal retries the activity with backoff
   (after the ``Retry-After`` SendGrid gives for 429). Any other 4xx (a bad
@@ -188,12 +191,20 @@ class SendGridSink:
         return key in self.ledger
 
     def deliver(self, notice: Notice, email: OutgoingEmail) -> None:
+        """One request per recipient, each to them alone, each recorded in the
+        ledger under its own key once accepted; then the email's own key."""
         if email.key in self.ledger:
             return
         if not email.to:
             raise ApplicationError(
                 f"email {email.key} has no recipient", type="NoticeRejected", non_retryable=True
             )
+        for copy in email.copies():
+            if copy.key not in self.ledger:
+                self._send(copy)
+        self.ledger.record(email.key, email.notice_id, email.reference, None)
+
+    def _send(self, email: OutgoingEmail) -> None:
         body = request_body(email, sandbox=self.sandbox)
         try:
             response = self.client.send(body)

@@ -17,6 +17,13 @@ A sink keeps a ledger of the email keys it has delivered (the notice id, and
 checks it before every delivery, so an activity retried after a crash
 between delivery and completion sends nothing twice.
 
+Each recipient gets their own copy, addressed to them alone, so nobody sees
+who else a notice went to: the outbox and SendGrid sinks deliver an email as
+one message per recipient (``OutgoingEmail.copies``), each under its own
+ledger key (``<email key>~to-<digest of the address>``), and record the
+email's own key once every copy has gone. An activity retried after a crash
+half-way through an email's recipients sends only the copies not yet sent.
+
 Sinks: ``MemorySink`` (``escalation simulate`` and the tests),
 ``OutboxSink`` (development: one readable ``.eml`` file per email under the
 data folder) and ``activities.email.SendGridSink`` (production).
@@ -29,6 +36,8 @@ unfilled.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import logging
 import os
 import threading
@@ -50,6 +59,14 @@ from workflows.messages import Notice, NoticeReceipt, Recipient
 log = logging.getLogger("escalation.notices")
 
 UNFILLED_SUFFIX = "~unfilled"
+RECIPIENT_INFIX = "~to-"
+
+
+def recipient_key(key: str, address: str) -> str:
+    """The ledger key of one recipient's copy of an email: a digest of the
+    address, so that file names and ledger rows do not list people."""
+    digest = hashlib.sha256(address.strip().lower().encode("utf-8")).hexdigest()[:16]
+    return f"{key}{RECIPIENT_INFIX}{digest}"
 
 
 # --- The email a notice becomes ---------------------------------------------------
@@ -88,6 +105,16 @@ class OutgoingEmail:
     html: str
     attachments: list[Attachment] = field(default_factory=list)
     roles: list[str] = field(default_factory=list)
+
+    def copies(self) -> list[OutgoingEmail]:
+        """The email as each recipient gets it: to them alone, under their
+        own ledger key. An email to nobody (capture mode) stays as it is."""
+        if not self.to:
+            return [self]
+        return [
+            dataclasses.replace(self, key=recipient_key(self.key, person.email), to=[person])
+            for person in self.to
+        ]
 
     @property
     def categories(self) -> list[str]:
@@ -185,10 +212,11 @@ def _safe_name(key: str) -> str:
 
 
 class OutboxSink:
-    """Development: one readable ``.eml`` file per email under a folder (open
-    it in any mail client). The file's existence is the ledger of what was
-    sent; it is written atomically (rename), so a crash never leaves a half
-    email that would count as sent."""
+    """Development: one readable ``.eml`` file per recipient's copy of an
+    email under a folder (open it in any mail client). The files' existence
+    is the ledger of what was sent, and ``.sent/<email key>`` records an
+    email whose every copy was written; each is written atomically (rename),
+    so a crash never leaves a half email that would count as sent."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -197,14 +225,25 @@ class OutboxSink:
     def path(self, key: str) -> Path:
         return self.folder / f"{_safe_name(key)}.eml"
 
+    def _done(self, key: str) -> Path:
+        return self.folder / ".sent" / _safe_name(key)
+
     def already_sent(self, key: str) -> bool:
-        return self.path(key).exists()
+        # An email's own file: written whole before each recipient had a copy.
+        return self._done(key).exists() or self.path(key).exists()
 
     def deliver(self, notice: Notice, email: OutgoingEmail) -> None:
-        path = self.path(email.key)
-        tmp = path.with_suffix(".eml.tmp")
-        tmp.write_bytes(email.as_message().as_bytes())
-        os.replace(tmp, path)
+        for copy in email.copies():
+            path = self.path(copy.key)
+            if path.exists():
+                continue
+            tmp = path.with_suffix(".eml.tmp")
+            tmp.write_bytes(copy.as_message().as_bytes())
+            os.replace(tmp, path)
+        if email.to:
+            done = self._done(email.key)
+            done.parent.mkdir(exist_ok=True)
+            done.touch()
 
 
 # --- Resolving roles to people ---------------------------------------------------

@@ -61,6 +61,7 @@ from api.problems import ProblemError
 from api.schemas import CaseLinks, CaseSummary
 from api.users import User
 from escalation import search_attributes as sa
+from escalation.converter import remember_partnership
 from escalation.settings import Settings
 from policies.calendar import WorkingDayCalendar
 from register import Register, RegisterUnavailableError
@@ -303,7 +304,8 @@ async def wait_until_raised(handle: WorkflowHandle[Any, Any], timeout: float) ->
                 DisagreementWorkflow.get_state,
                 rpc_timeout=timedelta(seconds=max(remaining, 1.0)),
             )
-            if any(event.type == "raised" for event in state.events):
+            # A case is made with no events; raising it records the first.
+            if state.events:
                 return state
         except (WorkflowQueryFailedError, RPCError):
             pass  # not yet raised, or no worker has picked it up yet
@@ -355,6 +357,7 @@ async def find_case(client: Client, reference: str, user: User, purpose: str) ->
             "access refused: user %s, reference %s (%s)", user.id, reference, purpose
         )
         raise problems.not_found()
+    remember_partnership(handle.id, partnership)
     return Case(reference, handle, description, partnership, agencies)
 
 
@@ -500,17 +503,23 @@ async def _from_register(register: Register, reference: str) -> CaseRecord:
 
 
 async def _live_record(case: Case, timeout: float) -> CaseRecord:
+    """The running case's record once the worker has recorded its raise: the
+    API answers a raise before the worker has planned it, and a record
+    without its raise (no events, no deadline) would contradict that answer."""
     loop = asyncio.get_running_loop()
     give_up = loop.time() + min(timeout, 5.0)
     while True:
         try:
-            return await case.handle.query(
+            record: CaseRecord = await case.handle.query(
                 DisagreementWorkflow.get_record, rpc_timeout=timedelta(seconds=timeout)
             )
+            # A case is made with no events; raising it records the first.
+            if record.events:
+                return record
         except WorkflowQueryFailedError:
-            # Only "still being raised" fails the query; it passes in a moment.
-            if loop.time() >= give_up:
-                raise _not_ready() from None
-            await asyncio.sleep(0.1)
+            pass  # only "still being raised" fails the query; it passes in a moment
         except RPCError as exc:
             raise unavailable(exc) from None
+        if loop.time() >= give_up:
+            raise _not_ready()
+        await asyncio.sleep(0.1)

@@ -11,15 +11,17 @@ inject a client, a register and an authenticator instead.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from temporalio.client import Client
 
 from api import problems
 from api.auth import Authenticator, build_authenticator
 from api.cases import load_secret
+from api.limits import AccessLog, BodyLimit
 from api.routes import codec, disagreements, forms, health, policies, webhooks
 from api.users import ensure_demo_users
 from escalation.converter import data_converter
@@ -57,6 +59,20 @@ async def connect_client(settings: Settings) -> Client:
     )
 
 
+def _log_to_stderr() -> None:
+    """Uvicorn configures only its own loggers: without a handler of their
+    own, the product's INFO lines (the access log, codec decodes) would be
+    lost. Where logging is already set up (a host's config, the tests), it
+    is left alone."""
+    product = logging.getLogger("escalation")
+    if product.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    product.addHandler(handler)
+    product.setLevel(logging.INFO)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -68,6 +84,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _log_to_stderr()
         state = app.state
         if state.authenticator is None:
             if not settings.oidc_issuer and settings.demo_users:
@@ -113,6 +130,15 @@ def create_app(
     app.include_router(codec.router)
     app.include_router(forms.router)
     app.include_router(webhooks.router)
+
+    def refusal_headers(scope: MutableMapping[str, Any]) -> dict[str, str]:
+        if str(scope.get("path", "")).startswith("/codec/"):
+            return codec.cors_headers(Request(scope), settings)
+        return {}
+
+    app.add_middleware(BodyLimit, extra_headers=refusal_headers)
+    # Outermost, so that refusals before routing are logged too.
+    app.add_middleware(AccessLog)
     return app
 
 

@@ -5,19 +5,117 @@ Action bodies never carry the actor: who acts comes from the bearer token.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from workflows.messages import Agency, CaseStatus, ChildDetails
 
 Key = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
 Reference = Annotated[str, Field(examples=["MER-7K2Q9XAB"])]
 
+# Every string a person can send has a maximum length, so that no request can
+# grow a case's history (or an email) without bound.
+MAX_TEXT = 10_000  # a concern, a reason, a note, an outcome, a form's answer
+MAX_NAME = 200  # a person's or an agency's name
+MAX_ADDRESS = 500
+MAX_FORM_FIELDS = 40
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
+FormFields = Annotated[
+    dict[Key, Annotated[str, Field(max_length=MAX_TEXT)]], Field(max_length=MAX_FORM_FIELDS)
+]
+
+# The furthest ahead a person may set a deadline: no policy's ladder runs
+# for longer, and an instant near the end of the calendar overflows the
+# working-day arithmetic.
+DEADLINE_HORIZON = timedelta(days=366)
+EARLIEST_BIRTH = date(1900, 1, 1)
+# Any instant a person sends (a filter's bound, a deadline) lies within
+# these: near the ends of the calendar an instant cannot even be converted
+# to UTC, and no case is raised, due or closed outside them.
+EARLIEST_INSTANT = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_INSTANT = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _bounded_instant(value: datetime) -> datetime:
+    if not EARLIEST_INSTANT <= value <= LATEST_INSTANT:
+        raise ValueError(
+            f"must be between {EARLIEST_INSTANT:%Y-%m-%d} and {LATEST_INSTANT:%Y-%m-%d}"
+        )
+    return value
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_bounded_instant)]
+
+
+def _lone_surrogate(value: Any, pointer: str = "") -> str | None:
+    """The JSON pointer of the first string holding a lone UTF-16 surrogate
+    (JSON's ``"\\ud800"`` escape), which no UTF-8 text can carry."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return pointer or "/"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            found = _lone_surrogate(key, pointer) or _lone_surrogate(item, f"{pointer}/{key}")
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _lone_surrogate(item, f"{pointer}/{index}")
+            if found:
+                return found
+    return None
+
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        found = _lone_surrogate(data)
+        if found:
+            raise ValueError(
+                f"the text at {found} holds a lone surrogate (an escape such as \\ud800 "
+                "without its pair), which is not a character; send the text as UTF-8"
+            )
+        return data
+
+
+class AgencyIn(_In, Agency):
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+
+
+class ChildIn(_In, ChildDetails):
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    date_of_birth: date | None = Field(default=None, description="In the past (and after 1900).")
+    address: str | None = Field(default=None, max_length=MAX_ADDRESS)
+    nhs_number: str | None = Field(
+        default=None,
+        max_length=20,
+        pattern=r"^[0-9 -]+$",
+        description="Ten digits, spaces or dashes allowed.",
+    )
+
+    @field_validator("date_of_birth")
+    @classmethod
+    def _born_in_the_past(cls, value: date | None) -> date | None:
+        if value is not None and not EARLIEST_BIRTH <= value <= datetime.now(UTC).date():
+            raise ValueError(
+                "a date of birth must be in the past (and after 1900); check the date (YYYY-MM-DD)"
+            )
+        return value
 
 
 # --- Raising a case -------------------------------------------------------------
@@ -31,23 +129,23 @@ class RaiseRequest(_In):
         default=None,
         description="The area within the partnership; needed where the policy covers several.",
     )
-    raising_agency: Agency = Field(description="The agency raising the concern (the caller's).")
-    receiving_agency: Agency = Field(description="The agency whose decision is disputed.")
+    raising_agency: AgencyIn = Field(description="The agency raising the concern (the caller's).")
+    receiving_agency: AgencyIn = Field(description="The agency whose decision is disputed.")
     categories: list[Key] = Field(
         default_factory=list,
         max_length=10,
         description="Non-identifying categories (slugs), searchable by operators.",
     )
     summary: str = Field(
-        min_length=1, max_length=10_000, description="The concern, in the raiser's words."
+        min_length=1, max_length=MAX_TEXT, description="The concern, in the raiser's words."
     )
     decision_disputed: str | None = Field(
         default=None,
-        max_length=10_000,
+        max_length=MAX_TEXT,
         description="The decision the raising agency disputes, and why. Kept only "
         "encrypted, shown only to those entitled to the case.",
     )
-    child: ChildDetails | None = Field(
+    child: ChildIn | None = Field(
         default=None,
         description="The child's identifying details. Kept only in the case's encrypted "
         "history, never in a search attribute, log line or list.",
@@ -58,6 +156,7 @@ class RaiseRequest(_In):
     start_stage: int = Field(
         default=0,
         ge=0,
+        le=99,
         description="A later first stage, where the policy allows it for immediate risk.",
     )
 
@@ -186,51 +285,70 @@ CASE_SUMMARY_EXAMPLE: dict[str, Any] = {
 
 
 class AcknowledgeBody(_In):
-    note: str | None = Field(default=None, max_length=10_000)
+    note: str | None = Field(default=None, max_length=MAX_TEXT)
 
 
 class ResolveBody(_In):
-    outcome: str = Field(min_length=1, max_length=10_000)
-    form: dict[str, str] = Field(
+    outcome: Text
+    form: FormFields = Field(
         default_factory=dict, description="The resolution form's fields, where the policy has one."
     )
 
 
 class ConfirmBody(_In):
     confirmation: str = Field(
-        default="Outcome confirmed in writing", min_length=1, max_length=10_000
+        default="Outcome confirmed in writing", min_length=1, max_length=MAX_TEXT
     )
 
 
 class EscalateBody(_In):
-    reason: str = Field(min_length=1, max_length=10_000)
-    form: dict[str, str] = Field(
+    reason: Text
+    form: FormFields = Field(
         default_factory=dict,
         description="The fields of the form the next stage needs, where the policy names one.",
     )
     to_stage: int | None = Field(
-        default=None, ge=0, description="A later stage to jump to, where the policy allows it."
+        default=None,
+        ge=0,
+        le=99,
+        description="A later stage to jump to, where the policy allows it.",
     )
 
 
 class ImmediateRiskBody(_In):
-    reason: str = Field(min_length=1, max_length=10_000)
+    reason: Text
     jump_to_stage: int | None = Field(
-        default=None, ge=0, description="A later stage to jump to, where the policy allows it."
+        default=None,
+        ge=0,
+        le=99,
+        description="A later stage to jump to, where the policy allows it.",
     )
 
 
 class DeadlineBody(_In):
-    deadline: AwareDatetime = Field(description="The new, earlier deadline, with its offset.")
-    reason: str = Field(min_length=1, max_length=10_000)
+    deadline: AwareDatetime = Field(
+        description="The new, earlier deadline, with its offset; at most a year ahead."
+    )
+    reason: Text
+
+    @field_validator("deadline")
+    @classmethod
+    def _within_the_horizon(cls, value: datetime) -> datetime:
+        latest = datetime.now(UTC) + DEADLINE_HORIZON
+        if value > latest:
+            raise ValueError(
+                f"a deadline may be at most {DEADLINE_HORIZON.days} days ahead (no later "
+                f"than {latest:%Y-%m-%d}); a deadline may only be brought forward"
+            )
+        return _bounded_instant(value)
 
 
 class NoteBody(_In):
-    text: str = Field(min_length=1, max_length=10_000)
+    text: Text
 
 
 class WithdrawBody(_In):
-    reason: str = Field(min_length=1, max_length=10_000)
+    reason: Text
 
 
 ACTION_EXAMPLES: dict[str, dict[str, Any]] = {

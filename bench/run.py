@@ -22,7 +22,7 @@ the deadline, resolve):
 Environment: BENCH_N (default 1000), BENCH_SPREAD_SECONDS (default 120),
 BENCH_API_RATE (20), BENCH_API_SECONDS (15), BENCH_SATURATION_COUNT (150),
 BENCH_CONCURRENCY (16), BENCH_SKIP (comma list of scenario names:
-simulate,burst,spread,api); for experiments on the server, BENCH_SQLITE_PRAGMAS
+simulate,register,burst,spread,api); for experiments on the server, BENCH_SQLITE_PRAGMAS
 and BENCH_SERVER_CONFIG (see bench.stack).
 
 Figures go to bench/results/latest.json (and a timestamped copy), the table
@@ -51,6 +51,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from api.schemas import RAISE_EXAMPLE
+from bench.register_list import scenario_register
 from bench.stack import TRIVIAL_QUEUE, Stack, StackError, rss_kib
 from bench.stats import (
     CaptureLog,
@@ -85,6 +86,7 @@ TARGETS = {
     "throughput_ratio": 0.70,
     "worker_rss_mib": 350.0,
     "simulate_s": 5.0,
+    "register_list_p95_ms": 50.0,
 }
 
 
@@ -777,6 +779,10 @@ def verdicts(results: dict[str, Any]) -> dict[str, bool | None]:
     sim = results.get("simulate")
     if sim:
         out["simulate"] = sim["max_wall_s"] < TARGETS["simulate_s"]
+    register = results.get("register")
+    if register:
+        worst = max(v["p95_ms"] for v in register["lists"].values())
+        out["register"] = worst < TARGETS["register_list_p95_ms"]
     return out
 
 
@@ -852,6 +858,15 @@ def table(results: dict[str, Any]) -> str:
             f"{runs[longest]['events']} events) | {runs[longest]['wall_s']:.2f} s (slowest of "
             f"five: {sim['slowest']} {sim['max_wall_s']:.2f} s) | < 5 s | "
             f"{mark[ok.get('simulate')]} |"
+        )
+    register = results.get("register")
+    if register:
+        lists = register["lists"]
+        rows.append(
+            f"| List {register['cases']:,} registered cases, partnership and status, "
+            f"page of {register['page_size']} | p95 open {lists['open']['p95_ms']} ms, "
+            f"resolved {lists['resolved']['p95_ms']} ms, by deadline "
+            f"{lists['deadline']['p95_ms']} ms | < 50 ms | {mark[ok.get('register')]} |"
         )
     return "\n".join(rows)
 
@@ -1005,6 +1020,9 @@ def main() -> int:
     say(f"Benchmark: N={cfg.n}, {os.cpu_count()} CPUs, {results['machine']['temporal']}")
     if "simulate" not in cfg.skip:
         results["simulate"] = scenario_simulate()
+    if "register" not in cfg.skip:
+        say("\nListing a register of 10,000 cases ...")
+        results["register"] = scenario_register()
     stack = Stack(run_dir)
     say(f"\nStarting the stack (dev server with WAL, worker, API, capture) in {run_dir} ...")
     status = 0

@@ -22,6 +22,7 @@ from escalation import search_attributes
 from escalation.run import DEV_SERVER_CONFIG, DEV_SERVER_SQLITE_PRAGMAS, Service
 from escalation.temporal_bin import temporal_cli
 from policies.directory import EXAMPLE_FILE
+from register.migrate import upgrade
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 90.0
@@ -191,6 +192,8 @@ class Stack:
             _wait_port(capture, self.capture_port)
             self._launch(server)
             _wait_port(server, self.temporal_port)
+            # The register, migrated as `make run` does it.
+            upgrade(f"sqlite:///{(self.data_dir / 'register.sqlite3').resolve()}")
             self._launch(worker)
             _wait_log(worker, "worker polling task queue")
             self._launch(trivial)

@@ -13,16 +13,45 @@ The whole original payload (its metadata and data) is serialised with
 ``Payload.SerializeToString`` and encrypted under a fresh 96-bit random
 nonce. The result is a payload with metadata::
 
-    encoding:           binary/encrypted
-    encryption-key-id:  <key id>
+    encoding:                binary/encrypted
+    encryption-key-id:       <key id>
+    encryption-partnership:  <policy id, e.g. merton>   (when the case is known)
 
-and data ``nonce || ciphertext-with-tag``. The key id is also bound into the
-ciphertext as associated data, so relabelling a payload with another key id
+and data ``nonce || ciphertext-with-tag``. The key id and the partnership
+are bound into the ciphertext as associated data, so relabelling a payload
+with another key id or another partnership (or removing its partnership)
 makes it fail to decrypt rather than decrypt wrongly.
 
 Decoding passes through any payload whose ``encoding`` is not
 ``binary/encrypted``: histories written before encryption was switched on
 (and the replay tests' recorded histories) keep working.
+
+The partnership a payload belongs to
+------------------------------------
+The codec endpoint (``api/routes/codec.py``) decodes for a business-team
+user only the payloads of their own partnership, so each payload says,
+authenticated, whose it is. Temporal gives a codec no payload's value, only
+a serialisation context naming the workflow the payload travels to or from
+(``with_context``). So:
+
+1. The product's payload converter (``escalation.converter``) labels the
+   values that name their partnership (a case's start input, its state) with
+   a plain ``escalation-partnership`` metadata entry inside the payload,
+   which is encrypted with it.
+2. Encoding a labelled payload under a workflow's context, or decoding one
+   (the worker reads a case's start input before anything else of it),
+   teaches the codec that workflow's partnership; every other payload of
+   that workflow (updates, results, activity inputs, query answers) is then
+   labelled the same. The first partnership learned for a workflow stands.
+3. The API also tells it the partnership of every case it acts on, from the
+   case's search attributes (``remember_partnership``).
+
+A payload whose workflow is not known (an operator's CLI input through
+``/codec/encode``, a payload written before this scheme, a worker that has
+not read the case's start) carries no partnership: it still decodes
+everywhere the key ring does, and through the endpoint for operators only.
+The endpoint's own ``/codec/encode`` never trusts a label sent to it: it
+labels with the business-team caller's partnership, or none.
 
 The key ring
 ------------
@@ -53,13 +82,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import json
 import logging
 import os
 import re
 import secrets
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,7 +101,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
-from temporalio.converter import PayloadCodec
+from temporalio.converter import PayloadCodec, SerializationContext, WithSerializationContext
 
 if TYPE_CHECKING:
     from escalation.settings import Settings
@@ -78,10 +110,19 @@ log = logging.getLogger("escalation.codec")
 
 ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
+PARTNERSHIP_METADATA = "encryption-partnership"
+# Set by the payload converter on the plain payload of a value that names its
+# partnership; travels encrypted.
+LABEL_METADATA = "escalation-partnership"
 KEY_BYTES = 32
 NONCE_BYTES = 12
 KEY_FILE = "codec-keys.json"
 _AAD_PREFIX = b"escalation-codec/v1:"
+_AAD_SCOPED_PREFIX = b"escalation-codec/v2:"
+_PARTNERSHIP_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+# Workflows whose partnership a process remembers: far more than a worker
+# caches or the API touches between restarts; the oldest are forgotten first.
+MAX_REMEMBERED_CASES = 100_000
 _KEY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _PLACEHOLDER_WORDS = ("changeme", "changethis", "replaceme", "placeholder", "example", "secret")
 NEW_KEY_HINT = "generate one with `python -m escalation.codec new-key`"
@@ -320,38 +361,119 @@ def resolve_key_ring(
 # --- The codec ----------------------------------------------------------------------
 
 
-def _aad(key_id: str) -> bytes:
-    return _AAD_PREFIX + key_id.encode("ascii")
+def _aad(key_id: str, partnership: str | None = None) -> bytes:
+    if partnership is None:
+        return _AAD_PREFIX + key_id.encode("ascii")
+    return _AAD_SCOPED_PREFIX + key_id.encode("ascii") + b"\0" + partnership.encode("ascii")
 
 
-class EncryptionCodec(PayloadCodec):
-    """AES-256-GCM over whole serialised payloads, tagged with the key id."""
+def valid_partnership(value: str | None) -> str | None:
+    return value if value is not None and _PARTNERSHIP_RE.fullmatch(value) else None
 
-    def __init__(self, ring: KeyRing) -> None:
+
+class Partnerships:
+    """Workflow id -> partnership, learned as described in the module's
+    docstring; shared by every context-bound copy of a codec."""
+
+    def __init__(self, limit: int = MAX_REMEMBERED_CASES) -> None:
+        self._known: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+        self.limit = limit
+
+    def get(self, workflow_id: str) -> str | None:
+        with self._lock:
+            return self._known.get(workflow_id)
+
+    def learn(self, workflow_id: str, partnership: str | None) -> None:
+        partnership = valid_partnership(partnership)
+        if partnership is None:
+            return
+        with self._lock:
+            if workflow_id in self._known:
+                self._known.move_to_end(workflow_id)
+                return
+            self._known[workflow_id] = partnership
+            while len(self._known) > self.limit:
+                self._known.popitem(last=False)
+
+
+# One per process: the API's and the worker's codecs (one per key
+# configuration) share what they have learned.
+PARTNERSHIPS = Partnerships()
+
+
+def payload_partnership(payload: Payload) -> str | None:
+    """The partnership an encrypted payload says it belongs to (authenticated
+    only once it decrypts), or None: unscoped, or not encrypted."""
+    if payload.metadata.get("encoding") != ENCODING:
+        return None
+    raw = payload.metadata.get(PARTNERSHIP_METADATA)
+    return raw.decode("ascii", errors="replace") if raw is not None else None
+
+
+class EncryptionCodec(PayloadCodec, WithSerializationContext):
+    """AES-256-GCM over whole serialised payloads, tagged with the key id
+    and the partnership of the case they belong to."""
+
+    def __init__(self, ring: KeyRing, partnerships: Partnerships | None = None) -> None:
         self.ring = ring
         self._ciphers = {key_id: AESGCM(key) for key_id, key in ring.keys.items()}
+        self.partnerships = partnerships or PARTNERSHIPS
+        self.workflow_id: str | None = None
 
     def __repr__(self) -> str:
         return f"EncryptionCodec({self.ring!r})"
 
+    def with_context(self, context: SerializationContext) -> EncryptionCodec:
+        workflow_id = getattr(context, "workflow_id", None)
+        if workflow_id == self.workflow_id:
+            return self
+        bound = copy.copy(self)
+        bound.workflow_id = workflow_id
+        return bound
+
+    def remember(self, workflow_id: str, partnership: str | None) -> None:
+        self.partnerships.learn(workflow_id, partnership)
+
+    def _partnership_for(self, payload: Payload) -> str | None:
+        label = valid_partnership(
+            payload.metadata[LABEL_METADATA].decode("ascii", errors="replace")
+            if LABEL_METADATA in payload.metadata
+            else None
+        )
+        if self.workflow_id is None:
+            return label
+        if label is not None:
+            self.partnerships.learn(self.workflow_id, label)
+        return self.partnerships.get(self.workflow_id) or label
+
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return [self.encode_one(payload, self._partnership_for(payload)) for payload in payloads]
+
+    def encode_one(self, payload: Payload, partnership: str | None) -> Payload:
+        """Encrypt one payload as belonging to ``partnership`` (None: to no
+        partnership in particular)."""
         key_id = self.ring.active_id
-        cipher = self._ciphers[key_id]
-        aad = _aad(key_id)
-        encoded = []
-        for payload in payloads:
-            nonce = os.urandom(NONCE_BYTES)
-            sealed = cipher.encrypt(nonce, payload.SerializeToString(), aad)
-            encoded.append(
-                Payload(
-                    metadata={"encoding": ENCODING, KEY_ID_METADATA: key_id.encode("ascii")},
-                    data=nonce + sealed,
-                )
-            )
-        return encoded
+        partnership = valid_partnership(partnership)
+        metadata = {"encoding": ENCODING, KEY_ID_METADATA: key_id.encode("ascii")}
+        if partnership is not None:
+            metadata[PARTNERSHIP_METADATA] = partnership.encode("ascii")
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self._ciphers[key_id].encrypt(
+            nonce, payload.SerializeToString(), _aad(key_id, partnership)
+        )
+        return Payload(metadata=metadata, data=nonce + sealed)
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        return [self._decode_one(payload) for payload in payloads]
+        decoded = [self._decode_one(payload) for payload in payloads]
+        if self.workflow_id is not None:
+            for payload in decoded:
+                if LABEL_METADATA in payload.metadata:
+                    self.partnerships.learn(
+                        self.workflow_id,
+                        payload.metadata[LABEL_METADATA].decode("ascii", errors="replace"),
+                    )
+        return decoded
 
     def _decode_one(self, payload: Payload) -> Payload:
         if payload.metadata.get("encoding") != ENCODING:
@@ -363,13 +485,22 @@ class EncryptionCodec(PayloadCodec):
         cipher = self._ciphers.get(key_id)
         if cipher is None:
             raise UnknownKeyError(key_id)
+        raw_partnership = payload.metadata.get(PARTNERSHIP_METADATA)
+        partnership = None
+        if raw_partnership is not None:
+            partnership = valid_partnership(raw_partnership.decode("ascii", errors="replace"))
+            if partnership is None:
+                raise CodecDecodeError(f"encrypted payload's {PARTNERSHIP_METADATA} is malformed")
         data = payload.data
         try:
-            plain = cipher.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], _aad(key_id))
+            plain = cipher.decrypt(
+                data[:NONCE_BYTES], data[NONCE_BYTES:], _aad(key_id, partnership)
+            )
         except InvalidTag:
             raise CodecDecodeError(
                 f"payload under key id {key_id!r} failed authentication: the key in the ring "
-                "under that id is not the one it was encrypted with, or the payload was altered"
+                "under that id is not the one it was encrypted with, or the payload (or its "
+                "partnership) was altered"
             ) from None
         return Payload.FromString(plain)
 
@@ -390,7 +521,7 @@ def _payloads_from_json(body: Any) -> Payloads:
         raise CodecRequestError('expected a JSON object {"payloads": [...]}')
     try:
         return json_format.ParseDict(body, Payloads(), ignore_unknown_fields=True)
-    except json_format.ParseError:
+    except (json_format.ParseError, RecursionError):
         raise CodecRequestError(
             'expected {"payloads": [{"metadata": {...}, "data": "<base64>"}]}'
         ) from None
@@ -400,29 +531,49 @@ def _payloads_to_json(payloads: Sequence[Payload]) -> dict[str, Any]:
     return json_format.MessageToDict(Payloads(payloads=payloads))
 
 
-def _shared_codec() -> PayloadCodec:
+def _shared_codec() -> EncryptionCodec:
     from escalation.converter import payload_codec
 
     return payload_codec()
 
 
 async def encode_payloads_json(
-    body: dict[str, Any], codec: PayloadCodec | None = None
+    body: dict[str, Any], codec: EncryptionCodec | None = None, *, partnership: str | None = None
 ) -> dict[str, Any]:
-    """The remote codec protocol's /encode: JSON Payloads in, encrypted out."""
-    payloads = _payloads_from_json(body)
+    """The remote codec protocol's /encode: JSON Payloads in, encrypted out,
+    as belonging to ``partnership`` (or to none). A label inside the given
+    payloads is not trusted: it is removed."""
+    payloads = list(_payloads_from_json(body).payloads)
     codec = codec or _shared_codec()
-    return _payloads_to_json(await codec.encode(list(payloads.payloads)))
+    for payload in payloads:
+        if LABEL_METADATA in payload.metadata:
+            del payload.metadata[LABEL_METADATA]
+    return _payloads_to_json([codec.encode_one(payload, partnership) for payload in payloads])
 
 
 async def decode_payloads_json(
-    body: dict[str, Any], codec: PayloadCodec | None = None
-) -> dict[str, Any]:
-    """The remote codec protocol's /decode: JSON Payloads in, decrypted out.
-    Raises ``CodecDecodeError`` for a payload that cannot be decrypted."""
-    payloads = _payloads_from_json(body)
+    body: dict[str, Any],
+    codec: PayloadCodec | None = None,
+    *,
+    may_decode: Callable[[str | None], bool] | None = None,
+) -> tuple[dict[str, Any], int]:
+    """The remote codec protocol's /decode: JSON Payloads in, decrypted out,
+    and how many were withheld: a payload whose partnership ``may_decode``
+    refuses is answered as it came, still encrypted. Raises
+    ``CodecDecodeError`` for a payload that cannot be decrypted."""
+    payloads = list(_payloads_from_json(body).payloads)
     codec = codec or _shared_codec()
-    return _payloads_to_json(await codec.decode(list(payloads.payloads)))
+    withheld = 0
+    out: list[Payload] = []
+    for payload in payloads:
+        encrypted = payload.metadata.get("encoding") == ENCODING
+        if encrypted and may_decode is not None and not may_decode(payload_partnership(payload)):
+            withheld += 1
+            out.append(payload)
+            continue
+        [decoded] = await codec.decode([payload])
+        out.append(decoded)
+    return _payloads_to_json(out), withheld
 
 
 def main(argv: Sequence[str]) -> int:

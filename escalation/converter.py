@@ -9,6 +9,12 @@ stack trace into an encoded attribute, so those are encrypted too. Search
 attributes cannot be encrypted (the server indexes them), which is why they
 carry only non-identifying fields.
 
+Each encrypted payload carries the partnership of the case it belongs to
+(``escalation.codec`` explains how the codec learns it): this module's
+payload converter labels the values that name their partnership, and
+``remember_partnership`` tells the codec a case's partnership from its
+search attributes.
+
 The key ring comes from the settings, read when ``data_converter()`` is
 called (``escalation.codec`` explains where keys live). A process running a
 throwaway server (the tests, ``escalation simulate``) calls
@@ -20,14 +26,40 @@ with the server, instead of creating the embedded default's key file.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
+from typing import Any
 
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.api.common.v1 import Payload
+from temporalio.contrib.pydantic import PydanticPayloadConverter, pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 
-from escalation.codec import EncryptionCodec, resolve_key_ring
+from escalation.codec import LABEL_METADATA, PARTNERSHIPS, EncryptionCodec, resolve_key_ring
 from escalation.settings import Settings
+from workflows.messages import CaseState, RaiseDisagreement
+
+
+def _partnership_of(value: Any) -> str | None:
+    if isinstance(value, RaiseDisagreement):
+        return value.policy.id
+    if isinstance(value, CaseState):
+        return value.policy_id
+    return None
+
+
+class LabellingPayloadConverter(PydanticPayloadConverter):
+    """Pydantic's converter, with the values that name their partnership (a
+    case's start input, its state) labelled so for the codec."""
+
+    def to_payloads(self, values: Sequence[Any]) -> list[Payload]:
+        payloads = super().to_payloads(values)
+        for value, payload in zip(values, payloads, strict=True):
+            partnership = _partnership_of(value)
+            if partnership:
+                payload.metadata[LABEL_METADATA] = partnership.encode("ascii", "replace")
+        return payloads
+
 
 _ephemeral = False
 
@@ -67,6 +99,7 @@ def payload_codec(settings: Settings | None = None) -> EncryptionCodec:
 def _converter(codec: EncryptionCodec) -> DataConverter:
     return dataclasses.replace(
         pydantic_data_converter,
+        payload_converter_class=LabellingPayloadConverter,
         payload_codec=codec,
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
@@ -82,3 +115,9 @@ def plain_data_converter() -> DataConverter:
     """Without encryption: only for recording the replay tests' histories,
     which hold fake cases and must replay without any key."""
     return pydantic_data_converter
+
+
+def remember_partnership(workflow_id: str, partnership: str | None) -> None:
+    """Tell this process's codec the partnership of a case (from its search
+    attributes), so that what it encodes for the case is labelled with it."""
+    PARTNERSHIPS.learn(workflow_id, partnership)

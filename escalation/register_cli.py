@@ -24,7 +24,7 @@ import io
 import json
 import logging
 import sys
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -70,6 +70,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     rebuild = sub.add_parser(
         "rebuild",
         help="fill in the register from the cases Temporal still holds (needs a worker)",
+        description="Reads each case Temporal holds through its record query (a worker must "
+        "be running) and writes what the register lacks.",
+    )
+    rebuild.add_argument(
+        "--since",
+        help="only cases raised since this instant (ISO 8601 with an offset), e.g. the time "
+        "of the backup the register was restored from",
     )
     rebuild.set_defaults(handler=_rebuild)
 
@@ -179,10 +186,21 @@ def _as_csv(rows: list[dict[str, object]]) -> str:
 def _rebuild(args: argparse.Namespace) -> int:
     from register import RegisterUnavailableError
 
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since.strip())
+        except ValueError:
+            since = None
+        if since is None or since.tzinfo is None:
+            raise CliError(
+                f"--since: cannot read {args.since!r} as an instant; expected ISO 8601 with an "
+                "offset, e.g. 2027-01-04T09:00:00+00:00"
+            )
     settings = get_settings()
     register = _open(settings)
     try:
-        report = asyncio.run(_rebuild_from_temporal(settings, register))
+        report = asyncio.run(_rebuild_from_temporal(settings, register, since))
     except RegisterUnavailableError as exc:
         raise CliError(f"{exc}: {_where(settings)}") from None
     except RuntimeError as exc:
@@ -222,7 +240,9 @@ class RebuildReport:
         return "\n".join(lines)
 
 
-async def _rebuild_from_temporal(settings: Settings, register: Register) -> RebuildReport:
+async def _rebuild_from_temporal(
+    settings: Settings, register: Register, since: datetime | None = None
+) -> RebuildReport:
     from temporalio.client import Client, WorkflowQueryFailedError
     from temporalio.service import RPCError
 
@@ -236,12 +256,15 @@ async def _rebuild_from_temporal(settings: Settings, register: Register) -> Rebu
         data_converter=data_converter(settings),
     )
     report = RebuildReport()
-    async for execution in client.list_workflows("WorkflowType = 'Disagreement'"):
+    query = "WorkflowType = 'Disagreement'"
+    if since is not None:
+        query += f" AND StartTime >= '{since.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}'"
+    async for execution in client.list_workflows(query):
         report.seen += 1
         reference = execution.id.removeprefix("disagreement-")
         try:
             record = await client.get_workflow_handle(execution.id).query(
-                DisagreementWorkflow.get_record, rpc_timeout=timedelta(seconds=30)
+                DisagreementWorkflow.get_record, rpc_timeout=timedelta(seconds=10)
             )
         except (WorkflowQueryFailedError, RPCError):
             report.unreadable.append(reference)

@@ -252,6 +252,9 @@ def _run(args: argparse.Namespace) -> int:
                     host,
                     "--port",
                     str(args.api_port),
+                    # Uvicorn's access log writes query strings; the API
+                    # keeps its own (route templates and statuses only).
+                    "--no-access-log",
                 ],
                 data_dir / "api.log",
                 env=child_env,

@@ -20,12 +20,15 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from register.migrate import OutOfDateError
     from workers.worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = get_settings()
     try:
         asyncio.run(run_worker(settings))
+    except OutOfDateError as exc:
+        raise CliError(str(exc)) from None
     except RuntimeError as exc:
         if "connect" in str(exc).lower():
             raise CliError(

@@ -29,9 +29,14 @@ def config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
+    _make_folder(url)
+    command.upgrade(config(url), revision)
+
+
+def _make_folder(url: str) -> None:
+    """The embedded default's folder, on first use."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    command.upgrade(config(url), revision)
 
 
 def downgrade(url: str, revision: str) -> None:
@@ -45,7 +50,24 @@ def head() -> str:
     return current
 
 
+class OutOfDateError(RuntimeError):
+    """The register's database is not at the schema this code needs."""
+
+
+def require_current(url: str) -> None:
+    """Refuse to work on a database the migrations have not brought up to
+    date: writes would fail on every case."""
+    found, wanted = current(url), head()
+    if found != wanted:
+        raise OutOfDateError(
+            f"the register's database is at schema {found or 'none (empty)'}, this code needs "
+            f"{wanted}: run `escalation register migrate` (make run does it itself)"
+        )
+
+
 def current(url: str) -> str | None:
+    """The database's schema revision; None for an empty (or new) database."""
+    _make_folder(url)
     engine = create_engine(url)
     try:
         with engine.connect() as connection:

@@ -60,6 +60,7 @@ from workflows.messages import (
     RecordCase,
     RecordReceipt,
 )
+from workflows.timeline import with_text
 
 if TYPE_CHECKING:
     from escalation.settings import Settings
@@ -321,7 +322,7 @@ class Register:
                 )
             )
         state = json.loads(open_(row.sealed_state, f"cases.state:{reference}") or "{}")
-        timeline = []
+        events_read = []
         notes = []
         for ev in events:
             place = f"{reference}:{ev.seq}"
@@ -342,7 +343,7 @@ class Register:
                 reason=open_(ev.sealed_reason, f"case_events.reason:{place}"),
                 detail=open_(ev.sealed_detail, f"case_events.detail:{place}"),
             )
-            timeline.append(item)
+            events_read.append(item)
             if item.type == "note" and item.reason is not None:
                 by = Actor(
                     id=item.by or "operator",
@@ -353,9 +354,11 @@ class Register:
                 notes.append(Note(at=item.at, by=by, text=item.reason))
         about_json = open_(row.sealed_about, f"cases.about:{reference}")
         about = CaseAbout.model_validate_json(about_json) if about_json else None
-        return CaseRecord(
-            **{**state, "events": timeline, "notes": notes}, about=about, source="register"
+        record = CaseRecord(
+            **{**state, "events": events_read, "notes": notes}, about=about, source="register"
         )
+        record.events = with_text(record)
+        return record
 
     def list_cases(self, query: CaseQuery) -> CasePage:
         c = t.Case

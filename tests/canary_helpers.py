@@ -173,10 +173,17 @@ class Needle:
 
 
 def needles(canaries: dict[str, str]) -> list[Needle]:
-    """Every canary as plain text (any case) and as base64 (exact)."""
+    """Every canary as plain text (any case) and as base64 (exact), but for
+    canaries of digits alone: at some alignment their base64 is the base64
+    of any digits that contain them, and Temporal keeps timestamps (a local
+    activity's nanoseconds) base64-encoded, so the test would fail by chance.
+    Their forms with separators (a dashed date, a spaced NHS number) keep
+    their base64 needles."""
     out = []
     for label, text in canaries.items():
         out.append(Needle(label, text.encode("utf-8").lower(), case_insensitive=True))
+        if text.isdigit():
+            continue
         for form in sorted(base64_forms(text)):
             out.append(Needle(f"{label} (base64)", form, case_insensitive=False))
     return out

@@ -27,6 +27,8 @@ from workers.worker import build_worker
 from workflows.disagreement import DisagreementWorkflow
 from workflows.messages import Actor, AddNote, Agency, CaseState, RaiseDisagreement
 
+pytest_plugins = ["tests.register_fixtures"]
+
 # The test servers are throwaway: unless a key is configured, payloads are
 # encrypted under an in-memory key, and no key file is created in .data.
 use_ephemeral_key_when_unconfigured()

@@ -165,6 +165,30 @@ REHEARSALS: dict[str, tuple[str, str, bool, int, list[tuple[str, str]], str]] = 
         [("2027-03-20T10:00", "resolve")],
         "2027-04-01T10:00",
     ),
+    # Since the case-register patch: every change written to the register,
+    # and who acted and why recorded on each event.
+    "merton-resolve-with-confirmation-register": (
+        "merton",
+        "2027-03-01T10:00",
+        False,
+        0,
+        [
+            ("2027-03-02T10:00", "acknowledge"),
+            ("2027-03-03T10:00", "escalate"),
+            ("2027-03-04T10:00", "note"),
+            ("2027-03-05T10:00", "resolve"),
+            ("2027-03-22T10:00", "confirm"),
+        ],
+        "2027-04-30T10:00",
+    ),
+    "staffordshire-unattended-register": (
+        "staffordshire-stoke",
+        "2027-03-01T10:00",
+        False,
+        0,
+        [],
+        "2027-04-15T10:00",
+    ),
     "hillingdon-raised-at-stage-3-immediate-risk": (
         "hillingdon",
         "2027-03-01T10:00",

@@ -33,6 +33,9 @@ form PDFs are shown to have been read.
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
+import json
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -97,6 +100,7 @@ TEXT = {
     "resolution form": "CanaryResolutionFormG1Z5",
     "written confirmation": "CanaryConfirmationC3Y8",
     "withdrawal reason": "CanaryWithdrawReasonS7U2",
+    "operator CLI note": "CanaryCliNoteE4Q1",
 }
 CANARIES = {**IDENTITY, **{f"{path} canary": token for path, token in TEXT.items()}}
 NEEDLES = needles(CANARIES)
@@ -210,7 +214,57 @@ async def api(stack: Stack) -> AsyncIterator[Api]:
         yield Api(http, tokens)
 
 
-async def run_cases(api: Api) -> dict[str, Case]:
+async def type_the_child_where_it_does_not_belong(api: Api, ref: str) -> None:
+    """A careless user: the child's name and NHS number typed into filters,
+    query strings and paths. Each is refused or ignored, and none may reach
+    a log (the access log records route templates only)."""
+    name, nhs = CHILD["name"], CHILD["nhs_number"]
+    auth = api._auth(MANAGER)
+    for params in ({"agency": name}, {"category": nhs}, {"page_token": name}):
+        response = await api.http.get("/disagreements", params=params, headers=auth)
+        assert response.status_code == 422, response.text
+    response = await api.http.get("/policies/merton/explain", params={"raised": name}, headers=auth)
+    assert response.status_code == 422, response.text
+    response = await api.http.get(f"/disagreements/{ref}", params={"child": name}, headers=auth)
+    assert response.status_code == 200, response.text
+    for path in (f"/disagreements/{name}", f"/{name}/{nhs}"):
+        assert (await api.http.get(path, headers=auth)).status_code == 404
+
+
+async def signal_as_the_readme_shows(api: Api, stack: Stack, ref: str) -> None:
+    """An operator's note sent with the Temporal CLI, as the README shows it:
+    through the codec endpoint, so it is encrypted like everything else."""
+    signalled = subprocess.run(
+        [
+            temporal_cli(),
+            "workflow",
+            "signal",
+            "--address",
+            stack.address,
+            "--workflow-id",
+            f"disagreement-{ref}",
+            "--codec-endpoint",
+            f"{stack.api_url}/codec",
+            "--codec-auth",
+            f"Bearer {api.tokens[OPERATOR]}",
+            "--name",
+            "add_note",
+            "--input",
+            json.dumps({"text": text("operator CLI note")}),
+        ],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert signalled.returncode == 0, signalled.stderr.decode(errors="replace")[-500:]
+    await api.until(
+        ref,
+        lambda s: any(TEXT["operator CLI note"] in n["text"] for n in s["notes"]),
+        "the operator's note",
+    )
+
+
+async def run_cases(api: Api, stack: Stack) -> dict[str, Case]:
     """Every policy, every kind of action."""
     # Raise: at least one case per policy, as whoever may raise it.
     merton = await api.raise_case(
@@ -271,6 +325,8 @@ async def run_cases(api: Api) -> dict[str, Case]:
     await api.act(merton, "deadline", MANAGER, {"deadline": soon(4), "reason": reason})
     await api.act(wirral, "deadline", OPERATOR, {"deadline": soon(4), "reason": reason})
     await api.act(merton_withdrawn, "notes", POLICE, {"text": text("note")})
+    await type_the_child_where_it_does_not_belong(api, merton)
+    await signal_as_the_readme_shows(api, stack, merton)
 
     # Cheshire: up every step to the one that needs Appendix A, then resolved.
     await api.act(cheshire, "acknowledge", CHESHIRE_TEAM, {"note": text("acknowledgement note")})
@@ -514,7 +570,7 @@ async def test_no_child_data_in_the_clear_anywhere_the_stack_keeps_data(
     stack: Stack, api: Api
 ) -> None:
     data = stack.data_dir
-    cases = await run_cases(api)
+    cases = await run_cases(api, stack)
 
     # Every case is closed and has sent its closing notice, and its workflow
     # has completed (so every notice it owes has gone); every notice the
@@ -537,9 +593,15 @@ async def test_no_child_data_in_the_clear_anywhere_the_stack_keeps_data(
         state = await api.state(case.ref)
         recorded += [e["notice_id"] for e in notices_of(state)]
         templates |= {e["template"] for e in notices_of(state)}
-    sent = {p.stem for p in (data / "outbox").iterdir() if p.suffix in (".json", ".eml")}
+    # An email is recorded as sent once each of its recipients has their copy.
+    sent = {p.name for p in (data / "outbox" / ".sent").iterdir()}
     missing = [n for n in recorded if n not in sent]
     assert not missing, f"notices recorded but not in the outbox: {missing}"
+    # Each copy is addressed to one person, who sees no other recipient.
+    for path in (data / "outbox").glob("*.eml"):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        assert len(message["To"].addresses) == 1, (path.name, message["To"])
+        assert message["Cc"] is None and message["Bcc"] is None, path.name
     assert templates >= {
         "stage-started",
         "immediate-risk",
@@ -567,7 +629,12 @@ async def test_no_child_data_in_the_clear_anywhere_the_stack_keeps_data(
     names = {str(p.relative_to(data)) for p in files}
     for expected in ("temporal.db", "temporal.log", "worker.log", "api.log"):
         assert expected in names, sorted(names)
-    assert sum(1 for n in names if n.startswith("outbox/")) >= len(recorded)
+    assert sum(1 for n in names if n.startswith("outbox/") and n.endswith(".eml")) >= len(recorded)
+    # The API's access log was written (and so searched): route templates.
+    api_log = (data / "api.log").read_text(errors="replace")
+    for line in ("GET /disagreements/{reference} 200", "GET /disagreements 422"):
+        if line not in api_log:
+            problems.append(f"api.log has no access line {line!r}")
 
     # The database can be searched as it lies: the encrypted payloads' marker
     # and the workflow ids are there, in the clear.

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import sysconfig
 import tomllib
+from datetime import timedelta
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -221,7 +222,10 @@ def test_setup_registers_exactly_the_search_attributes(compose: dict[str, Any]) 
 async def test_the_setup_script_runs_against_a_server(compose: dict[str, Any]) -> None:
     """Run the one-shot's script against a fresh dev server (no attributes yet)."""
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_cli(), dev_server_log_level="error"
+        # A busy machine can take longer than the SDK's 5 s to start one.
+        dev_server_startup_timeout=timedelta(seconds=60),
+        dev_server_existing_path=temporal_cli(),
+        dev_server_log_level="error",
     )
     try:
         target = env.client.service_client.config.target_host

@@ -27,7 +27,13 @@ from activities.email import (
     SendGridSink,
     notice_setup,
 )
-from activities.notices import UNFILLED_SUFFIX, Addressee, NoticeActivities, OutboxSink
+from activities.notices import (
+    UNFILLED_SUFFIX,
+    Addressee,
+    NoticeActivities,
+    OutboxSink,
+    recipient_key,
+)
 from escalation.codec import KeyRing
 from escalation.settings import Settings
 from policies.directory import example_directory, parse_directory
@@ -239,7 +245,9 @@ async def test_the_request_carries_recipients_case_reference_and_the_form(
     assert body["custom_args"] == {
         "case_reference": "MER-7K2Q9XAB",
         "notice_id": "MER-7K2Q9XAB-00004-business-team-record",
-        "ledger_key": "MER-7K2Q9XAB-00004-business-team-record",
+        "ledger_key": recipient_key(
+            "MER-7K2Q9XAB-00004-business-team-record", "mscp-business-team@merton.example.org"
+        ),
         "template": "business-team-record",
         "policy": "merton",
     }
@@ -263,17 +271,30 @@ async def test_the_request_carries_recipients_case_reference_and_the_form(
         assert secret not in words, secret
 
 
-async def test_stage_notices_go_to_both_agencies_role_holders(
+STAGE_HOLDERS = [
+    "tom.fraser@merton-health.example.org",
+    "dev.ward@merton-childrens-social-care.example.org",
+]
+
+
+async def test_stage_notices_go_to_both_agencies_role_holders_each_alone(
     sendgrid_server: FakeSendGrid, tmp_path: Path
 ) -> None:
     acts = activities(sink_for(sendgrid_server, tmp_path))
     await ActivityEnvironment().run(acts.send_notice, notice())
-    (body,) = sendgrid_server.mail_sends
-    assert [t["email"] for t in body["personalizations"][0]["to"]] == [
-        "tom.fraser@merton-health.example.org",
-        "dev.ward@merton-childrens-social-care.example.org",
+    bodies = sendgrid_server.mail_sends
+    # One message per recipient: nobody sees another's address.
+    assert [[t["email"] for t in b["personalizations"][0]["to"]] for b in bodies] == [
+        [address] for address in STAGE_HOLDERS
     ]
-    assert "attachments" not in body
+    for body, address in zip(bodies, STAGE_HOLDERS, strict=True):
+        assert len(body["personalizations"]) == 1
+        assert "cc" not in body["personalizations"][0] and "bcc" not in body["personalizations"][0]
+        others = [a for a in STAGE_HOLDERS if a != address]
+        assert not any(other in json.dumps(body) for other in others)
+        assert body["custom_args"]["ledger_key"] == recipient_key(notice().notice_id, address)
+    assert bodies[0]["subject"] == bodies[1]["subject"]
+    assert "attachments" not in bodies[0]
 
 
 async def test_sandbox_mode(sendgrid_server: FakeSendGrid, tmp_path: Path) -> None:
@@ -299,13 +320,29 @@ async def test_a_retry_after_a_crash_sends_nothing_twice(
     await ActivityEnvironment().run(
         activities(sink_for(sendgrid_server, tmp_path)).send_notice, notice()
     )
-    assert len(sendgrid_server.mail_sends) == 1
+    assert len(sendgrid_server.mail_sends) == 2
     restarted = activities(sink_for(sendgrid_server, tmp_path))
     receipt = await ActivityEnvironment().run(restarted.send_notice, notice())
     assert receipt.duplicate and receipt.delivered
-    assert len(sendgrid_server.mail_sends) == 1
-    (entry,) = Ledger(register_in(tmp_path)).entries()
-    assert entry["key"] == notice().notice_id and entry["message_id"] == "msg-1"
+    assert len(sendgrid_server.mail_sends) == 2
+    entries = Ledger(register_in(tmp_path)).entries()
+    assert sorted(e["key"] for e in entries) == sorted(
+        [notice().notice_id, *(recipient_key(notice().notice_id, a) for a in STAGE_HOLDERS)]
+    )
+    assert {e["message_id"] for e in entries} == {"msg-1", "msg-2", None}
+
+
+async def test_a_crash_between_two_recipients_sends_the_first_only_once(
+    sendgrid_server: FakeSendGrid, tmp_path: Path
+) -> None:
+    sendgrid_server.answer(202)
+    sendgrid_server.answer(503)
+    acts = activities(sink_for(sendgrid_server, tmp_path))
+    with pytest.raises(ApplicationError):
+        await ActivityEnvironment().run(acts.send_notice, notice())
+    await ActivityEnvironment().run(acts.send_notice, notice())
+    sent_to = [b["personalizations"][0]["to"][0]["email"] for b in sendgrid_server.mail_sends]
+    assert sent_to == [STAGE_HOLDERS[0], STAGE_HOLDERS[1], STAGE_HOLDERS[1]]
 
 
 async def test_a_failure_half_way_resends_only_what_was_not_accepted(
@@ -323,10 +360,11 @@ async def test_a_failure_half_way_resends_only_what_was_not_accepted(
     assert receipt.unfilled_roles == ["merton-childrens-social-care:head-of-service"]
     sends = sendgrid_server.mail_sends
     keys = [s["custom_args"]["ledger_key"] for s in sends]
+    team = "mscp-business-team@merton.example.org"
     assert keys == [
-        notice().notice_id,
-        notice().notice_id + UNFILLED_SUFFIX,
-        notice().notice_id + UNFILLED_SUFFIX,
+        recipient_key(notice().notice_id, "tom.fraser@merton-health.example.org"),
+        recipient_key(notice().notice_id + UNFILLED_SUFFIX, team),
+        recipient_key(notice().notice_id + UNFILLED_SUFFIX, team),
     ]
     assert sends[2]["personalizations"][0]["to"] == [
         {"email": "mscp-business-team@merton.example.org", "name": "MSCP Business Team"}
@@ -364,7 +402,8 @@ async def test_a_5xx_is_retried(sendgrid_server: FakeSendGrid, tmp_path: Path, s
         await ActivityEnvironment().run(activities(sink).send_notice, notice())
     assert not caught.value.non_retryable and caught.value.type == "SendGridUnavailable"
     receipt = await ActivityEnvironment().run(activities(sink).send_notice, notice())
-    assert receipt.delivered and len(sendgrid_server.mail_sends) == 2
+    # The refused first copy again, then the second.
+    assert receipt.delivered and len(sendgrid_server.mail_sends) == 3
 
 
 async def test_a_429_is_retried_after_retry_after(

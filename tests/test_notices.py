@@ -29,6 +29,7 @@ from activities.notices import (
     NoticeActivities,
     OutboxSink,
     OutgoingEmail,
+    recipient_key,
     resolve,
 )
 from activities.templates import TEMPLATES, render
@@ -329,8 +330,9 @@ async def test_outbox_writes_one_readable_eml_per_email(tmp_path: Path) -> None:
     )
     acts = NoticeActivities(sink, example_directory(), sender=Addressee("Esc", "esc@x.example.org"))
     await ActivityEnvironment().run(acts.send_notice, n)
-    files = sorted((tmp_path / "outbox").iterdir())
-    assert [f.name for f in files] == [f"{n.notice_id}.eml"]
+    files = sorted((tmp_path / "outbox").glob("*.eml"))
+    team = "mscp-business-team@merton.example.org"
+    assert [f.name for f in files] == [sink.path(recipient_key(n.notice_id, team)).name]
     message = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
     assert message["To"] == "MSCP Business Team <mscp-business-team@merton.example.org>"
     assert message["From"] == "Esc <esc@x.example.org>"
@@ -352,6 +354,52 @@ async def test_outbox_writes_one_readable_eml_per_email(tmp_path: Path) -> None:
     stamp = files[0].stat().st_mtime_ns
     receipt = await ActivityEnvironment().run(acts.send_notice, n)
     assert receipt.duplicate and files[0].stat().st_mtime_ns == stamp
+    assert sorted((tmp_path / "outbox").glob("*.eml")) == files
+
+
+async def test_each_recipient_gets_their_own_copy_in_the_outbox(tmp_path: Path) -> None:
+    sink = OutboxSink(tmp_path / "outbox")
+    acts = NoticeActivities(sink, example_directory(), sender=Addressee("Esc", "esc@x.example.org"))
+    n = notice()
+    emails, _ = acts.compose(n)
+    people = [a.email for a in emails[0].to]
+    assert len(people) >= 2
+
+    # A crash after the first copy was written: the retry writes the rest.
+    first = emails[0].copies()[0]
+    sink.path(first.key).write_bytes(first.as_message().as_bytes())
+    stamp = sink.path(first.key).stat().st_mtime_ns
+    receipt = await ActivityEnvironment().run(acts.send_notice, n)
+
+    assert receipt.delivered
+    files = sorted((tmp_path / "outbox").glob("*.eml"))
+    assert len(files) == len(people)
+    assert sink.path(first.key).stat().st_mtime_ns == stamp
+    seen = []
+    for path in files:
+        raw = path.read_bytes()
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        (to,) = message["To"].addresses
+        seen.append(to.addr_spec)
+        others = [p for p in people if p != to.addr_spec]
+        assert not any(other.encode() in raw for other in others), path.name
+    assert sorted(seen) == sorted(people)
+    again = await ActivityEnvironment().run(acts.send_notice, n)
+    assert again.duplicate and sorted((tmp_path / "outbox").glob("*.eml")) == files
+
+
+async def test_an_outbox_email_from_before_per_recipient_copies_is_not_sent_again(
+    tmp_path: Path,
+) -> None:
+    sink = OutboxSink(tmp_path / "outbox")
+    acts = NoticeActivities(sink, example_directory(), sender=Addressee("Esc", "esc@x.example.org"))
+    n = notice()
+    sink.path(n.notice_id).write_bytes(b"To: everyone at once\n\nthe old way")
+
+    receipt = await ActivityEnvironment().run(acts.send_notice, n)
+
+    assert receipt.duplicate
+    assert [p.name for p in (tmp_path / "outbox").glob("*.eml")] == [f"{n.notice_id}.eml"]
 
 
 def test_an_email_without_people_is_still_a_valid_message() -> None:

@@ -8,6 +8,7 @@ here: put the change behind ``workflow.patched`` instead (see
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -53,6 +54,29 @@ def test_cases_since_the_local_activities_patch_have_histories() -> None:
         assert "ACTIVITY_TASK_SCHEDULED" not in text, path.stem
     older = next(p for p in HISTORIES if p.stem == "merton-updates")
     assert "ACTIVITY_TASK_SCHEDULED" in older.read_text()
+
+
+def test_cases_since_the_register_patch_have_histories() -> None:
+    """The newer histories took the register's path: the patch marker, and
+    the case written to the register as a local activity."""
+    newer = [p for p in HISTORIES if p.stem.endswith("-register")]
+    assert len(newer) >= 2
+    for path in newer:
+        payloads = _marker_payloads(path)
+        assert b'"id":"case-register"' in payloads, path.stem
+        assert b'"activity_type":"record_case"' in payloads, path.stem
+    older = next(p for p in HISTORIES if p.stem == "merton-resolve-with-confirmation")
+    assert b"record_case" not in _marker_payloads(older)
+
+
+def _marker_payloads(path: Path) -> bytes:
+    history = json.loads(path.read_text())
+    found = []
+    for event in history["events"]:
+        marker = event.get("markerRecordedEventAttributes")
+        for details in (marker or {}).get("details", {}).values():
+            found += [base64.b64decode(p["data"]) for p in details.get("payloads", [])]
+    return b"\n".join(found)
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

@@ -12,6 +12,7 @@ are awaited with auto time-skipping off, since a closed case needs no timer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import date, timedelta
@@ -154,6 +155,12 @@ async def open_case(harness: Harness, request: RaiseDisagreement) -> AsyncIterat
         yield handle
     finally:
         if await is_running(harness.client, handle.id):
+            # Let the task in hand finish first (the barrier is answered only
+            # once it has): the time-skipping server keeps time still for a
+            # workflow task that a termination cut short, stalling every
+            # later test's clock.
+            with contextlib.suppress(WorkflowUpdateFailedError):
+                await barrier(handle)
             await handle.terminate("test over")
 
 

@@ -12,6 +12,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest_asyncio
 from temporalio.client import WorkflowExecutionStatus
@@ -19,8 +20,11 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from escalation import search_attributes as sa
+from escalation.codec import KeyRing
 from escalation.converter import data_converter
 from escalation.temporal_bin import temporal_cli
+from register import Register
+from register.migrate import upgrade
 from tests.conftest import Harness, barrier, make_request, receiving_manager, state_of
 from workflows.disagreement import DisagreementWorkflow
 from workflows.messages import AddNote, ShortenDeadline
@@ -31,6 +35,8 @@ SUGGEST_AFTER_EVENTS = 40
 @pytest_asyncio.fixture
 async def short_history_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
+        # A busy machine can take longer than the SDK's 5 s to start one.
+        dev_server_startup_timeout=timedelta(seconds=60),
         dev_server_existing_path=temporal_cli(),
         data_converter=data_converter(),
         search_attributes=list(sa.ALL),
@@ -46,12 +52,15 @@ async def short_history_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 async def test_a_long_case_continues_as_new_and_loses_nothing(
-    short_history_env: WorkflowEnvironment,
+    short_history_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
     harness = Harness(short_history_env.client)
     request = make_request("merton", datetime.now(UTC))
     manager = receiving_manager(request)
-    async with harness.worker():
+    url = f"sqlite:///{tmp_path / 'register.sqlite3'}"
+    upgrade(url)
+    register = Register.from_url(url, KeyRing.generate())
+    async with harness.worker(register=register):
         handle = await harness.raise_case(request)
         await barrier(handle)
         first_run = (await handle.describe()).run_id
@@ -109,3 +118,15 @@ async def test_a_long_case_continues_as_new_and_loses_nothing(
         assert "escalated-automatically" in [
             n.template for n in harness.sink.notices if n.stage == 1
         ]
+
+        # The register holds the case across both runs, every event once.
+        for _ in range(60):
+            record = register.case(request.reference)
+            if record is not None and record.recorded_seq == state.next_seq - 1:
+                break
+            await asyncio.sleep(0.25)
+        assert record is not None
+        assert [(e.seq, e.type) for e in record.events] == [(e.seq, e.type) for e in state.events]
+        assert [n.text for n in record.notes if n.by == manager] == notes
+        await handle.terminate("test over")
+    register.close()

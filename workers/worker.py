@@ -25,6 +25,7 @@ from escalation.converter import data_converter
 from escalation.settings import Settings
 from policies.directory import Directory
 from register import Register
+from register.migrate import require_current
 from workflows.disagreement import DisagreementWorkflow
 
 log = logging.getLogger("escalation.worker")
@@ -125,6 +126,7 @@ async def connect(settings: Settings) -> Client:
 async def run_worker(settings: Settings) -> None:
     from activities.email import notice_setup
 
+    require_current(settings.register_url)
     client = await connect(settings)
     register = Register.from_settings(settings)
     setup = notice_setup(settings, register)  # SendGrid, or the .eml outbox without an API key

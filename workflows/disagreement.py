@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     # a fresh copy of ladder for every case instead of passing it through.
     import workflows.ladder as ladder
     import workflows.snapshots as snapshots
+    import workflows.timeline as timeline
     from escalation import search_attributes as sa
     from policies.model import Policy
     from workflows.ladder import Refused, Step
@@ -132,6 +133,9 @@ class DisagreementWorkflow:
         self._changes = 0
         self._written = 0
         self._closing = False
+        # The register did not answer in the worker: writes go on as retrying
+        # activities, and actions are answered without waiting for them.
+        self._register_behind = False
 
     # --- Run ------------------------------------------------------------------
 
@@ -143,7 +147,11 @@ class DisagreementWorkflow:
             )
         self._registering = workflow.patched(PATCH_REGISTER)
         if self._registering:
-            if self.state.recorded_seq < self.state.next_seq - 1 or not self.state.about_recorded:
+            # A run continued as new writes what the run before it had not.
+            state = self.state
+            if request.resume is not None and (
+                state.recorded_seq < state.next_seq - 1 or not state.about_recorded
+            ):
                 self._changes += 1
             recorder = asyncio.create_task(self._recorder())
         if request.resume is None:
@@ -235,6 +243,7 @@ class DisagreementWorkflow:
             step = ladder.apply(self.policy, self.state, action, workflow.now(), features)
         except Refused as refusal:
             self._record("refused", actor=action.by, detail=str(refusal))
+            self._changes += 1
             if ticket is not None:
                 self._answers[ticket] = refusal
             return
@@ -529,6 +538,7 @@ class DisagreementWorkflow:
                 about=None if state.about_recorded else self._about(),
             )
             receipt = await self._write_record(update)
+            self._register_behind = False
             state.recorded_seq = max(state.recorded_seq, receipt.recorded_seq)
             state.about_recorded = state.about_recorded or update.about is not None
             self._written = target
@@ -545,7 +555,7 @@ class DisagreementWorkflow:
             )
             return receipt
         except FailureError:
-            pass
+            self._register_behind = True
         while True:
             try:
                 receipt = await workflow.execute_activity(
@@ -590,6 +600,12 @@ class DisagreementWorkflow:
         self._queue.append((ticket, action))
         await workflow.wait_condition(lambda: ticket in self._answers)
         answer = self._answers.pop(ticket)
+        if self._registering:
+            # Answer once the register holds what the action changed, so a
+            # list read after the answer shows it; unless the register is
+            # behind, when the answer must not wait for it.
+            changed = self._changes
+            await workflow.wait_condition(lambda: self._written >= changed or self._register_behind)
         if isinstance(answer, Refused):
             raise ApplicationError(str(answer), type="ActionRefused", non_retryable=True)
         return answer
@@ -618,7 +634,12 @@ class DisagreementWorkflow:
         /disagreements/{ref} and ``escalation register rebuild``)."""
         if self._state is None:
             raise ApplicationError("the case was never raised", type="InvalidRaise")
-        return CaseRecord(**dict(self.state), about=self._about(), source="case")
+        state = self.state
+        return CaseRecord(
+            **{**dict(state), "events": timeline.with_text(state)},
+            about=self._about(),
+            source="case",
+        )
 
     @workflow.query(name="form")
     def get_form(self, key: str) -> FilledForm | None:

@@ -310,6 +310,9 @@ class CaseEvent(_Model):
     reason: str | None = None
     # The forms a notice carried.
     forms: list[str] = Field(default_factory=list)
+    # The event in words (workflows.timeline), filled in where a case is
+    # read, never kept in the case's own state.
+    text: str | None = None
 
 
 class Note(_Model):

@@ -6,10 +6,16 @@ Point the UI at ``http://<api>/codec`` (``temporal server start-dev
 ``--codec-endpoint http://<api>/codec --codec-auth "Bearer <token>"``.
 
 Only operators and business-team users may call it: decoding shows a case's
-identifying details in the clear. The codec cannot tell which case a payload
-belongs to, so a business-team user can decode any payload shown to them.
-Every decode is logged with the user's id and the number of payloads, never
-their content.
+identifying details in the clear. Each encrypted payload carries, bound into
+its encryption, the partnership of the case it belongs to
+(``escalation.codec``): an operator may decode any payload; a business-team
+user only their own partnership's. Any other payload (another partnership's,
+or one that names none, as payloads written before payloads were labelled
+do) is answered as it came, still encrypted, so the UI shows it as
+ciphertext and learns nothing. What a business-team user encodes is labelled
+with their partnership, what an operator encodes with none. Every decode is
+logged with the user's id and the number of payloads (and of those withheld),
+never their content.
 
 The UI calls the endpoint from the browser, from its own origin, with
 ``Content-Type``, ``X-Namespace`` and (when configured) ``Authorization``
@@ -32,6 +38,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from api import problems
 from api.deps import SettingsDep, bearer, get_current_user
+from api.limits import CODEC_BODY_LIMIT
 from api.problems import ProblemError
 from api.users import User
 from escalation.codec import (
@@ -50,7 +57,7 @@ router = APIRouter(prefix="/codec", tags=["codec"])
 CODEC_ROLES = frozenset({"operator", "business-team"})
 COOKIE = "escalation_codec"
 COOKIE_MAX_AGE = 8 * 3600
-MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_BODY_BYTES = CODEC_BODY_LIMIT
 INVALID_PAYLOADS = "invalid-payloads"
 UNDECODABLE = "undecodable-payload"
 
@@ -103,13 +110,21 @@ async def codec_user(
 CodecUser = Annotated[User, Depends(codec_user)]
 
 
+def _scope(user: User) -> str | None:
+    """The one partnership whose payloads the user may see; None: all (an
+    operator). A business-team user without a partnership sees none."""
+    if user.role == "operator":
+        return None
+    return user.partnership or "-"
+
+
 async def _body(request: Request, cors: dict[str, str]) -> dict[str, Any]:
     raw = await request.body()
     if len(raw) > MAX_BODY_BYTES:
         raise ProblemError(413, None, "Payload Too Large", headers=cors)
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     if not isinstance(body, dict):
         raise ProblemError(
@@ -166,7 +181,7 @@ async def encode(request: Request, settings: SettingsDep, user: CodecUser) -> JS
     cors = cors_headers(request, settings)
     body = await _body(request, cors)
     try:
-        result = await encode_payloads_json(body, payload_codec(settings))
+        result = await encode_payloads_json(body, payload_codec(settings), partnership=_scope(user))
     except CodecRequestError as exc:
         raise ProblemError(
             400, INVALID_PAYLOADS, "The body is not Payloads", str(exc), headers=cors
@@ -185,8 +200,13 @@ async def decode(request: Request, settings: SettingsDep, user: CodecUser) -> JS
     body = await _body(request, cors)
     count = len(body["payloads"]) if isinstance(body.get("payloads"), list) else 0
     log.info("codec decode by user %s: %d payloads", user.id, count)
+    scope = _scope(user)
     try:
-        result = await decode_payloads_json(body, payload_codec(settings))
+        result, withheld = await decode_payloads_json(
+            body,
+            payload_codec(settings),
+            may_decode=None if scope is None else (lambda partnership: partnership == scope),
+        )
     except CodecRequestError as exc:
         raise ProblemError(
             400, INVALID_PAYLOADS, "The body is not Payloads", str(exc), headers=cors
@@ -196,6 +216,13 @@ async def decode(request: Request, settings: SettingsDep, user: CodecUser) -> JS
         raise ProblemError(
             400, UNDECODABLE, "A payload cannot be decoded", str(exc), headers=cors
         ) from None
+    if withheld:
+        log.info(
+            "codec decode by user %s: %d payloads withheld (not of partnership %s)",
+            user.id,
+            withheld,
+            scope,
+        )
     return JSONResponse(result, headers=cors)
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
-from pydantic import AwareDatetime, ValidationError
+from pydantic import ValidationError
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api import cases, problems
@@ -32,6 +32,7 @@ from api.schemas import (
     DeadlineBody,
     EscalateBody,
     ImmediateRiskBody,
+    Instant,
     Key,
     NoteBody,
     RaiseRequest,
@@ -64,6 +65,7 @@ router = APIRouter(prefix="/disagreements", tags=["disagreements"])
 RefPath = Annotated[
     str,
     Path(
+        max_length=64,
         description="The case reference, e.g. MER-7K2Q9XAB.",
         openapi_examples={"case": {"summary": "A Merton case", "value": "MER-7K2Q9XAB"}},
     ),
@@ -293,7 +295,11 @@ async def list_disagreements(
     secret: HmacKey,
     partnership: Annotated[
         str | None,
-        Query(description="Policy id.", openapi_examples={"merton": {"value": "merton"}}),
+        Query(
+            max_length=64,
+            description="Policy id.",
+            openapi_examples={"merton": {"value": "merton"}},
+        ),
     ] = None,
     area: Annotated[Key | None, Query(description="Area key within the partnership.")] = None,
     stage: Annotated[int | None, Query(ge=0, le=99, description="Current stage index.")] = None,
@@ -317,10 +323,10 @@ async def list_disagreements(
         ),
     ] = None,
     category: Annotated[Key | None, Query(description="A category key.")] = None,
-    raised_from: Annotated[AwareDatetime | None, Query(description="Raised at or after.")] = None,
-    raised_to: Annotated[AwareDatetime | None, Query(description="Raised before.")] = None,
-    closed_from: Annotated[AwareDatetime | None, Query(description="Closed at or after.")] = None,
-    closed_to: Annotated[AwareDatetime | None, Query(description="Closed before.")] = None,
+    raised_from: Annotated[Instant | None, Query(description="Raised at or after.")] = None,
+    raised_to: Annotated[Instant | None, Query(description="Raised before.")] = None,
+    closed_from: Annotated[Instant | None, Query(description="Closed at or after.")] = None,
+    closed_to: Annotated[Instant | None, Query(description="Closed before.")] = None,
     sort: Annotated[
         Sort, Query(description="`raised` (newest first) or `deadline` (soonest first).")
     ] = "raised",

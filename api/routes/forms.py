@@ -38,6 +38,7 @@ FORM_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 FormPath = Annotated[
     str,
     Path(
+        max_length=64,
         description="The form's key in the case's policy, e.g. escalation-pro-forma (Merton), "
         "formal-escalation-form (Staffordshire and Stoke-on-Trent), appendix-a (Cheshire), "
         "appendix-1 / appendix-2 (Wirral), escalation-notification (Hillingdon).",

@@ -6,6 +6,7 @@ may read any of them.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
@@ -22,7 +23,7 @@ from api.schemas import (
     PolicySummary,
     StageSummary,
 )
-from escalation.clitools import CliError, parse_instant
+from escalation.clitools import INSTANT_FORMAT, CliError, parse_instant
 from policies.calendar import WorkingDayCalendar
 from policies.ladder import explain
 from policies.loader import UnknownPolicyError, builtin_policies, get_policy
@@ -30,9 +31,12 @@ from policies.model import Policy
 
 router = APIRouter(prefix="/policies", tags=["policies"])
 
+EXPLAIN_HORIZON = timedelta(days=3653)
+
 PolicyId = Annotated[
     str,
     Path(
+        max_length=64,
         description="A policy id, e.g. merton.",
         openapi_examples={"merton": {"value": "merton"}},
     ),
@@ -124,8 +128,9 @@ async def explain_policy(
     raised: Annotated[
         str,
         Query(
+            max_length=64,
             description="When the disagreement is raised, ISO 8601; without an offset it is "
-            "local time in the policy's zone.",
+            "local time in the policy's zone; between 2000 and ten years from now.",
             openapi_examples={
                 "local": {"value": "2026-12-23T11:00"},
                 "utc": {"value": "2026-12-23T11:00:00+00:00"},
@@ -139,8 +144,23 @@ async def explain_policy(
     policy = _policy(policy_id)
     try:
         when = parse_instant(raised, policy.time_zone, what="raised")
-    except CliError as exc:
-        raise ProblemError(422, problems.VALIDATION, "The request is not valid", str(exc)) from None
+    except CliError:
+        # Not the message, which quotes what was typed (it may be anything).
+        raise ProblemError(
+            422,
+            problems.VALIDATION,
+            "The request is not valid",
+            f"raised: not a date and time; expected {INSTANT_FORMAT}",
+        ) from None
+    earliest, latest = datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC) + EXPLAIN_HORIZON
+    if not earliest <= when <= latest:
+        # Working-day arithmetic near the end of the calendar overflows.
+        raise ProblemError(
+            422,
+            problems.VALIDATION,
+            "The request is not valid",
+            f"raised must be between 2000-01-01 and {latest:%Y-%m-%d}",
+        )
     calendar = WorkingDayCalendar(policy.calendar_spec(), settings.extra_closures)
     plan = explain(policy, calendar, when, immediate_risk=immediate_risk)
     return Explanation(

@@ -174,8 +174,8 @@ async def sendgrid_events(
     request: Request,
     client: TemporalClient,
     settings: SettingsDep,
-    signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER)] = None,
-    timestamp: Annotated[str | None, Header(alias=TIMESTAMP_HEADER)] = None,
+    signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER, max_length=512)] = None,
+    timestamp: Annotated[str | None, Header(alias=TIMESTAMP_HEADER, max_length=32)] = None,
 ) -> Response:
     if not settings.sendgrid_webhook_public_key:
         raise ProblemError(

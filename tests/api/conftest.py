@@ -13,6 +13,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -45,6 +46,8 @@ async def dev_env(data_dir: Path) -> AsyncIterator[WorkflowEnvironment]:
     # the root conftest makes throwaway servers ephemeral).
     converter = data_converter(Settings(_env_file=None, ESCALATION_DATA_DIR=str(data_dir)))  # type: ignore[call-arg]
     env = await WorkflowEnvironment.start_local(
+        # A busy machine can take longer than the SDK's 5 s to start one.
+        dev_server_startup_timeout=timedelta(seconds=60),
         dev_server_existing_path=temporal_cli(),
         search_attributes=search_attributes.ALL,
         data_converter=converter,

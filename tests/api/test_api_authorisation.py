@@ -43,7 +43,17 @@ OBJECT_ROUTES: list[tuple[str, str, object]] = [
 
 @pytest_asyncio.fixture(scope="module")
 async def case_ref(api: Api) -> str:
-    return await api.raise_case()
+    """A case the worker has finished raising. The API answers a raise before
+    the worker has carried it out (recorded it, sent its first notice), so
+    the tests' before-and-after comparisons start once the case is still."""
+    ref = await api.raise_case()
+
+    async def settled() -> bool:
+        state = (await api.get(f"/disagreements/{ref}", OPERATOR)).json()
+        return any(e.get("template") == "stage-started" for e in state.get("events", []))
+
+    await eventually(settled, what="the raise's first notice recorded")
+    return ref
 
 
 async def _call(api: Api, method: str, path: str, user: str | None, body: object):

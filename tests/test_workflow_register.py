@@ -1,0 +1,407 @@
+"""The real workflow writes itself to the register: after every path the
+register holds the case exactly as the case holds itself, every event once,
+with who acted and why; a register that is down holds up no deadline and is
+caught up when it returns; a worker killed between the register's write and
+its workflow task completing leaves every event there exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from escalation import search_attributes as sa
+from escalation.codec import KeyRing
+from escalation.converter import data_converter, payload_codec
+from escalation.temporal_bin import temporal_cli
+from register import Register
+from register.migrate import upgrade
+from tests.conftest import (
+    Harness,
+    barrier,
+    escalation_form,
+    make_request,
+    raising_manager,
+    receiving_manager,
+    state_of,
+)
+from workflows.disagreement import DisagreementWorkflow
+from workflows.messages import (
+    Acknowledge,
+    Actor,
+    AddNote,
+    CaseRecord,
+    CaseState,
+    ConfirmOutcome,
+    Escalate,
+    Resolve,
+    ShortenDeadline,
+    Withdraw,
+)
+
+RING = KeyRing.generate()
+
+
+def file_register(folder: Path) -> Register:
+    url = f"sqlite:///{folder / 'register.sqlite3'}"
+    upgrade(url)
+    return Register.from_url(url, RING)
+
+
+def same_record(register: Register, state: CaseState) -> CaseRecord:
+    """The register's copy of the case equals the case's own, event by event."""
+    record = register.case(state.reference)
+    assert record is not None, "the register has no such case"
+    fields = ("seq", "type", "stage", "by", "by_name", "by_role", "reason", "detail", "notice_id")
+    assert [e.model_dump(include=set(fields)) for e in record.events] == [
+        e.model_dump(include=set(fields)) for e in state.events
+    ]
+    assert len({e.seq for e in record.events}) == len(record.events)
+    for name in (
+        "status",
+        "stage",
+        "highest_stage_reached",
+        "outcome",
+        "closed_at",
+        "immediate_risk",
+    ):
+        assert getattr(record, name) == getattr(state, name), name
+    return record
+
+
+async def closed(handle: WorkflowHandle) -> CaseState:
+    await handle.result()
+    return await state_of(handle)
+
+
+async def test_a_case_to_written_confirmation_is_in_the_register_whole(
+    new_worker: type[Harness], ts_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    harness = new_worker()
+    register = file_register(tmp_path)
+    request = make_request("merton", await ts_env.get_current_time())
+    request.decision_disputed = "The referral was closed with no further action"
+    receiving, raising = receiving_manager(request), raising_manager(request)
+    practitioner = Actor(
+        id="raiser-1", name="Priya Shah", agency=request.raising_agency.key, role="practitioner"
+    )
+    async with harness.worker(register=register):
+        handle = await harness.raise_case(request)
+        await handle.execute_update(
+            DisagreementWorkflow.acknowledge, Acknowledge(by=receiving, note="Seen it")
+        )
+        await handle.execute_update(
+            DisagreementWorkflow.escalate,
+            Escalate(by=practitioner, reason="No agreement between the practitioners"),
+        )
+        await handle.execute_update(
+            DisagreementWorkflow.add_note, AddNote(by=raising, text="Called the duty manager")
+        )
+        await handle.execute_update(
+            DisagreementWorkflow.escalate, Escalate(by=raising, reason="Still no agreement")
+        )
+        await handle.execute_update(
+            DisagreementWorkflow.resolve, Resolve(by=receiving, outcome="Strategy meeting held")
+        )
+        await handle.execute_update(
+            DisagreementWorkflow.confirm,
+            ConfirmOutcome(by=receiving, confirmation="Confirmed by letter of 5 March"),
+        )
+        state = await closed(handle)
+
+    record = same_record(register, state)
+    assert record.status == "resolved" and record.source == "register"
+    assert record.about is not None and record.about.summary == request.summary
+    assert record.about.decision_disputed == "The referral was closed with no further action"
+    by_type = {e.type: e for e in record.events}
+    escalated = [e for e in record.events if e.type == "escalated"]
+    # Who really acted, and why: the practitioner, not "a manager".
+    assert escalated[0].text == (
+        f"escalated by Priya Shah, practitioner at {request.raising_agency.name}: "
+        "No agreement between the practitioners"
+    )
+    assert by_type["acknowledged"].reason == "Seen it"
+    assert by_type["resolved"].reason == "Strategy meeting held"
+    assert by_type["confirmed"].reason == "Confirmed by letter of 5 March"
+    assert [n.text for n in record.notes] == ["Called the duty manager"]
+    with register.engine.connect() as connection:
+        from sqlalchemy import select
+
+        from register import tables as t
+
+        confirmations = connection.execute(select(t.Confirmation.stage)).scalars().all()
+        notices = connection.execute(select(t.Notice.template)).scalars().all()
+        forms = connection.execute(select(t.FormSent.form)).scalars().all()
+    assert confirmations == [2]
+    # Merton's pro-forma goes to the business team at stage 2.
+    expected_forms = sorted({f for e in state.events for f in e.forms})
+    assert expected_forms and sorted(set(forms)) == expected_forms
+    assert sorted(set(notices)) == sorted({e.template for e in state.events if e.template})
+    register.close()
+
+
+async def test_an_escalation_with_a_form_and_a_withdrawal(
+    new_worker: type[Harness], ts_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    harness = new_worker()
+    register = file_register(tmp_path)
+    request = make_request("staffordshire-stoke", await ts_env.get_current_time())
+    policy = request.policy
+    raising = raising_manager(request)
+    async with harness.worker(register=register):
+        handle = await harness.raise_case(request)
+        for target in (1, 2, 3):
+            await handle.execute_update(
+                DisagreementWorkflow.escalate,
+                Escalate(
+                    by=raising, reason=f"Up to {target}", form=escalation_form(policy, target)
+                ),
+            )
+        await handle.execute_update(
+            DisagreementWorkflow.withdraw, Withdraw(by=raising, reason="Resolved outside")
+        )
+        state = await closed(handle)
+    record = same_record(register, state)
+    assert record.status == "withdrawn"
+    # The stage 3 form's fields are free text: sealed, and read back whole.
+    assert record.escalation_forms == state.escalation_forms and record.escalation_forms
+    register.close()
+
+
+async def test_a_register_that_is_down_holds_up_no_deadline_and_catches_up(
+    dev_server: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """The register's database has no tables yet (as good as down): the case
+    still escalates at its deadline and tells everyone; once the database is
+    there, the retrying write brings the register up to date. On a dev server
+    (real time): the deadline is brought forward to a few seconds away."""
+    harness = Harness(dev_server.client)
+    url = f"sqlite:///{tmp_path / 'later.sqlite3'}"
+    register = Register.from_url(url, RING)
+    request = make_request("merton", datetime.now(UTC))
+    manager = receiving_manager(request)
+    async with harness.worker(register=register):
+        handle = await harness.raise_case(request)
+        await barrier(handle)
+        soon = datetime.now(UTC) + timedelta(seconds=3)
+        await handle.execute_update(
+            DisagreementWorkflow.shorten_deadline,
+            ShortenDeadline(by=manager, deadline=soon, reason="Conference tomorrow"),
+        )
+        state = await poll(
+            handle,
+            lambda s: (
+                s.stage == 1 and any(e.template == "escalated-automatically" for e in s.events)
+            ),
+            "the deadline to escalate the case and tell everyone",
+        )
+        assert any(
+            n.template == "escalated-automatically" and n.reference == request.reference
+            for n in harness.sink.notices
+        )
+        assert state.recorded_seq == 0, "the register was written while it was down"
+
+        upgrade(url)  # the database is back
+        state = await poll(
+            handle,
+            lambda s: s.recorded_seq == s.next_seq - 1,
+            "the register to be caught up",
+            timeout=90,
+        )
+        same_record(register, state)
+        await handle.terminate("test over")
+    register.close()
+
+
+async def poll(
+    handle: WorkflowHandle,
+    check: Callable[[CaseState], bool],
+    what: str,
+    timeout: float = 30,
+) -> CaseState:
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + timeout
+    while True:
+        state = await state_of(handle)
+        if check(state):
+            return state
+        if loop.time() > give_up:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+# --- A worker killed half-way ------------------------------------------------------------
+
+CRASHING_WORKER = '''
+import asyncio, os, sys
+from escalation.codec import KeyRing
+from escalation.converter import data_converter, payload_codec
+from register import Register
+from activities.notices import OutboxSink
+from temporalio.client import Client
+from workers.worker import build_worker
+
+url, address, task_queue, flag, outbox = sys.argv[1:6]
+ring = KeyRing.parse(os.environ["ESCALATION_CODEC_KEYS"])
+
+class DiesAfterWriting(Register):
+    """Writes to the register, then dies like a SIGKILL, once: after the
+    register's commit and before the workflow task completes."""
+    def record(self, update):
+        receipt = super().record(update)
+        if not os.path.exists(flag):
+            open(flag, "w").close()
+            os._exit(9)
+        return receipt
+
+async def main():
+    client = await Client.connect(address, data_converter=data_converter())
+    worker = build_worker(
+        client, task_queue, OutboxSink(__import__("pathlib").Path(outbox)),
+        register=DiesAfterWriting.from_url(url, ring),
+        sticky_queue_schedule_to_start_timeout=__import__("datetime").timedelta(seconds=1),
+    )
+    await worker.run()
+
+asyncio.run(main())
+'''
+
+
+@pytest_asyncio.fixture(scope="module")
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        # A busy machine can take longer than the SDK's 5 s to start one.
+        dev_server_startup_timeout=timedelta(seconds=60),
+        dev_server_existing_path=temporal_cli(),
+        data_converter=data_converter(),
+        search_attributes=list(sa.ALL),
+        dev_server_log_level="error",
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+async def test_a_worker_killed_after_the_register_write_leaves_each_event_once(
+    dev_server: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'register.sqlite3'}"
+    upgrade(url)
+    # The worker process encrypts with this process's key ring.
+    ring = payload_codec().ring
+    keys = ",".join(f"{i}:{base64.b64encode(k).decode()}" for i, k in ring.keys.items())
+    env = {**os.environ, "ESCALATION_CODEC_KEYS": keys}
+    harness = Harness(dev_server.client)
+    flag = tmp_path / "died"
+    script = tmp_path / "crashing_worker.py"
+    script.write_text(CRASHING_WORKER)
+    address = dev_server.client.service_client.config.target_host
+    crashing = subprocess.Popen(
+        [
+            sys.executable,
+            str(script),
+            url,
+            address,
+            harness.task_queue,
+            str(flag),
+            str(tmp_path / "o"),
+        ],
+        env=env,
+        cwd=Path(__file__).parent.parent,
+        stderr=subprocess.PIPE,
+    )
+    register = Register.from_url(url, ring)
+    try:
+        request = make_request("merton", datetime.now(UTC))
+        handle = await harness.raise_case(request)
+        code = await asyncio.to_thread(crashing.wait, 60)
+        assert code == 9, crashing.stderr.read().decode()[-2000:] if crashing.stderr else code
+        assert flag.exists()
+        written = register.case(request.reference)
+        assert written is not None and written.events, "nothing reached the register"
+        # Another worker takes the case over: the raise's task runs again.
+        async with harness.worker(register=register):
+            await handle.execute_update(
+                DisagreementWorkflow.add_note,
+                AddNote(by=receiving_manager(request), text="After the crash"),
+            )
+            await handle.execute_update(
+                DisagreementWorkflow.resolve,
+                Resolve(by=receiving_manager(request), outcome="Agreed"),
+            )
+            state = await closed(handle)
+        record = same_record(register, state)
+        assert [e.seq for e in record.events] == list(range(1, state.next_seq))
+        assert [e.type for e in record.events].count("raised") == 1
+    finally:
+        if crashing.poll() is None:
+            crashing.send_signal(signal.SIGKILL)
+        register.close()
+
+
+async def test_rebuild_fills_in_what_the_register_lacks(
+    dev_server: WorkflowEnvironment,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A register restored from an old backup (here: an empty one) is filled
+    in from the cases Temporal still holds, each once; a second run adds
+    nothing."""
+    from escalation.cli import main
+    from escalation.settings import get_settings
+
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    harness = Harness(dev_server.client)
+    request = make_request("merton", datetime.now(UTC))
+    async with harness.worker():  # its own register, which the restore has lost
+        handle = await harness.raise_case(request)
+        await handle.execute_update(
+            DisagreementWorkflow.escalate,
+            Escalate(by=raising_manager(request), reason="No agreement"),
+        )
+        state = await state_of(handle)
+
+        ring = payload_codec().ring
+        keys = ",".join(f"{i}:{base64.b64encode(k).decode()}" for i, k in ring.keys.items())
+        monkeypatch.setenv("ESCALATION_CODEC_KEYS", keys)
+        monkeypatch.setenv("ESCALATION_DATA_DIR", str(tmp_path))
+        monkeypatch.setenv("TEMPORAL_ADDRESS", dev_server.client.service_client.config.target_host)
+        get_settings.cache_clear()
+        try:
+            assert main(["register", "migrate"]) == 0
+            for _ in range(50):  # the list is eventually consistent
+                listed = [
+                    w async for w in dev_server.client.list_workflows(f"WorkflowId = '{handle.id}'")
+                ]
+                if listed:
+                    break
+                await asyncio.sleep(0.2)
+            capsys.readouterr()
+            # The command runs its own event loop; the worker goes on in this one.
+            rebuild = ["register", "rebuild", "--since", since.isoformat()]
+            assert await asyncio.to_thread(main, rebuild) == 0
+            out = capsys.readouterr().out
+            assert "1 added to the register" in out and f"added      {request.reference}" in out
+            assert await asyncio.to_thread(main, rebuild) == 0
+            assert "1 already whole" in capsys.readouterr().out
+            assert main(["register", "rebuild", "--since", "yesterday"]) == 1
+        finally:
+            get_settings.cache_clear()
+        register = Register.from_url(f"sqlite:///{tmp_path / 'register.sqlite3'}", ring)
+        record = same_record(register, state)
+        assert record.about is not None and record.about.summary == request.summary
+        register.close()
+        await handle.terminate("test over")
