@@ -38,6 +38,7 @@ from workflows.messages import (
     Acknowledge,
     Actor,
     AddNote,
+    ConfirmOutcome,
     RaiseDisagreement,
     Resolve,
     ShortenDeadline,
@@ -294,6 +295,9 @@ async def record_updates(env: WorkflowEnvironment, name: str) -> None:
         await handle.execute_update(
             DisagreementWorkflow.resolve, Resolve(by=manager, outcome="Agreed")
         )
+        if (await handle.query(DisagreementWorkflow.get_state)).status == "awaiting-confirmation":
+            # Merton §5.1 (since the duties were encoded): confirmed in writing.
+            await handle.execute_update(DisagreementWorkflow.confirm, ConfirmOutcome(by=manager))
         await handle.result()
         await save(name, handle)
 
