@@ -7,14 +7,18 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install run worker test lint histories clean bench
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml package.json package-lock.json
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found " + sys.version.split()[0] + ")")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# The pages' and /docs' assets, served by the app itself (never a CDN):
+	@# GOV.UK Frontend compiled with the system font stack, Swagger UI, ReDoc.
+	npm ci --ignore-scripts --no-audit --no-fund
+	npm run --silent build
 	@# Bytecode up front: the workflow sandbox (the tests) compiles the workflow
 	@# module for every case when PYTHONDONTWRITEBYTECODE leaves no .pyc.
-	$(BIN)/python -m compileall -q policies workflows activities workers escalation api register
+	$(BIN)/python -m compileall -q policies workflows activities workers escalation api register reports web
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -32,7 +36,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy policies workflows activities workers escalation api register
+	$(BIN)/mypy policies workflows activities workers escalation api register reports web
 
 ## Re-record the workflow histories that the replay tests check.
 histories: $(STAMP)
@@ -43,4 +47,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules web/static build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -356,7 +356,7 @@ class NoticeActivities:
         """The emails a notice becomes (its own first), and the unfilled roles."""
         if notice.case_url is None and self.public_url:
             notice = notice.model_copy(
-                update={"case_url": f"{self.public_url}/disagreements/{notice.reference}"}
+                update={"case_url": f"{self.public_url}/cases/{notice.reference}"}
             )
         resolution = resolve(self.directory, notice)
         attachments = []

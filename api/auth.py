@@ -99,6 +99,16 @@ class UsersFileAuthenticator:
             raise AuthError("the bearer token is not recognised")
         return found.public()
 
+    def user(self, user_id: str) -> User | None:
+        """The user with this id as the file now has them, or None: a signed-in
+        page session is checked against the file on every request, so a user
+        removed from it is signed out at once."""
+        self._refresh()
+        for stored in self._users:
+            if stored.id == user_id:
+                return stored.public()
+        return None
+
 
 # --- OIDC ------------------------------------------------------------------------
 

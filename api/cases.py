@@ -32,10 +32,11 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
 from temporalio.client import (
     Client,
     WorkflowExecutionDescription,
@@ -56,19 +57,22 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.deadlines import plan_clock
 from api import problems
-from api.auth import may_access_case
+from api.auth import may_access_case, raise_refusal
 from api.problems import ProblemError
-from api.schemas import CaseLinks, CaseSummary
+from api.schemas import CaseLinks, CaseSummary, RaiseRequest
 from api.users import User
 from escalation import search_attributes as sa
 from escalation.converter import remember_partnership
 from escalation.settings import Settings
 from policies.calendar import WorkingDayCalendar
+from policies.loader import UnknownPolicyError, get_policy
+from policies.model import Policy
 from register import Register, RegisterUnavailableError
 from register import tables as t
 from register.listing import CaseQuery, Scope
 from workflows import ladder
 from workflows.disagreement import DisagreementWorkflow
+from workflows.ladder import raise_problems
 from workflows.messages import Action, ActionResult, CaseRecord, CaseState, RaiseDisagreement
 
 log = logging.getLogger("escalation.api")
@@ -370,14 +374,18 @@ def _closed(case: Case) -> ProblemError:
     )
 
 
-async def act(case: Case, update: Any, action: Action, timeout: float) -> ActionResult:
+async def act(
+    case: Case, update: Any, action: Action, timeout: float, update_id: str | None = None
+) -> ActionResult:
     """Send an action as the workflow update of the same name; a refusal
-    comes back as 409 with the case's own reason."""
+    comes back as 409 with the case's own reason. With an ``update_id`` (a
+    page's form key) Temporal applies a resubmitted update only once and
+    answers the second with the first's result."""
     if not case.running:
         raise _closed(case)
     try:
         result: ActionResult = await asyncio.wait_for(
-            case.handle.execute_update(update, action), timeout
+            case.handle.execute_update(update, action, id=update_id), timeout
         )
         return result
     except WorkflowUpdateFailedError as exc:
@@ -523,3 +531,109 @@ async def _live_record(case: Case, timeout: float) -> CaseRecord:
         if loop.time() >= give_up:
             raise _not_ready()
         await asyncio.sleep(0.1)
+
+
+# --- Raising a case (the API's POST /disagreements and the pages' form) ---------
+
+
+def page_path(reference: str) -> str:
+    """The case's page (web/), where a notice's link takes a person."""
+    return f"/cases/{reference}"
+
+
+def case_url(settings: Settings, reference: str) -> str | None:
+    return f"{settings.public_url}{page_path(reference)}" if settings.public_url else None
+
+
+@dataclass
+class Raised:
+    started: Started
+    state: CaseState | None  # None: a retried raise whose case is not yet answering
+    policy: Policy
+    request: RaiseDisagreement
+
+
+async def raise_case(
+    client: Client,
+    settings: Settings,
+    secret: bytes,
+    user: User,
+    body: RaiseRequest,
+    idempotency_key: str | None,
+) -> Raised:
+    """Raise a disagreement for this user, by the same rules whichever door
+    it comes through: 422 for a raise the policy refuses, 403 for one the
+    user may not make; with an idempotency key, a retry is the same case."""
+    try:
+        policy = get_policy(body.policy)
+    except UnknownPolicyError as exc:
+        raise ProblemError(
+            422, problems.INVALID_RAISE, "The case cannot be raised", str(exc)
+        ) from None
+    refusal = raise_refusal(user, policy.id, body.raising_agency.key)
+    if refusal:
+        raise ProblemError(403, problems.FORBIDDEN, "Not allowed", refusal)
+    area = body.area or (policy.areas[0].key if len(policy.areas) == 1 else None)
+
+    fingerprint = None
+    if idempotency_key is not None:
+        reference = derived_reference(secret, policy.id, user.id, idempotency_key)
+        fingerprint = request_fingerprint(secret, user.id, body.model_dump_json())
+    else:
+        reference = random_reference(policy.id)
+    try:
+        request = RaiseDisagreement(
+            reference=reference,
+            policy=policy,
+            area=area,
+            raised_by=user.actor(),
+            raising_agency=body.raising_agency,
+            receiving_agency=body.receiving_agency,
+            categories=body.categories,
+            summary=body.summary,
+            decision_disputed=body.decision_disputed,
+            child=body.child,
+            immediate_risk=body.immediate_risk,
+            start_stage=body.start_stage,
+            raised_at=datetime.now(UTC),
+            case_url=case_url(settings, reference),
+        )
+    except ValidationError as exc:  # never echo the input: it holds the child's details
+        detail = "; ".join(e["msg"] for e in exc.errors(include_url=False, include_input=False))
+        raise ProblemError(
+            422, problems.INVALID_RAISE, "The case cannot be raised", detail
+        ) from None
+    found = raise_problems(request)
+    if found:
+        raise ProblemError(
+            422,
+            problems.INVALID_RAISE,
+            "The case cannot be raised",
+            "; ".join(found),
+            problems=found,
+        )
+
+    # The case as its raise leaves it, worked out here by the rules the worker
+    # will apply, so the answer and the list need not wait for the worker.
+    planned = first_stage(request, settings)
+    for _attempt in range(3):
+        try:
+            started = await start_case(
+                client, settings, request, fingerprint, planned.clock.deadline
+            )
+            break
+        except WorkflowAlreadyStartedError:
+            # A random reference collided with an earlier case: draw another.
+            reference = random_reference(policy.id)
+            request = request.model_copy(
+                update={"reference": reference, "case_url": case_url(settings, reference)}
+            )
+    else:  # pragma: no cover - three collisions in a row
+        raise unavailable()
+
+    if started.created:
+        state: CaseState | None = planned.model_copy(update={"reference": started.reference})
+    else:
+        # A retried request: answer with the case as it stands.
+        state = await wait_until_raised(started.handle, settings.raise_wait_seconds)
+    return Raised(started=started, state=state, policy=policy, request=request)

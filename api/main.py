@@ -16,17 +16,21 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
 from api import problems
 from api.auth import Authenticator, build_authenticator
 from api.cases import load_secret
 from api.limits import AccessLog, BodyLimit
-from api.routes import codec, disagreements, forms, health, policies, webhooks
+from api.routes import codec, disagreements, forms, health, policies, reports, webhooks
 from api.users import ensure_demo_users
 from escalation.converter import data_converter
 from escalation.settings import Settings, get_settings
 from register import Register
+from web import routes as pages
 
 log = logging.getLogger("escalation.api")
 
@@ -117,6 +121,10 @@ def create_app(
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        # Served below with the app's own copies of Swagger UI and ReDoc:
+        # FastAPI's defaults load them from a CDN, blank without internet.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.client = client
@@ -130,6 +138,9 @@ def create_app(
     app.include_router(codec.router)
     app.include_router(forms.router)
     app.include_router(webhooks.router)
+    app.include_router(reports.router)
+    pages.install(app)
+    install_assets(app)
 
     def refusal_headers(scope: MutableMapping[str, Any]) -> dict[str, str]:
         if str(scope.get("path", "")).startswith("/codec/"):
@@ -140,6 +151,35 @@ def create_app(
     # Outermost, so that refusals before routing are logged too.
     app.add_middleware(AccessLog)
     return app
+
+
+def install_assets(app: FastAPI) -> None:
+    """The pages' stylesheet and scripts, and /docs and /redoc, from
+    web/static (built from node_modules by ``make install``)."""
+    if pages.STATIC.is_dir():
+        app.mount("/assets", StaticFiles(directory=pages.STATIC), name="assets")
+    else:
+        log.warning("no %s: run `make install` to build the pages' assets", pages.STATIC)
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} – Swagger UI",
+            swagger_js_url="/assets/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/assets/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/assets/swagger-ui/favicon-32x32.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} – ReDoc",
+            redoc_js_url="/assets/redoc/redoc.standalone.js",
+            redoc_favicon_url="/assets/swagger-ui/favicon-32x32.png",
+            with_google_fonts=False,
+        )
 
 
 app = create_app()

@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     policy_cli.register(commands)
-    for name in ("worker_cli", "simulate", "run", "directory_cli", "register_cli"):
+    for name in ("worker_cli", "simulate", "run", "directory_cli", "register_cli", "report_cli"):
         try:
             module = __import__(f"escalation.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:

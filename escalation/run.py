@@ -199,6 +199,10 @@ def _run(args: argparse.Namespace) -> int:
         "TEMPORAL_ADDRESS": address,
         "ESCALATION_DATA_DIR": str(data_dir),
         "PYTHONUNBUFFERED": "1",
+        # Notices link to the case's page on this machine unless told otherwise.
+        "ESCALATION_PUBLIC_URL": os.environ.get(
+            "ESCALATION_PUBLIC_URL", f"http://{host}:{args.api_port}"
+        ),
         # The UI calls the codec endpoint from its own origin.
         "ESCALATION_CODEC_CORS_ORIGINS": json.dumps(
             [f"http://localhost:{args.ui_port}", f"http://127.0.0.1:{args.ui_port}"]
@@ -286,6 +290,7 @@ def _run(args: argparse.Namespace) -> int:
             started.append(service)
         if with_api:
             _wait_for_port(services[2], host, args.api_port)
+        _report_schedules(address, data_dir)
         _banner(host, args, data_dir, with_api)
         print("\n".join(demo_lines), flush=True)
         while True:
@@ -312,6 +317,32 @@ def _migrate_register(data_dir: Path) -> None:
         upgrade(settings.database_url)
     else:
         upgrade(f"sqlite:///{(data_dir / 'register.sqlite3').resolve()}")
+
+
+def _report_schedules(address: str, data_dir: Path) -> None:
+    """Each partnership's quarterly report schedule. Idempotent, and never a
+    reason not to start: the cases matter more than the report."""
+    import asyncio
+
+    from temporalio.client import Client
+
+    from escalation.converter import data_converter
+    from policies.loader import builtin_policies
+    from reports.schedule import ensure_schedules
+
+    settings = get_settings().model_copy(update={"data_dir": data_dir})
+
+    async def ensure() -> list[str]:
+        client = await Client.connect(address, data_converter=data_converter(settings))
+        return await ensure_schedules(
+            client, settings.task_queue, builtin_policies().values(), settings.report_schedules
+        )
+
+    try:
+        ids = asyncio.run(ensure())
+        print(f"Quarterly report schedules: {len(ids)} partnerships")
+    except Exception as exc:
+        print(f"  could not create the quarterly report schedules ({type(exc).__name__}): {exc}")
 
 
 def _set_retention(temporal: str, address: str) -> None:

@@ -60,6 +60,13 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("ESCALATION_DATA_DIR"),
         description="Local data folder of the embedded default (Temporal's SQLite file, outbox).",
     )
+    report_schedules: dict[str, str] = Field(
+        default_factory=dict,
+        validation_alias=AliasChoices("ESCALATION_REPORT_SCHEDULES"),
+        description="A partnership's own cadence for its quarterly report, as JSON of policy id "
+        'to cron expression, e.g. {"wirral": "CRON_TZ=Europe/London 0 9 5 1,4,7,10 *"}; '
+        "default: 09:00 local on the first working day of each quarter.",
+    )
     extra_closures: list[date] = Field(
         default_factory=list,
         validation_alias=AliasChoices("ESCALATION_EXTRA_CLOSURES"),

@@ -10,6 +10,8 @@
 - ``case(reference)``, ``scope_of(reference)``, ``list_cases(query)``: what
   the API reads.
 - ``export(...)``: the rows ``escalation register export`` prints.
+- ``save_report`` / ``reports`` / ``report``: the partnerships' theme
+  reports as built and sent (``reports``, ``activities.report``).
 - ``email_sent`` / ``record_email``: the notice ledger, shared by every
   worker host that uses the same database.
 
@@ -43,7 +45,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, defer, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from escalation.codec import KeyRing
@@ -508,6 +510,28 @@ class Register:
     def recorded_seq(self, reference: str) -> int | None:
         with self._session() as session:
             return session.scalar(select(t.Case.recorded_seq).where(t.Case.reference == reference))
+
+    # --- Theme reports ------------------------------------------------------------
+
+    def save_report(self, row: t.Report) -> None:
+        """Keep a report; building the same one again replaces it."""
+        with self._session() as session, session.begin():
+            session.merge(row)
+
+    def reports(self, partnership: str | None = None) -> list[t.Report]:
+        """Reports newest period first, without their PDF."""
+        r = t.Report
+        statement = select(r).options(defer(r.pdf), defer(r.csv), defer(r.figures))
+        if partnership is not None:
+            statement = statement.where(r.policy_id == partnership)
+        with self._session() as session:
+            return list(
+                session.scalars(statement.order_by(r.period_from.desc(), r.policy_id, r.id))
+            )
+
+    def report(self, report_id: str) -> t.Report | None:
+        with self._session() as session:
+            return session.get(t.Report, report_id)
 
     # --- The notice ledger --------------------------------------------------------
 

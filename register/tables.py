@@ -11,7 +11,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -196,3 +206,22 @@ class SentEmail(Base):
     reference: Mapped[str] = mapped_column(String(REF), index=True)
     sent_at: Mapped[datetime]
     message_id: Mapped[str | None] = mapped_column(String(255))
+
+
+class Report(Base):
+    """A partnership's theme report as it was built and sent: anonymised by
+    construction (``reports.figures``), so nothing in it is sealed."""
+
+    __tablename__ = "reports"
+
+    id: Mapped[str] = mapped_column(String(REF), primary_key=True)
+    policy_id: Mapped[str] = mapped_column(String(KEY), index=True)
+    period: Mapped[str] = mapped_column(String(32))
+    period_from: Mapped[str] = mapped_column(String(10))
+    period_to: Mapped[str] = mapped_column(String(10))
+    generated_at: Mapped[datetime]
+    # How many of the business team it was mailed to (0: nobody to send to).
+    emailed_to: Mapped[int] = mapped_column(Integer, default=0)
+    figures: Mapped[dict[str, Any]] = mapped_column(JSON)
+    csv: Mapped[str] = mapped_column(Text)
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)

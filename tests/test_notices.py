@@ -294,11 +294,11 @@ async def test_unfilled_roles_go_to_the_business_team_and_back_to_the_case() -> 
     assert again.unfilled_roles == receipt.unfilled_roles and len(sink.emails) == 2
 
 
-async def test_the_case_link_falls_back_to_the_public_url() -> None:
+async def test_the_case_link_falls_back_to_the_case_page_at_the_public_url() -> None:
     sink = MemorySink()
     acts = NoticeActivities(sink, example_directory(), public_url="https://esc.example.org/")
     await ActivityEnvironment().run(acts.send_notice, notice(case_url=None))
-    assert "https://esc.example.org/disagreements/MER-7K2Q9XAB" in sink.emails[0].text
+    assert "https://esc.example.org/cases/MER-7K2Q9XAB" in sink.emails[0].text
 
 
 async def test_a_notice_that_would_name_the_child_is_refused() -> None:

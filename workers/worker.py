@@ -20,6 +20,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from activities.deadlines import DeadlineActivities
 from activities.notices import Addressee, NoticeActivities, NoticeSink
 from activities.record import RecordActivities
+from activities.report import ReportActivities, report_mailer
 from escalation.codec import KeyRing
 from escalation.converter import data_converter
 from escalation.settings import Settings
@@ -27,6 +28,7 @@ from policies.directory import Directory
 from register import Register
 from register.migrate import require_current
 from workflows.disagreement import DisagreementWorkflow
+from workflows.report import QuarterlyReportWorkflow
 
 log = logging.getLogger("escalation.worker")
 
@@ -95,7 +97,10 @@ def build_worker(
     notices = NoticeActivities(sink, directory=directory, sender=sender, public_url=public_url)
     # Without one (simulation, most tests), a register in memory: the cases
     # still record themselves exactly as in production.
-    record = RecordActivities(register or Register.in_memory(KeyRing.generate()))
+    register = register or Register.in_memory(KeyRing.generate())
+    record = RecordActivities(register)
+    # The quarterly report goes out by the notices' transport, on its own path.
+    report = ReportActivities(register, report_mailer(sink), directory, sender, extra_closures)
     extra_workflows = list(options.pop("workflows", []))  # type: ignore[call-overload]
     options.setdefault("sticky_queue_schedule_to_start_timeout", STICKY_SCHEDULE_TO_START)
     if not sandboxed:
@@ -103,12 +108,14 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[DisagreementWorkflow, *extra_workflows],
+        workflows=[DisagreementWorkflow, QuarterlyReportWorkflow, *extra_workflows],
         activities=[
             deadlines.plan_stage_clock,
             deadlines.next_reminder,
             notices.send_notice,
             record.record_case,
+            report.report_due_at,
+            report.send_quarterly_report,
         ],
         graceful_shutdown_timeout=timedelta(seconds=10),
         **options,  # type: ignore[arg-type]

@@ -12,11 +12,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
-from pydantic import ValidationError
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api import cases, problems
-from api.auth import raise_refusal
 from api.deps import CurrentUser, HmacKey, RegisterDep, SettingsDep, TemporalClient
 from api.problems import ProblemError
 from api.schemas import (
@@ -40,21 +37,18 @@ from api.schemas import (
     ResolveBody,
     WithdrawBody,
 )
-from policies.loader import UnknownPolicyError, builtin_policies, get_policy
+from policies.loader import builtin_policies
 from register.listing import CaseQuery, InvalidPageToken, Sort, decode_token, encode_token
 from workflows.disagreement import DisagreementWorkflow
-from workflows.ladder import raise_problems
 from workflows.messages import (
     Acknowledge,
     ActionResult,
     AddNote,
     CaseRecord,
-    CaseState,
     CaseStatus,
     ConfirmOutcome,
     Escalate,
     FlagImmediateRisk,
-    RaiseDisagreement,
     Resolve,
     ShortenDeadline,
     Withdraw,
@@ -138,78 +132,8 @@ async def raise_disagreement(
         ),
     ] = None,
 ) -> RaiseResponse:
-    try:
-        policy = get_policy(body.policy)
-    except UnknownPolicyError as exc:
-        raise ProblemError(
-            422, problems.INVALID_RAISE, "The case cannot be raised", str(exc)
-        ) from None
-    refusal = raise_refusal(user, policy.id, body.raising_agency.key)
-    if refusal:
-        raise ProblemError(403, problems.FORBIDDEN, "Not allowed", refusal)
-    area = body.area or (policy.areas[0].key if len(policy.areas) == 1 else None)
-
-    fingerprint = None
-    if idempotency_key is not None:
-        reference = cases.derived_reference(secret, policy.id, user.id, idempotency_key)
-        fingerprint = cases.request_fingerprint(secret, user.id, body.model_dump_json())
-    else:
-        reference = cases.random_reference(policy.id)
-    try:
-        request = RaiseDisagreement(
-            reference=reference,
-            policy=policy,
-            area=area,
-            raised_by=user.actor(),
-            raising_agency=body.raising_agency,
-            receiving_agency=body.receiving_agency,
-            categories=body.categories,
-            summary=body.summary,
-            decision_disputed=body.decision_disputed,
-            child=body.child,
-            immediate_risk=body.immediate_risk,
-            start_stage=body.start_stage,
-            raised_at=datetime.now(UTC),
-            case_url=f"{settings.public_url}{cases.case_path(reference)}"
-            if settings.public_url
-            else None,
-        )
-    except ValidationError as exc:  # never echo the input: it holds the child's details
-        detail = "; ".join(e["msg"] for e in exc.errors(include_url=False, include_input=False))
-        raise ProblemError(
-            422, problems.INVALID_RAISE, "The case cannot be raised", detail
-        ) from None
-    found = raise_problems(request)
-    if found:
-        raise ProblemError(
-            422,
-            problems.INVALID_RAISE,
-            "The case cannot be raised",
-            "; ".join(found),
-            problems=found,
-        )
-
-    # The case as its raise leaves it, worked out here by the rules the worker
-    # will apply, so the answer and the list need not wait for the worker.
-    planned = cases.first_stage(request, settings)
-    for _attempt in range(3):
-        try:
-            started = await cases.start_case(
-                client, settings, request, fingerprint, planned.clock.deadline
-            )
-            break
-        except WorkflowAlreadyStartedError:
-            # A random reference collided with an earlier case: draw another.
-            reference = cases.random_reference(policy.id)
-            request = request.model_copy(update={"reference": reference})
-    else:  # pragma: no cover - three collisions in a row
-        raise cases.unavailable()
-
-    if started.created:
-        state: CaseState | None = planned.model_copy(update={"reference": started.reference})
-    else:
-        # A retried request: answer with the case as it stands.
-        state = await cases.wait_until_raised(started.handle, settings.raise_wait_seconds)
+    raised = await cases.raise_case(client, settings, secret, user, body, idempotency_key)
+    started, state, policy, request = raised.started, raised.state, raised.policy, raised.request
     response.headers["Location"] = cases.case_path(started.reference)
     if not started.created:
         response.headers["Idempotent-Replayed"] = "true"

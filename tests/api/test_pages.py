@@ -1,0 +1,199 @@
+"""The pages in a real browser: Debian's Chromium driven by Playwright,
+against the app on a real port (uvicorn in the session's event loop), the
+same Temporal dev server, worker and register as the API tests.
+
+axe-core (from node_modules) checks every page against WCAG 2.2 A and AA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+import uvicorn
+from canary_helpers import free_port
+from fastapi import FastAPI
+
+CHROMIUM = Path("/usr/bin/chromium")
+AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22a", "wcag22aa"]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists() or not AXE.exists(),
+    reason="needs /usr/bin/chromium (.ci/run installs it) and `make install` (axe-core)",
+)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def site(app: FastAPI, tokens: dict[str, str]) -> AsyncIterator[str]:
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + 20
+    while not server.started:
+        if task.done() or loop.time() > give_up:
+            raise RuntimeError("the app did not start on its port")
+        await asyncio.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest_asyncio.fixture(scope="session")
+async def browser(site: str) -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        chromium = await p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+async def axe_violations(page: Any) -> list[str]:
+    await page.add_script_tag(path=str(AXE))
+    result = await page.evaluate(
+        "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG_TAGS
+    )
+    return [
+        f"{v['id']}: {v['help']} ({len(v['nodes'])} x, e.g. {v['nodes'][0]['html'][:120]})"
+        for v in result["violations"]
+    ]
+
+
+async def assert_accessible(page: Any) -> None:
+    found = await axe_violations(page)
+    assert not found, f"{page.url}: " + "; ".join(found)
+
+
+async def sign_in_as(page: Any, site: str, name: str) -> None:
+    await page.goto(f"{site}/sign-in")
+    await page.get_by_role("button", name=re.compile(f"Sign in as {name}")).click()
+    await page.get_by_role("heading", name="Your cases").wait_for()
+
+
+async def sign_out(page: Any) -> None:
+    await page.get_by_role("button", name="Sign out").click()
+    await page.get_by_text("You have signed out").wait_for()
+
+
+async def test_raise_acknowledge_escalate_in_a_browser(browser: Any, site: str) -> None:
+    context = await browser.new_context()
+    page = await context.new_page()
+
+    # Signed out: a case page asks for sign-in first, and the sign-in page is accessible.
+    await page.goto(f"{site}/cases")
+    assert "/sign-in" in page.url
+    await assert_accessible(page)
+    cookie = next(c for c in await context.cookies() if c["name"] == "escalation_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+
+    await sign_in_as(page, site, "Priya Shah")
+    await assert_accessible(page)
+
+    # The raise form refuses an empty submission with the error summary and inline errors.
+    await page.get_by_role("link", name="Raise a disagreement").first.click()
+    await page.get_by_role("heading", name="Raise a disagreement").wait_for()
+    await assert_accessible(page)
+    await page.get_by_role("button", name="Raise the disagreement").click()
+    summary = page.locator(".govuk-error-summary")
+    await summary.wait_for()
+    assert "Select the agency whose decision you disagree with" in await summary.inner_text()
+    assert "Enter what the disagreement is about" in await summary.inner_text()
+    assert await page.locator("#summary-error").count() == 1
+    assert (await page.title()).startswith("Error:")
+    await assert_accessible(page)
+
+    # Completed with the keyboard alone.
+    await page.locator("#receiving_agency").focus()
+    await page.keyboard.press("Tab")  # leaving and coming back: the select is reachable by Tab
+    await page.keyboard.press("Shift+Tab")
+    await page.locator("#receiving_agency").select_option(label="Merton children's social care")
+    await page.keyboard.press("Tab")
+    await page.keyboard.type("Referral closed with no further action; health disagrees.")
+    await page.keyboard.press("Tab")
+    await page.keyboard.type("The decision of 1 December to close the referral.")
+    await page.keyboard.press("Tab")
+    await page.keyboard.type("Zebedee Quillfeather")
+    await page.locator("#child_name").press("Enter")  # Enter submits the form
+    await page.get_by_role("heading", name="Disagreement raised").wait_for()
+    reference = (await page.locator(".govuk-panel__body strong").inner_text()).strip()
+    assert re.fullmatch(r"MER-[0-9A-Z]{8}", reference)
+    assert "Practitioners" in await page.locator("main").inner_text()
+    assert re.search(
+        r"resolved by \w+day \d{1,2} \w+ \d{4}, \d", await page.locator("main").inner_text()
+    )
+    await assert_accessible(page)
+    await page.screenshot(path=str(SCREENSHOTS / "case-raised.png"), full_page=True)
+    await sign_out(page)
+
+    # A user of another agency: the case is "Page not found", as a missing case is.
+    await sign_in_as(page, site, "Dan Reid")
+    response = await page.goto(f"{site}/cases/{reference}")
+    assert response is not None and response.status == 404
+    refused = await page.locator("main").inner_text()
+    missing = await page.goto(f"{site}/cases/MER-00000000")
+    assert missing is not None and missing.status == 404
+    assert await page.locator("main").inner_text() == refused
+    assert "Page not found" in refused and "Zebedee" not in refused
+    await assert_accessible(page)
+    await sign_out(page)
+
+    # The receiving manager sees it waiting on them, acknowledges it and escalates it.
+    await sign_in_as(page, site, "Tom Okafor")
+    await page.get_by_role("link", name=reference).click()
+    await page.get_by_role("heading", name=f"Case {reference}").wait_for()
+    await assert_accessible(page)
+    assert "Zebedee Quillfeather" in await page.locator("main").inner_text()
+    await page.get_by_role("button", name="Acknowledge").click()
+    await page.get_by_text("You acknowledged the concern").wait_for()
+    assert await page.get_by_role("button", name="Acknowledge").count() == 0
+
+    # Escalating without a reason: the error summary, and the case unchanged.
+    await page.get_by_role("button", name="Escalate").click()
+    await page.locator(".govuk-error-summary").wait_for()
+    assert "Enter your reason" in await page.locator(".govuk-error-summary").inner_text()
+    await assert_accessible(page)
+    await page.locator("#escalate-reason").fill("No agreement at practitioner level.")
+    await page.get_by_role("button", name="Escalate").click()
+    await page.get_by_text("You escalated the case").wait_for()
+    main = await page.locator("main").inner_text()
+    assert "Stage 1: line managers" in main
+    assert "No agreement at practitioner level." in main  # the timeline, with the reason
+    assert "Tom Okafor" in main
+    await page.screenshot(path=str(SCREENSHOTS / "case-page.png"), full_page=True)
+    await page.goto(f"{site}/cases")
+    await page.screenshot(path=str(SCREENSHOTS / "your-cases.png"), full_page=True)
+    await context.close()
+
+
+async def test_a_form_without_its_csrf_token_is_refused(site: str) -> None:
+    async with httpx.AsyncClient(base_url=site) as http:
+        page = await http.get("/sign-in")
+        assert page.status_code == 200
+        response = await http.post("/sign-in", data={"demo_user": "merton-health-practitioner"})
+        assert response.status_code == 403
+        assert "Your form could not be sent" in response.text
+        signed_in = await http.get("/cases", follow_redirects=False)
+        assert signed_in.status_code == 303  # still signed out
