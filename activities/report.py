@@ -36,7 +36,6 @@ from register import Register
 from register import tables as t
 from reports.build import build
 from reports.period import Period
-from reports.render import as_csv, as_pdf
 from workflows.report import ReportDue, ReportSent, SendReport
 
 log = logging.getLogger("escalation.reports")
@@ -207,6 +206,10 @@ class ReportActivities:
         policy = get_policy(job.policy_id)
         local = job.at.astimezone(ZoneInfo(policy.time_zone)).date()
         period = Period.containing(local).previous()
+        # matplotlib and the PDF library load with the first report, not
+        # with the worker: most of a worker's life builds none.
+        from reports.render import as_csv, as_pdf
+
         figures = build(self.register.engine, policy, period, now=job.at, directory=self.directory)
         pdf, csv = as_pdf(figures), as_csv(figures)
         key = f"report-{report_id(policy.id, period)}"

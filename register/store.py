@@ -44,6 +44,8 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, defer, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -111,10 +113,19 @@ class Register:
         self.engine = engine
         self.sealer = Sealer(ring)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._upserts: dict[type[t.Base], Any] = {}
         # A database in memory is one connection, which the worker's threads
         # must take in turn; a file or a server gives each its own.
         self._one_at_a_time = (
             threading.Lock() if isinstance(engine.pool, StaticPool) else contextlib.nullcontext()
+        )
+        # SQLite takes one writer at a time: writers of one process queue here
+        # rather than in SQLite's busy handler, whose growing sleeps made a
+        # burst of writes take seconds each.
+        self._writing = (
+            threading.Lock()
+            if engine.dialect.name == "sqlite" and not isinstance(engine.pool, StaticPool)
+            else contextlib.nullcontext()
         )
 
     @classmethod
@@ -159,17 +170,20 @@ class Register:
         ref = state.reference
         upto = state.next_seq - 1
         seal = self.sealer.seal
-        with self._session() as session, session.begin():
+        with self._writing, self._session() as session, session.begin():
             row = session.get(t.Case, ref)
+            new = row is None
             if row is None:
                 row = t.Case(reference=ref)
                 session.add(row)
+            categories_changed = new or list(row.categories or []) != list(state.categories)
             self._fill_case(row, state)
             if update.about is not None:
                 row.sealed_about = seal(update.about.model_dump_json(), f"cases.about:{ref}")
-            session.execute(delete(t.CaseCategory).where(t.CaseCategory.reference == ref))
-            session.flush()
-            session.add_all(t.CaseCategory(reference=ref, category=c) for c in state.categories)
+            if categories_changed:
+                session.execute(delete(t.CaseCategory).where(t.CaseCategory.reference == ref))
+                session.flush()
+                session.add_all(t.CaseCategory(reference=ref, category=c) for c in state.categories)
 
             known = set(
                 session.scalars(
@@ -178,12 +192,11 @@ class Register:
                     )
                 )
             )
-            for table in (t.Event, t.Notice, t.FormSent, t.Confirmation):
-                session.execute(delete(table).where(table.reference == ref, table.seq > upto))
-            added = 0
-            for ev in state.events:
-                added += ev.seq not in known
-                self._write_event(session, ref, ev)
+            if any(seq > upto for seq in known):
+                for table in (t.Event, t.Notice, t.FormSent, t.Confirmation):
+                    session.execute(delete(table).where(table.reference == ref, table.seq > upto))
+            self._write_events(session, ref, state.events)
+            added = sum(ev.seq not in known for ev in state.events)
         return RecordReceipt(reference=ref, recorded_seq=upto, events_added=added)
 
     def _fill_case(self, row: t.Case, state: CaseState) -> None:
@@ -224,75 +237,111 @@ class Register:
         rest = state.model_dump_json(exclude={"events", "notes"})
         row.sealed_state = self.sealer.seal(rest, f"cases.state:{state.reference}") or ""
 
-    def _write_event(self, session: Session, ref: str, ev: CaseEvent) -> None:
+    def _write_events(self, session: Session, ref: str, events: list[CaseEvent]) -> None:
+        """The events and what they tell of notices, forms and confirmations,
+        each written by (reference, sequence number): one statement a table."""
         seal = self.sealer.seal
-        place = f"{ref}:{ev.seq}"
-        session.merge(
-            t.Event(
-                reference=ref,
-                seq=ev.seq,
-                at=ev.at,
-                type=ev.type,
-                stage=ev.stage,
-                deadline=ev.deadline,
-                actor_id=ev.by,
-                actor_name=ev.by_name,
-                actor_role=ev.by_role,
-                actor_agency=ev.by_agency,
-                recipients=list(ev.to),
-                template=ev.template,
-                notice_id=ev.notice_id,
-                forms=list(ev.forms),
-                sealed_reason=seal(ev.reason, f"case_events.reason:{place}"),
-                sealed_detail=seal(ev.detail, f"case_events.detail:{place}"),
+        rows: dict[type[t.Base], list[dict[str, Any]]] = {
+            t.Event: [],
+            t.Notice: [],
+            t.FormSent: [],
+            t.Confirmation: [],
+        }
+        undelivered = []
+        for ev in events:
+            place = f"{ref}:{ev.seq}"
+            rows[t.Event].append(
+                {
+                    "reference": ref,
+                    "seq": ev.seq,
+                    "at": ev.at,
+                    "type": ev.type,
+                    "stage": ev.stage,
+                    "deadline": ev.deadline,
+                    "actor_id": ev.by,
+                    "actor_name": ev.by_name,
+                    "actor_role": ev.by_role,
+                    "actor_agency": ev.by_agency,
+                    "recipients": list(ev.to),
+                    "template": ev.template,
+                    "notice_id": ev.notice_id,
+                    "forms": list(ev.forms),
+                    "sealed_reason": seal(ev.reason, f"case_events.reason:{place}"),
+                    "sealed_detail": seal(ev.detail, f"case_events.detail:{place}"),
+                }
             )
-        )
-        outcome = NOTICE_TYPES.get(ev.type)
-        if outcome is not None and ev.notice_id and ev.template:
-            session.merge(
-                t.Notice(
-                    reference=ref,
-                    seq=ev.seq,
-                    notice_id=ev.notice_id,
-                    at=ev.at,
-                    stage=ev.stage,
-                    template=ev.template,
-                    kind="notice" if ev.type == "notice_failed" else ev.type,
-                    recipients=list(ev.to),
-                    outcome=outcome,
+            outcome = NOTICE_TYPES.get(ev.type)
+            if outcome is not None and ev.notice_id and ev.template:
+                rows[t.Notice].append(
+                    {
+                        "reference": ref,
+                        "seq": ev.seq,
+                        "notice_id": ev.notice_id,
+                        "at": ev.at,
+                        "stage": ev.stage,
+                        "template": ev.template,
+                        "kind": "notice" if ev.type == "notice_failed" else ev.type,
+                        "recipients": list(ev.to),
+                        "outcome": outcome,
+                    }
                 )
-            )
-            if outcome == "sent":
-                for form in ev.forms:
-                    session.merge(
-                        t.FormSent(
-                            reference=ref,
-                            seq=ev.seq,
-                            form=form,
-                            at=ev.at,
-                            stage=ev.stage,
-                            notice_id=ev.notice_id,
-                            sent_to=list(ev.to),
-                        )
-                    )
-        elif ev.type == "delivery_failed" and ev.notice_id:
+                if outcome == "sent":
+                    rows[t.FormSent] += [
+                        {
+                            "reference": ref,
+                            "seq": ev.seq,
+                            "form": form,
+                            "at": ev.at,
+                            "stage": ev.stage,
+                            "notice_id": ev.notice_id,
+                            "sent_to": list(ev.to),
+                        }
+                        for form in ev.forms
+                    ]
+            elif ev.type == "delivery_failed" and ev.notice_id:
+                undelivered.append(ev.notice_id)
+            elif ev.type == "confirmed":
+                rows[t.Confirmation].append(
+                    {
+                        "reference": ref,
+                        "seq": ev.seq,
+                        "at": ev.at,
+                        "stage": ev.stage,
+                        "actor_id": ev.by,
+                        "actor_role": ev.by_role,
+                        "sealed_text": seal(ev.reason, f"confirmations.text:{place}"),
+                    }
+                )
+        for model, values in rows.items():
+            self._upsert(session, model, values)
+        if undelivered:
             session.execute(
                 update(t.Notice)
-                .where(t.Notice.reference == ref, t.Notice.notice_id == ev.notice_id)
+                .where(t.Notice.reference == ref, t.Notice.notice_id.in_(undelivered))
                 .values(outcome="undelivered")
             )
-        elif ev.type == "confirmed":
-            session.merge(
-                t.Confirmation(
-                    reference=ref,
-                    seq=ev.seq,
-                    at=ev.at,
-                    stage=ev.stage,
-                    actor_id=ev.by,
-                    actor_role=ev.by_role,
-                    sealed_text=seal(ev.reason, f"confirmations.text:{place}"),
-                )
+
+    def _upsert(self, session: Session, model: type[t.Base], values: list[dict[str, Any]]) -> None:
+        if values:
+            session.execute(self._upsert_statement(model), values)
+
+    def _upsert_statement(self, model: type[t.Base]) -> Any:
+        """INSERT ... ON CONFLICT (primary key) DO UPDATE, made once per table
+        so that SQLAlchemy compiles it once and runs it as executemany."""
+        statement = self._upserts.get(model)
+        if statement is None:
+            table = model.__table__
+            insert = (
+                postgresql_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
             )
+            statement = insert(model)
+            keys = [c.name for c in table.primary_key]
+            statement = statement.on_conflict_do_update(
+                index_elements=keys,
+                set_={c.name: statement.excluded[c.name] for c in table.c if c.name not in keys},
+            )
+            self._upserts[model] = statement
+        return statement
 
     # --- Reading ------------------------------------------------------------------
 
@@ -515,7 +564,7 @@ class Register:
 
     def save_report(self, row: t.Report) -> None:
         """Keep a report; building the same one again replaces it."""
-        with self._session() as session, session.begin():
+        with self._writing, self._session() as session, session.begin():
             session.merge(row)
 
     def reports(self, partnership: str | None = None) -> list[t.Report]:
@@ -542,7 +591,7 @@ class Register:
     def record_email(
         self, key: str, notice_id: str, reference: str, message_id: str | None
     ) -> None:
-        with self._session() as session, session.begin():
+        with self._writing, self._session() as session, session.begin():
             if session.get(t.SentEmail, key) is None:
                 session.add(
                     t.SentEmail(

@@ -133,9 +133,6 @@ class DisagreementWorkflow:
         self._changes = 0
         self._written = 0
         self._closing = False
-        # The register did not answer in the worker: writes go on as retrying
-        # activities, and actions are answered without waiting for them.
-        self._register_behind = False
 
     # --- Run ------------------------------------------------------------------
 
@@ -538,7 +535,6 @@ class DisagreementWorkflow:
                 about=None if state.about_recorded else self._about(),
             )
             receipt = await self._write_record(update)
-            self._register_behind = False
             state.recorded_seq = max(state.recorded_seq, receipt.recorded_seq)
             state.about_recorded = state.about_recorded or update.about is not None
             self._written = target
@@ -555,7 +551,7 @@ class DisagreementWorkflow:
             )
             return receipt
         except FailureError:
-            self._register_behind = True
+            pass
         while True:
             try:
                 receipt = await workflow.execute_activity(
@@ -600,12 +596,6 @@ class DisagreementWorkflow:
         self._queue.append((ticket, action))
         await workflow.wait_condition(lambda: ticket in self._answers)
         answer = self._answers.pop(ticket)
-        if self._registering:
-            # Answer once the register holds what the action changed, so a
-            # list read after the answer shows it; unless the register is
-            # behind, when the answer must not wait for it.
-            changed = self._changes
-            await workflow.wait_condition(lambda: self._written >= changed or self._register_behind)
         if isinstance(answer, Refused):
             raise ApplicationError(str(answer), type="ActionRefused", non_retryable=True)
         return answer
