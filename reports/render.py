@@ -120,7 +120,7 @@ def sections(data: dict[str, Any]) -> list[Section]:
                 "Within timescale",
                 "Median working days",
                 "90th percentile",
-                "Escalated automatically",
+                "Escalated by the deadline",
             ],
             [
                 [
@@ -297,14 +297,14 @@ def as_pdf(figures: Figures) -> bytes:
     if figures.empty:
         para(empty_text(data), 12, "B", 4)
     for section in sections(data):
-        if pdf.get_y() > pdf.h - 60:
+        charted = bool(section.chart and section.chart in charts)
+        # A heading stays on the page of what it heads, chart included.
+        if pdf.get_y() > pdf.h - (110 if charted else 60):
             pdf.add_page()
         para(section.title, 13, "B", 1)
         if section.note:
             para(section.note, 8.5, "I", 1)
-        if section.chart and section.chart in charts:
-            if pdf.get_y() > pdf.h - 95:
-                pdf.add_page()
+        if charted:
             svg = _METADATA.sub("", charts[section.chart])
             pdf.image(io.BytesIO(svg.encode("utf-8")), w=width * 0.85)
             pdf.ln(2)
