@@ -28,16 +28,27 @@ def plan_clock(calendar: WorkingDayCalendar, request: ClockRequest) -> Clock:
     if request.fixed_deadline is not None:
         deadline: datetime | None = request.fixed_deadline
     else:
-        deadline = stage_deadline(calendar, request.timescale, request.start, request.override)
+        entry = None
+        if request.entry_within is not None and request.entry_from is not None:
+            entry = (request.entry_within, request.entry_from)
+        deadline = stage_deadline(
+            calendar,
+            request.timescale,
+            request.start,
+            request.override,
+            request.deadline_from,
+            entry,
+        )
     basis = request.basis
     if request.not_later_than is not None and (
         deadline is None or request.not_later_than <= deadline
     ):
         deadline, basis = request.not_later_than, "policy"
     day_reminder = None
+    earliest_reminder = max(request.start, request.reminders_from or request.start)
     if deadline is not None:
         candidate = calendar.start_of_business_on_day_of(deadline)
-        if request.start < candidate < deadline:
+        if earliest_reminder < candidate < deadline:
             day_reminder = candidate
     acknowledgement_due = None
     if request.acknowledgement is not None:
@@ -47,7 +58,12 @@ def plan_clock(calendar: WorkingDayCalendar, request: ClockRequest) -> Clock:
     next_reminder = None
     if deadline is None and request.reminder_every is not None:
         next_reminder = calendar.add_working_days(request.start, request.reminder_every.days)
+    form_chase: list[datetime] = []
+    if request.form_within is not None:
+        form_chase = _form_chase(calendar, request, deadline)
     return Clock(
+        form_chase=form_chase,
+        form_due_text=local_text(form_chase[0], request.calendar.time_zone) if form_chase else None,
         started_at=request.start,
         deadline=deadline,
         deadline_text=local_text(deadline, request.calendar.time_zone) if deadline else None,
@@ -56,6 +72,28 @@ def plan_clock(calendar: WorkingDayCalendar, request: ClockRequest) -> Clock:
         acknowledgement_due=acknowledgement_due,
         next_reminder_at=next_reminder,
     )
+
+
+# A form is chased at most this often (when it falls due, then at the
+# reminder cadence while the stage lasts).
+_MAX_FORM_CHASES = 12
+
+
+def _form_chase(
+    calendar: WorkingDayCalendar, request: ClockRequest, deadline: datetime | None
+) -> list[datetime]:
+    """When a form owed from the clock's start falls due, then each reminder
+    at the cadence while the stage lasts."""
+    assert request.form_within is not None
+    due = calendar.add_working_days(request.start, request.form_within.days)
+    every = request.reminder_every.days if request.reminder_every else 5
+    chase = [due]
+    while len(chase) < _MAX_FORM_CHASES:
+        following = calendar.add_working_days(chase[-1], every)
+        if deadline is not None and following >= deadline:
+            break
+        chase.append(following)
+    return chase
 
 
 def _impossible(what: str) -> ApplicationError:

@@ -55,6 +55,13 @@ def _resolve_by(n: Notice, who: str = "The stage's owners in both agencies") -> 
 
 
 def _stage_started(n: Notice) -> Wording:
+    if n.context.get("reason") == "reopened":
+        return Wording(
+            f"Reopened at {_stage(n)}",
+            f"The outcome agreed at {_stage(n)} was awaiting written confirmation, and it has "
+            "turned out there was no real agreement: the disagreement is open again.",
+            _resolve_by(n),
+        )
     if n.context.get("reason") == "raised":
         happened = (
             f"A professional disagreement about a child's safety has been raised under the "
@@ -146,7 +153,13 @@ def _deadline_shortened(n: Notice) -> Wording:
 
 
 def _resolved(n: Notice) -> Wording:
-    if n.context.get("confirmation") == "due":
+    if n.context.get("confirmation") == "due-no-timescale":
+        due = (
+            "The parties must confirm the agreed outcome, and how any outstanding issues will "
+            "be pursued, in writing between them, and record it on the case (Confirm outcome). "
+            "If the confirmation shows there was no real agreement, reopen the case."
+        )
+    elif n.context.get("confirmation") == "due":
         due = (
             "The receiving manager must confirm the agreed outcome, and how any outstanding "
             f"issues will be addressed, in writing to their counterpart by {_by(n)}, and "
@@ -231,6 +244,41 @@ def _delivery_failed(n: Notice) -> Wording:
     )
 
 
+def _form_due(n: Notice) -> Wording:
+    form = n.context.get("form", "the stage's form")
+    to = n.context.get("addressed_to", "the person it is addressed to")
+    by = n.context.get("form_due", "")
+    if n.context.get("overdue") == "yes":
+        return Wording(
+            f"Overdue: {form}",
+            f"The {form} for {_stage(n)} was due by {by} and has not arrived.",
+            f"Complete it now on the case page (Send the form); it goes to {to}.",
+        )
+    if n.context.get("part") == "resolution":
+        return Wording(
+            f"Form due by {by}: {form}",
+            f"The disagreement was resolved at {_stage(n)}, and the {form} asks what was "
+            "agreed and what can be learned: those questions are not answered yet.",
+            f"Answer them on the case page (Send the form) by {by}; the form goes to {to}.",
+        )
+    return Wording(
+        f"Form due by {by}: {form}",
+        f"The disagreement has reached {_stage(n)}, which needs the {form}, and it has not "
+        "been completed yet.",
+        f"The manager who escalated it should complete it on the case page (Send the form) "
+        f"by {by}; it goes to {to}.",
+    )
+
+
+def _form_sent(n: Notice) -> Wording:
+    forms = [f.name for f in n.filled_forms] or list(n.forms)
+    return Wording(
+        f"Form for {_stage(n)}: {'; '.join(forms)}",
+        f"The disagreement is at {_stage(n)}, and its form is addressed to you.",
+        "Attached, without the child's details: open the case to read the complete form.",
+    )
+
+
 TEMPLATES: dict[str, Callable[[Notice], Wording]] = {
     "stage-started": _stage_started,
     "escalated-automatically": _escalated_automatically,
@@ -246,6 +294,8 @@ TEMPLATES: dict[str, Callable[[Notice], Wording]] = {
     "withdrawn": _withdrawn,
     "business-team-record": _business_team_record,
     "delivery-failed": _delivery_failed,
+    "form-due": _form_due,
+    "form-sent": _form_sent,
 }
 assert set(TEMPLATES) == set(get_args(NoticeTemplate)), "a notice template has no words"
 

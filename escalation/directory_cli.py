@@ -23,7 +23,7 @@ from policies.directory import (
     coverage,
     load_directory,
 )
-from policies.loader import PolicyFileError, builtin_policies, load_policy_file
+from policies.loader import PolicyFileError, Problem, builtin_policies, load_policy_file
 from policies.model import Policy
 
 
@@ -130,6 +130,20 @@ def cmd_check(args: argparse.Namespace) -> int:
             return 1
         raise CliError(str(exc)) from None
     problems = consistency_problems(directory, policies, args.file)
+    # A partnership's own policy file with nobody in the directory: every
+    # notice would go unaddressed, so this is a problem, not a warning.
+    for name in args.policy_file:
+        policy = load_policy_file(name)
+        if policy.id not in directory.partnerships:
+            problems.append(
+                Problem(
+                    args.file,
+                    "partnerships",
+                    f"holds nobody for {policy.id!r} ({policy.partnership}), which {name} "
+                    f"names; add a '{policy.id}:' entry with its business team and the people "
+                    "who hold each role",
+                )
+            )
     gaps = []
     for pid in directory.partnerships:
         if pid in policies:

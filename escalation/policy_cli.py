@@ -16,8 +16,10 @@ import argparse
 import sys
 import textwrap
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from escalation.clitools import (
     INSTANT_FORMAT,
@@ -241,6 +243,29 @@ def _show_lines(policy: Policy) -> list[str]:
             stage.summary, width=96, initial_indent="     ", subsequent_indent="     "
         )
         out.append(f"     Timescale: {stage.timescale.describe()}  ({stage.timescale.source})")
+        written = getattr(stage.timescale, "as_written", None)
+        if written:
+            out.append(f"       as the source writes it: {written}")
+        if stage.timescale_counts_from != "stage-start":
+            anchor = policy.timescale_anchor(index)
+            what = (
+                "the raise" if anchor == -1 else f"the start of {policy.stages[anchor or 0].name}"
+            )
+            out.append(
+                f"       counted from {what}, not this stage's start  "
+                f"({stage.timescale_counts_from_source})"
+            )
+        entry = stage.enter_within
+        if entry is not None:
+            what = (
+                "the raise"
+                if entry.counts_from == "raise"
+                else (f"the start of {policy.stages[policy.stage_index(entry.counts_from)].name}")
+            )
+            out.append(
+                f"     Must be entered within {entry.within.describe()} of {what} (the stage "
+                f"before escalates by then)  ({entry.source})"
+            )
         if isinstance(stage.timescale, NoTimescale) or stage.reminder_every is not None:
             cadence = policy.reminder_cadence(index)
             out.append(f"     Reminders: every {cadence.describe()}  ({cadence.source})")
@@ -250,14 +275,31 @@ def _show_lines(policy: Policy) -> list[str]:
         confirm = stage.written_confirmation
         if confirm is not None:
             out.append(
-                f"     Written confirmation of the outcome: within {confirm.describe()}  "
+                f"     Written confirmation of the outcome: {confirm.describe()}  "
                 f"({confirm.source})"
             )
+            if confirm.within is not None:
+                out.append(
+                    f"       timescale: {confirm.within.describe()}  ({confirm.within.source})"
+                )
         else:
             out.append("     Written confirmation of the outcome: not required")
+        for feedback in stage.outcome_to:
+            names = ", ".join(policy.stages[policy.stage_index(k)].name for k in feedback.stages)
+            out.append(f"     Outcome fed back to the owners of: {names}  ({feedback.source})")
+        for route in stage.may_escalate_directly_to:
+            target = policy.stages[policy.stage_index(route.to)]
+            out.append(f"     May escalate directly to: {target.name}  ({route.source})")
         if stage.form_required is not None:
             form = policy.form(stage.form_required)
             out.append(f"     Form required to escalate into this stage: {form.name}")
+            due = stage.form_due
+            if due is not None:
+                out.append(
+                    f"     Entered without it: due within {due.within.describe()} from the "
+                    f"raising agency's owner of the stage before, to {due.addressed_to}  "
+                    f"({due.source}; {due.within.source})"
+                )
         for notice in stage.business_team:
             what = "told" if notice.form is None else f"sent the {policy.form(notice.form).name}"
             out.append(f"     Business team {what} {_EVENT_WORDS[notice.when]}  ({notice.source})")
@@ -289,8 +331,24 @@ def _show_lines(policy: Policy) -> list[str]:
     for contact in rule.urgent_contacts:
         area = f" [cases in {contact.area}]" if contact.area else ""
         out.append(f"  Tell at once: {contact.title}{area}  ({contact.source})")
-    out.append(f"  May start at a later stage: {_yes(rule.may_start_at_later_stage)}")
+    starts = _yes(rule.may_start_at_later_stage)
+    if rule.may_start_at_later_stage and rule.may_start_at:
+        names = ", ".join(policy.stages[policy.stage_index(k)].name for k in rule.may_start_at)
+        starts = f"{starts} ({names} only)  ({rule.may_start_at_source or rule.source})"
+    out.append(f"  May start at a later stage: {starts}")
     out.append(f"  May jump to a later stage: {_yes(rule.may_jump_to_later_stage)}")
+
+    out += ["", "Contested readings"]
+    if not policy.readings:
+        out.append("  (none recorded)")
+    for reading in policy.readings:
+        out.append(f"  {reading.about}  ({reading.source})")
+        out += textwrap.wrap(
+            f"Read as: {reading.chosen}. Not: {reading.alternative}. Why: {reading.why}",
+            width=96,
+            initial_indent="    ",
+            subsequent_indent="    ",
+        )
 
     out += ["", "Forms"]
     if not policy.forms:
@@ -323,17 +381,67 @@ def cmd_check(args: argparse.Namespace) -> int:
     except Exception as exc:  # see _unexpected
         print(_unexpected(args.file, exc), file=sys.stderr)
         return 1
-    print(f"{args.file}: valid policy {policy.id!r} ({len(policy.stages)} stages)")
+    warnings = ladder_warnings(policy)
+    for warning in warnings:
+        print(f"{args.file}: {warning}", file=sys.stderr)
+    suffix = f"; {len(warnings)} warnings" if warnings else ""
+    print(f"{args.file}: valid policy {policy.id!r} ({len(policy.stages)} stages){suffix}")
     return 0
+
+
+def ladder_warnings(policy: Policy) -> list[str]:
+    """A valid ladder that is probably not what the document says."""
+    out = []
+    for i, stage in enumerate(policy.stages):
+        if not any(o.agency_kind == "any" for o in stage.owners):
+            kinds = ", ".join(o.agency_kind for o in stage.owners)
+            out.append(
+                f"warning: stages[{i}] ({stage.key}) has owners only for {kinds}: nobody owns "
+                f"it in any other kind of agency (they would be sent to "
+                f"{stage.owners[0].title!r}); add an owner with agency_kind: any"
+            )
+        if i and _owners(stage) == _owners(policy.stages[i - 1]):
+            out.append(
+                f"warning: stages[{i - 1}] ({policy.stages[i - 1].key}) and stages[{i}] "
+                f"({stage.key}) have the same owners: escalating between them reaches the same "
+                "people; check each stage's owners against the document"
+            )
+    return out
+
+
+def _owners(stage: Stage) -> set[tuple[str, str]]:
+    return {(o.agency_kind, o.role) for o in stage.owners}
 
 
 # --- explain ------------------------------------------------------------------
 
 
+def deployment_closures() -> list[date]:
+    """The deployment's extra closure days (ESCALATION_EXTRA_CLOSURES), which
+    the worker and the API apply to every deadline; the command line must
+    promise the same dates."""
+    from escalation.settings import Settings
+
+    try:
+        # Read afresh, not from the process's cached settings: the command
+        # says what the environment holds now.
+        return sorted(Settings().extra_closures)
+    except ValidationError as exc:
+        raise CliError(f"the deployment's settings are invalid: {exc}") from None
+
+
+def closures_line(closures: Sequence[date]) -> str:
+    if not closures:
+        return "Closure days: none configured (ESCALATION_EXTRA_CLOSURES)."
+    days = ", ".join(f"{d:%a} {d.day} {d:%b %Y}" for d in closures)
+    return f"Closure days applied (ESCALATION_EXTRA_CLOSURES): {days}."
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     policy = _resolve(args)
     raised = parse_instant(args.raised, policy.time_zone)
-    calendar = WorkingDayCalendar(policy.calendar_spec())
+    closures = deployment_closures()
+    calendar = WorkingDayCalendar(policy.calendar_spec(), closures)
     plan = explain(policy, calendar, raised, immediate_risk=args.immediate_risk)
     if args.json:
         print_json(
@@ -341,6 +449,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
                 "policy": policy.id,
                 "raised": _utc_iso(raised),
                 "immediate_risk": bool(args.immediate_risk),
+                "closures": [d.isoformat() for d in closures],
                 "stages": [
                     {
                         "index": stage.index,
@@ -359,6 +468,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     risk = ", child at immediate risk of significant harm" if args.immediate_risk else ""
     print(f"{policy.partnership} [{policy.id}]: the ladder if nobody acts")
     print(f"Raised {local_text(raised, zone)}{risk}; times are local ({zone}).")
+    print(closures_line(closures))
     print()
     rows = []
     for planned in plan:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, get_args
 
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowHandle
@@ -33,9 +34,10 @@ from escalation.clitools import (
     resolve_policy,
 )
 from escalation.converter import data_converter, use_ephemeral_key_when_unconfigured
+from escalation.policy_cli import closures_line, deployment_closures
 from escalation.temporal_bin import test_server
 from policies.directory import Directory
-from policies.model import Policy
+from policies.model import AgencyKind, Policy
 from workers.worker import build_worker
 from workflows.disagreement import DisagreementWorkflow
 from workflows.ladder import raise_problems
@@ -50,12 +52,24 @@ from workflows.messages import (
     Escalate,
     FlagImmediateRisk,
     RaiseDisagreement,
+    Reopen,
     Resolve,
+    SubmitForm,
     Withdraw,
 )
 from workflows.simulation import RehearsalPlan, RehearsalWorkflow, RehearsedAction
 
-ACTIONS = ("resolve", "confirm", "escalate", "immediate-risk", "withdraw", "acknowledge", "note")
+ACTIONS = (
+    "resolve",
+    "confirm",
+    "escalate",
+    "immediate-risk",
+    "withdraw",
+    "acknowledge",
+    "note",
+    "reopen",
+    "form",
+)
 DEFAULT_HORIZON = timedelta(days=120)
 # The test server's clock reads "now" a moment after we do.
 PAST_TOLERANCE = timedelta(minutes=1)
@@ -87,22 +101,55 @@ def parse_act(text: str, zone: str) -> Act:
     return Act(parse_instant(when, zone, what="--act"), action, to_stage)
 
 
-def parties(policy: Policy) -> tuple[Agency, Agency, str]:
-    """A representative pair of agencies in the policy's first area."""
-    area = policy.areas[0].key
-    raising = Agency(key=f"{area}-health", name=f"{policy.areas[0].name} health", kind="health")
-    receiving = Agency(
-        key=f"{area}-childrens-social-care",
-        name=f"{policy.areas[0].name} children's social care",
-        kind="childrens-social-care",
+def parties(
+    policy: Policy,
+    raising_kind: str = "health",
+    receiving_kind: str = "childrens-social-care",
+    area: str | None = None,
+) -> tuple[Agency, Agency, str]:
+    """A pair of agencies of these kinds in an area (by default health and
+    children's social care in the policy's first area)."""
+    names = {a.key: a.name for a in policy.areas}
+    key = area or policy.areas[0].key
+    place = names.get(key, key)
+    raising = Agency(
+        key=f"{key}-{raising_kind}",
+        name=f"{place} {_KIND_WORDS.get(raising_kind, raising_kind)}",
+        kind=raising_kind,
     )
-    return raising, receiving, area
+    receiving = Agency(
+        key=f"{key}-{receiving_kind}",
+        name=f"{place} {_KIND_WORDS.get(receiving_kind, receiving_kind)}",
+        kind=receiving_kind,
+    )
+    return raising, receiving, key
 
 
-def _action(act: Act, policy: Policy, manager: Actor) -> Action:
+_KIND_WORDS = {
+    "childrens-social-care": "children's social care",
+    "primary-care": "primary care (GP practice)",
+}
+
+
+def _all_fields(policy: Policy, origin: str) -> dict[str, str]:
+    return {f.key: "(simulated)" for form in policy.forms for f in form.fields_from(origin)}
+
+
+def _action(act: Act, policy: Policy, manager: Actor, raising_manager: Actor) -> Action:
     name = act.action
     if name == "resolve":
-        return Resolve(by=manager, outcome="Agreed a way forward (simulated)")
+        # Every field a resolution may be asked for (Merton's pro-forma).
+        form = {
+            f.key: "(simulated)" for form in policy.forms for f in form.fields_from("resolution")
+        }
+        return Resolve(by=manager, outcome="Agreed a way forward (simulated)", form=form)
+    if name == "reopen":
+        return Reopen(by=manager, reason="No real agreement (simulated)")
+    if name == "form":
+        form = {
+            f.key: "(simulated)" for form in policy.forms for f in form.fields_from("escalation")
+        }
+        return SubmitForm(by=raising_manager, form=form)
     if name == "confirm":
         return ConfirmOutcome(by=manager)
     if name == "acknowledge":
@@ -110,7 +157,8 @@ def _action(act: Act, policy: Policy, manager: Actor) -> Action:
     if name == "note":
         return AddNote(by=manager, text="Discussion recorded (simulated)")
     if name == "withdraw":
-        return Withdraw(by=manager, reason="Withdrawn (simulated)")
+        # Only the side that raised the concern may withdraw it.
+        return Withdraw(by=raising_manager, reason="Withdrawn (simulated)")
     if name == "immediate-risk":
         return FlagImmediateRisk(
             by=manager, reason="Immediate risk flagged (simulated)", jump_to_stage=act.to_stage
@@ -130,6 +178,8 @@ _SIGNAL_NAMES = {
     "withdraw": "withdraw",
     "acknowledge": "acknowledge",
     "note": "add_note",
+    "reopen": "reopen",
+    "form": "submit_form",
 }
 
 
@@ -162,15 +212,33 @@ async def run_simulation(
     until: datetime | None,
     start_stage: int = 0,
     directory: Directory | None = None,
+    closures: Sequence[date] = (),
+    agencies: tuple[str, str] = ("health", "childrens-social-care"),
+    area: str | None = None,
+    subject: str = "children",
 ) -> dict[str, Any]:
     """The whole `escalation simulate` run on a server of its own. With a role
-    directory, each notice's event also lists the people it went to."""
+    directory, each notice's event also lists the people it went to. The
+    deployment's closure days count as non-working days, as in the worker."""
     env = await start_test_server()
     try:
         result = await rehearse(
-            env, policy, raised, immediate_risk, acts, until, start_stage, directory=directory
+            env,
+            policy,
+            raised,
+            immediate_risk,
+            acts,
+            until,
+            start_stage,
+            directory=directory,
+            closures=closures,
+            agencies=agencies,
+            area=area,
+            subject=subject,
         )
-        return _timeline(policy, result.raised, immediate_risk, result.state, result.sink)
+        timeline = _timeline(policy, result.raised, immediate_risk, result.state, result.sink)
+        timeline["closures"] = [d.isoformat() for d in sorted(closures)]
+        return timeline
     finally:
         await env.shutdown()
 
@@ -207,6 +275,10 @@ async def rehearse(
     start_stage: int = 0,
     *,
     directory: Directory | None = None,
+    closures: Sequence[date] = (),
+    agencies: tuple[str, str] = ("health", "childrens-social-care"),
+    area: str | None = None,
+    subject: str = "children",
 ) -> Rehearsal:
     """Run one case through its ladder on a time-skipping server; the case is
     terminated if it is still open at the horizon."""
@@ -223,7 +295,10 @@ async def rehearse(
             raise CliError(f"--act at {act.at.isoformat()} is before --raised")
     sink = MemorySink()
     task_queue = f"simulate-{uuid.uuid4()}"
-    raising, receiving, area = parties(policy)
+    if area is not None and area not in {a.key for a in policy.areas}:
+        known = ", ".join(a.key for a in policy.areas)
+        raise CliError(f"--area {area!r} is not one of the {policy.id} areas: {known}")
+    raising, receiving, area = parties(policy, *agencies, area=area)
     reference = f"SIM-{uuid.uuid4().hex[:8].upper()}"
     request = RaiseDisagreement(
         reference=reference,
@@ -242,12 +317,16 @@ async def rehearse(
         immediate_risk=immediate_risk,
         start_stage=start_stage,
         raised_at=raised,
+        subject=subject,
     )
     problems = raise_problems(request)
     if problems:
         raise CliError("; ".join(problems))
     manager = Actor(
         id="sim-manager", name="Receiving manager", agency=receiving.key, role="manager"
+    )
+    raising_manager = Actor(
+        id="sim-raising-manager", name="Raising manager", agency=raising.key, role="manager"
     )
     plan = RehearsalPlan(
         case_workflow_id=f"disagreement-{reference}",
@@ -257,7 +336,7 @@ async def rehearse(
             RehearsedAction(
                 at=act.at,
                 signal=_SIGNAL_NAMES[act.action],
-                payload=_action(act, policy, manager).model_dump(mode="json"),
+                payload=_action(act, policy, manager, raising_manager).model_dump(mode="json"),
             )
             for act in acts
         ],
@@ -271,6 +350,7 @@ async def rehearse(
         env.client,
         task_queue,
         sink,
+        closures,
         directory=directory,
         workflows=[RehearsalWorkflow],
         # A rehearsal should fail loudly on a bug, not retry it for ever.
@@ -364,6 +444,28 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="raise at a later stage (only with --immediate-risk, where the policy allows it)",
     )
     parser.add_argument("--until", help="stop here (default: 120 days after --raised)")
+    kinds = [k for k in get_args(AgencyKind) if k != "any"]
+    parser.add_argument(
+        "--raising-agency",
+        choices=kinds,
+        default="health",
+        metavar="KIND",
+        help=f"the kind of agency raising the concern (default health; {', '.join(kinds)})",
+    )
+    parser.add_argument(
+        "--receiving-agency",
+        choices=kinds,
+        default="childrens-social-care",
+        metavar="KIND",
+        help="the kind of agency the concern is raised with (default childrens-social-care)",
+    )
+    parser.add_argument("--area", metavar="KEY", help="the area of the case (default the first)")
+    parser.add_argument(
+        "--subject",
+        choices=["children", "adults-at-risk"],
+        default="children",
+        help="whom the case is about, where the policy covers both (default children)",
+    )
     parser.add_argument(
         "--directory",
         metavar="FILE",
@@ -381,9 +483,20 @@ def _simulate(args: argparse.Namespace) -> int:
     until = parse_instant(args.until, zone, what="--until") if args.until else None
     acts = [parse_act(text, zone) for text in args.act]
     directory = _directory(args.directory)
+    closures = deployment_closures()
     result = asyncio.run(
         run_simulation(
-            policy, raised, args.immediate_risk, acts, until, args.start_stage, directory
+            policy,
+            raised,
+            args.immediate_risk,
+            acts,
+            until,
+            args.start_stage,
+            directory,
+            closures,
+            agencies=(args.raising_agency, args.receiving_agency),
+            area=args.area,
+            subject=args.subject,
         )
     )
     if args.json:
@@ -426,6 +539,10 @@ def _print_readable(policy: Policy, result: dict[str, Any]) -> None:
             line += "\n" + " " * 28 + "people: " + ", ".join(event["people"])
         if event["type"] == "stage_started" and event["deadline"]:
             line += f" · due {local_text(datetime.fromisoformat(event['deadline']), zone)}"
+        if event["type"] == "resolved" and event["deadline"]:
+            due = local_text(datetime.fromisoformat(event["deadline"]), zone)
+            line += f" · written confirmation due {due}"
         print(line)
     final = result["final"]
     print(f"final: {final['status']} at stage {final['stage']}")
+    print(closures_line([date.fromisoformat(d) for d in result.get("closures", [])]))

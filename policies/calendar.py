@@ -17,7 +17,14 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
-from policies.model import CalendarSpec, Hours, NoTimescale, SameWorkingDay, WorkingDays
+from policies.model import (
+    CalendarSpec,
+    Hours,
+    Immediately,
+    NoTimescale,
+    SameWorkingDay,
+    WorkingDays,
+)
 
 # A stretch of consecutive non-working days longer than this means the
 # configuration is wrong (e.g. a whole year of closures); refusing beats
@@ -93,7 +100,9 @@ class WorkingDayCalendar:
         return self.close_of_business(self.next_working_day(today))
 
     def deadline(
-        self, start: datetime, timescale: WorkingDays | Hours | SameWorkingDay | NoTimescale
+        self,
+        start: datetime,
+        timescale: WorkingDays | Hours | SameWorkingDay | Immediately | NoTimescale,
     ) -> datetime | None:
         """When a clock started at ``start`` runs out, or None if it never does."""
         if isinstance(timescale, WorkingDays):
@@ -104,6 +113,8 @@ class WorkingDayCalendar:
             return self.local(start).astimezone(UTC) + timedelta(hours=timescale.hours)
         if isinstance(timescale, SameWorkingDay):
             return self.same_working_day(start)
+        if isinstance(timescale, Immediately):
+            return self.local(start).astimezone(UTC)
         return None
 
     def start_of_business_on_day_of(self, instant: datetime) -> datetime:

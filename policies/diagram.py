@@ -82,6 +82,11 @@ def _notice_text(notice: BusinessTeamNotice, policy: Policy) -> str:
 def _stage_lines(policy: Policy, index: int) -> list[str]:
     stage = policy.stages[index]
     lines = [stage.name, stage.timescale.describe()]
+    anchor = policy.timescale_anchor(index)
+    if anchor is not None:
+        lines[-1] += (
+            " from the raise" if anchor < 0 else f" from the start of {policy.stages[anchor].name}"
+        )
     if not _has_timescale(stage):
         cadence = policy.reminder_cadence(index).describe()
         lines.append(f"no automatic escalation: reminders every {cadence}")
@@ -133,10 +138,13 @@ def mermaid(policy: Policy) -> str:
         if index < policy.final_stage:
             edge = "deadline passes / escalate" if _has_timescale(stage) else "escalate"
             out.append(f'    s{index} -->|"{edge}"| s{index + 1}')
+        for route in stage.may_escalate_directly_to:
+            target = policy.stage_index(route.to)
+            out.append(f'    s{index} -.->|"escalate directly"| s{target}')
     for index, stage in enumerate(policy.stages):
         confirm = stage.written_confirmation
         if confirm is not None:
-            text = f"resolved: confirm in writing within {confirm.describe()}"
+            text = f"resolved: confirm in writing, {confirm.describe()}"
             out.append(f'    s{index} -->|"{escape(text)}"| resolved')
         else:
             out.append(f"    s{index} --> resolved")
@@ -222,10 +230,8 @@ def highlights(policy: Policy) -> str:
 
     confirmed = [s for s in policy.stages if s.written_confirmation is not None]
     if confirmed:
-        spans = {s.written_confirmation.describe() for s in confirmed if s.written_confirmation}
-        within = f" within {spans.pop()}" if len(spans) == 1 else ""
         where = _and_list([_short_name(s) for s in confirmed])
-        parts.append(f"outcome confirmed in writing{within} at {where}")
+        parts.append(f"outcome confirmed in writing at {where}")
 
     for form in policy.forms:
         uses = []
@@ -267,6 +273,28 @@ def highlights(policy: Policy) -> str:
     return text[0].upper() + text[1:] + "."
 
 
+def _confirmation_lines(policy: Policy) -> list[str]:
+    """Every written-confirmation duty with its source sentence."""
+    rows = [
+        f"- {_short_name(s)}: {s.written_confirmation.describe()} ({s.written_confirmation.source})"
+        for s in policy.stages
+        if s.written_confirmation is not None
+    ]
+    return ["Written confirmation of the outcome:", "", *rows, ""] if rows else []
+
+
+def _reading_lines(policy: Policy) -> list[str]:
+    """The sentences of the source that read two ways, and the reading chosen."""
+    if not policy.readings:
+        return []
+    out = ["Contested readings:", ""]
+    for r in policy.readings:
+        out.append(
+            f"- **{r.about}**: read as {r.chosen}; not {r.alternative}. {r.why} ({r.source})"
+        )
+    return [*out, ""]
+
+
 def shorten(text: str, width: int) -> str:
     """At most ``width`` characters, cut at a word and marked with '…'."""
     text = " ".join(text.split())
@@ -289,18 +317,34 @@ below are the installed `escalation` command (`make install`, then
    `cp policies/data/merton.yaml my.yaml`.
 2. Edit it: `id`, `partnership`, `document`, `areas`, then each stage's owners
    per kind of agency, its `timescale` (`kind: working_days`, `hours`,
-   `same_working_day` or `none`), written confirmation, forms and business-team
-   notices, and the immediate-risk rule. Every entry carries `source:`, the
-   paragraph of your document it encodes. The field reference is
-   [`policies/model.py`](policies/model.py): every field, its type and what it means.
+   `same_working_day` or `none`), its `written_confirmation` (`within`,
+   `counts_from: resolution` or `stage-start`, and `by`: who confirms), the
+   earlier stages told of its outcome (`outcome_to`), direct routes past
+   stages that may not be relevant (`may_escalate_directly_to`), forms (with
+   `form_due` for a stage entered without its form) and business-team
+   notices, the immediate-risk rule, and `readings` for any sentence of your
+   document that can be read two ways. Every entry carries `source:`, the
+   sentence of your document it encodes. The format reference is
+   [docs/policy-format.md](docs/policy-format.md).
 3. Validate it: `escalation policy check my.yaml` prints one line per problem
-   (file, field path, what is wrong) and exits 1 until the file is valid.
+   (file, field path, what is wrong, and for an unknown field the fields
+   allowed there) and exits 1 until the file is valid; it also warns of a
+   ladder that is probably not what you meant (two stages in a row with the
+   same owners, a stage nobody owns in some kinds of agency).
 4. Check the deadlines against your document:
    `escalation policy explain --policy-file my.yaml --raised 2026-12-23T11:00`
    (add `--immediate-risk` for the urgent route, `--json` for machines), then
    `escalation policy show --policy-file my.yaml` and
    `escalation policy diagram --policy-file my.yaml`.
-5. To ship it as a built-in policy, put it in `policies/data/` and run
+5. Rehearse a case on real dates: `escalation simulate --policy-file my.yaml
+   --raised 2027-01-04T09:00 --act 2027-01-05T10:00=escalate`, choosing the
+   case with `--raising-agency KIND --receiving-agency KIND --area KEY`
+   (closure days from `ESCALATION_EXTRA_CLOSURES` apply, as in the worker).
+6. Name the people who hold each role in the role directory
+   (`policies/data/directory.example.yaml` shows the shape; set
+   `ESCALATION_DIRECTORY_FILE`), then `escalation directory check FILE
+   --policy-file my.yaml` lists every role the policy names that nobody holds.
+7. To ship it as a built-in policy, put it in `policies/data/` and run
    `{README_COMMAND}` to regenerate this section.
 """
 
@@ -329,6 +373,8 @@ def readme_section(policies: Iterable[Policy]) -> str:
             "```",
             "",
         ]
+        out += _confirmation_lines(policy)
+        out += _reading_lines(policy)
     out.append(ADDING_YOUR_POLICY.rstrip("\n"))
     return "\n".join(out)
 

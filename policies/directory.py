@@ -310,11 +310,13 @@ def coverage(directory: Directory, policy: Policy) -> list[Gap]:
         for agency_key, agency in agencies.items():
             kinds_seen.add(agency.kind)
             for stage in policy.stages:
-                owner = stage.owner_for(agency.kind)
-                if not directory.holders(pid, area.key, owner.role, agency=agency_key):
-                    gaps.append(
-                        Gap(pid, area.key, agency_key, owner.role, f"owner of {stage.name}")
-                    )
+                owners = {stage.owner_for(agency.kind, s) for s in (None, *policy.subjects)}
+                for owner in sorted(owners, key=lambda o: o.role):
+                    held_by = None if owner.held_for == "partnership" else agency_key
+                    if not directory.holders(pid, area.key, owner.role, agency=held_by):
+                        gap = Gap(pid, area.key, held_by, owner.role, f"owner of {stage.name}")
+                        if gap not in gaps:
+                            gaps.append(gap)
         for stage in policy.stages:
             for notice in stage.extra_notices:
                 if notice.only_if_agency_kind and notice.only_if_agency_kind not in kinds_seen:

@@ -12,9 +12,9 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict
 
 from policies.calendar import WorkingDayCalendar
-from policies.model import Hours, NoTimescale, Policy, SameWorkingDay, WorkingDays
+from policies.model import Hours, Immediately, NoTimescale, Policy, SameWorkingDay, WorkingDays
 
-AnyTimescale = WorkingDays | Hours | SameWorkingDay | NoTimescale
+AnyTimescale = WorkingDays | Hours | SameWorkingDay | Immediately | NoTimescale
 
 
 def risk_override(
@@ -40,10 +40,17 @@ def stage_deadline(
     timescale: AnyTimescale,
     start: datetime,
     override: WorkingDays | Hours | SameWorkingDay | None = None,
+    own_from: datetime | None = None,
+    entry: tuple[WorkingDays | Hours, datetime] | None = None,
 ) -> datetime | None:
     """The stage's own deadline or, under immediate risk, whichever is less of
-    that and the override counted from the same start."""
-    own = calendar.deadline(start, timescale)
+    that and the override counted from the stage's start. ``own_from``: where
+    the policy counts the stage's own timescale from an earlier instant (the
+    raise, an earlier stage's start)."""
+    own = calendar.deadline(own_from or start, timescale)
+    if entry is not None:
+        # The next stage's entry deadline: escalate by then at the latest.
+        own = earliest(own, calendar.deadline(entry[1], entry[0]))
     if override is None:
         return own
     return earliest(own, calendar.deadline(start, override))
@@ -74,7 +81,22 @@ def explain(
     start: datetime | None = raised
     for index, stage in enumerate(policy.stages):
         override = risk_override(policy, index, risk_from)
-        deadline = stage_deadline(calendar, stage.timescale, start, override) if start else None
+        anchor = policy.timescale_anchor(index)
+        own_from = None
+        if anchor is not None:
+            own_from = raised if anchor < 0 else plan[anchor].starts
+        entry_anchor = policy.entry_anchor(index)
+        entry = None
+        if entry_anchor is not None:
+            entry_from = raised if entry_anchor < 0 else plan[entry_anchor].starts
+            nxt = policy.stages[index + 1].enter_within
+            if entry_from is not None and nxt is not None:
+                entry = (nxt.within, entry_from)
+        deadline = (
+            stage_deadline(calendar, stage.timescale, start, override, own_from, entry)
+            if start
+            else None
+        )
         label = stage.timescale.describe()
         if override is not None:
             label = f"{label} (immediate risk: {override.describe()})"

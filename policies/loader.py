@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from policies.model import Policy
 
@@ -68,21 +68,70 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation may hold (through tuples, unions,
+    optionals and Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    out: list[type[BaseModel]] = []
+    for arg in get_args(annotation):
+        out += _models_in(arg)
+    return out
+
+
+def allowed_fields(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str] | None:
+    """The fields a model allows at the mapping that holds ``loc``'s last
+    part, or None if the path leaves the models (a dict of free keys)."""
+    current: list[type[BaseModel]] = [model]
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        tagged = [m for m in current if _kind_of(m) == part]
+        if tagged:  # pydantic names the union member it tried by its tag
+            current = tagged
+            continue
+        found: list[type[BaseModel]] = []
+        for m in current:
+            field = m.model_fields.get(part)
+            if field is not None:
+                found += _models_in(field.annotation)
+        if not found:
+            return None
+        current = found
+    if len(current) != 1:
+        return None
+    return list(current[0].model_fields)
+
+
+def _kind_of(model: type[BaseModel]) -> str | None:
+    field = model.model_fields.get("kind")
+    return field.default if field is not None and isinstance(field.default, str) else None
+
+
 def validation_problems(
     exc: ValidationError,
     file: str,
     kind: str,
     explain: Callable[[Any], str | None] = lambda err: None,
+    model: type[BaseModel] | None = None,
 ) -> list[Problem]:
     """One plain-English problem per invalid field; ``explain`` may word a
-    file kind's own errors better."""
+    file kind's own errors better. With the file's ``model``, an unknown
+    field is answered with the fields allowed in its place."""
     problems = []
     for err in exc.errors(include_url=False):
         message = explain(err) or err["msg"].removeprefix("Value error, ")
         if err["type"] == "missing":
             message = "required field is missing"
         elif err["type"] == "extra_forbidden":
-            message = f"unknown field (check its spelling against the {kind} format)"
+            allowed = allowed_fields(model, err["loc"]) if model is not None else None
+            if allowed:
+                message = f"unknown field; the fields allowed here are {', '.join(allowed)}"
+            else:
+                message = f"unknown field (check its spelling against the {kind} format)"
+        elif err["type"] == "union_tag_invalid":
+            tags = err.get("ctx", {}).get("expected_tags", "")
+            message = f"unknown kind {err.get('input', {}).get('kind')!r}; one of {tags}"
         problems.append(Problem(file, _field_path(err["loc"]), message))
     return problems
 
@@ -112,7 +161,7 @@ def parse_policy(data: Any, file: str) -> Policy:
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
-        raise PolicyFileError(validation_problems(exc, file, "policy")) from None
+        raise PolicyFileError(validation_problems(exc, file, "policy", model=Policy)) from None
 
 
 def load_policy_file(path: str | Path) -> Policy:

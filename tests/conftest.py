@@ -25,7 +25,7 @@ from policies.loader import get_policy
 from policies.model import Policy
 from workers.worker import build_worker
 from workflows.disagreement import DisagreementWorkflow
-from workflows.messages import Actor, AddNote, CaseState, RaiseDisagreement
+from workflows.messages import Actor, AddNote, Agency, CaseState, RaiseDisagreement
 
 pytest_plugins = ["tests.register_fixtures"]
 
@@ -117,6 +117,18 @@ def raising_manager(request: RaiseDisagreement) -> Actor:
     return Actor(
         id="mgr-raising", name="Raising manager", agency=request.raising_agency.key, role="manager"
     )
+
+
+def owner_labels(policy: Policy, agencies: tuple[Agency, Agency], index: int) -> list[str]:
+    """Recipient labels of a stage's owners in two agencies, as the policy
+    names them: one held for the whole partnership is addressed once."""
+    labels: list[str] = []
+    for agency in agencies:
+        owner = policy.stages[index].owner_for(agency.kind)
+        label = owner.role if owner.held_for == "partnership" else f"{agency.key}:{owner.role}"
+        if label not in labels:
+            labels.append(label)
+    return labels
 
 
 def escalation_form(policy: Policy, target: int) -> dict[str, str]:

@@ -38,9 +38,11 @@ from workflows.messages import (
     Acknowledge,
     Actor,
     AddNote,
+    ConfirmOutcome,
     RaiseDisagreement,
     Resolve,
     ShortenDeadline,
+    Withdraw,
 )
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -196,6 +198,54 @@ REHEARSALS: dict[str, tuple[str, str, bool, int, list[tuple[str, str]], str]] = 
         [("2027-03-03T10:00", "withdraw")],
         "2027-04-01T10:00",
     ),
+    # Since the policies' duties were encoded in full: a written decision due
+    # from the formal escalation, a confirmation without a timescale reopened
+    # and escalated, a form owed on entering a stage by its deadline, and a
+    # direct route past stages that are not relevant.
+    "staffordshire-confirmation-counted-from-stage-start": (
+        "staffordshire-stoke",
+        "2027-03-01T09:00",
+        False,
+        0,
+        [
+            ("2027-03-01T09:30", "escalate"),
+            ("2027-03-01T15:05", "escalate"),
+            ("2027-03-03T10:00", "resolve"),
+            ("2027-03-03T16:00", "confirm"),
+        ],
+        "2027-03-20T10:00",
+    ),
+    "merton-confirmation-reopened-then-escalated": (
+        "merton",
+        "2027-03-01T10:00",
+        False,
+        0,
+        [
+            ("2027-03-01T11:00", "escalate"),
+            ("2027-03-02T10:00", "resolve"),
+            ("2027-03-10T10:00", "reopen"),
+            ("2027-03-10T11:00", "escalate"),
+            ("2027-03-11T10:00", "resolve"),
+            ("2027-03-12T10:00", "confirm"),
+        ],
+        "2027-04-01T10:00",
+    ),
+    "staffordshire-form-due-after-deadline": (
+        "staffordshire-stoke",
+        "2027-03-01T10:00",
+        False,
+        0,
+        [("2027-03-05T10:00", "form"), ("2027-03-05T11:00", "resolve")],
+        "2027-03-20T10:00",
+    ),
+    "staffordshire-direct-to-board-representative": (
+        "staffordshire-stoke",
+        "2027-03-01T10:00",
+        False,
+        0,
+        [("2027-03-01T10:30", "escalate"), ("2027-03-01T11:00", "escalate:4")],
+        "2027-04-01T10:00",
+    ),
 }
 
 
@@ -245,6 +295,50 @@ async def record_updates(env: WorkflowEnvironment, name: str) -> None:
         await handle.execute_update(
             DisagreementWorkflow.resolve, Resolve(by=manager, outcome="Agreed")
         )
+        if (await handle.query(DisagreementWorkflow.get_state)).status == "awaiting-confirmation":
+            # Merton §5.1 (since the duties were encoded): confirmed in writing.
+            await handle.execute_update(DisagreementWorkflow.confirm, ConfirmOutcome(by=manager))
+        await handle.result()
+        await save(name, handle)
+
+
+async def record_withdraw_by_receiving_side(env: WorkflowEnvironment, name: str) -> None:
+    """The receiving side's withdrawal, sent as a signal, refused on the case
+    (workflow.patched 'withdraw-by-raising-side-only'); the raiser's accepted."""
+    policy = get_policy("merton")
+    raising, receiving, area = parties(policy)
+    receiving_manager = Actor(
+        id="m-1", name="Receiving manager", agency=receiving.key, role="manager"
+    )
+    raising_manager = Actor(id="m-2", name="Raising manager", agency=raising.key, role="manager")
+    task_queue = f"record-{uuid.uuid4()}"
+    request = RaiseDisagreement(
+        reference="REPLAY-WITHDRAW",
+        policy=policy,
+        area=area,
+        raised_by=Actor(id="p-1", name="Raiser", agency=raising.key, role="practitioner"),
+        raising_agency=raising,
+        receiving_agency=receiving,
+        categories=["thresholds"],
+        summary="Recorded for replay",
+        raised_at=await env.get_current_time(),
+    )
+    async with build_worker(env.client, task_queue, MemorySink()):
+        handle = await env.client.start_workflow(
+            DisagreementWorkflow.run,
+            request,
+            id="disagreement-REPLAY-WITHDRAW",
+            task_queue=task_queue,
+        )
+        await handle.signal(
+            DisagreementWorkflow.withdraw_signal, Withdraw(by=receiving_manager, reason="Not ours")
+        )
+        await handle.execute_update(
+            DisagreementWorkflow.add_note, AddNote(by=raising_manager, text="x")
+        )
+        await handle.execute_update(
+            DisagreementWorkflow.withdraw, Withdraw(by=raising_manager, reason="Sorted")
+        )
         await handle.result()
         await save(name, handle)
 
@@ -264,6 +358,9 @@ async def main(names: list[str]) -> None:
     jobs["merton-updates"] = lambda env: record_updates(env, "merton-updates")
     jobs["merton-updates-local-activities"] = lambda env: record_updates(
         env, "merton-updates-local-activities"
+    )
+    jobs["merton-withdraw-by-receiving-side-refused"] = lambda env: (
+        record_withdraw_by_receiving_side(env, "merton-withdraw-by-receiving-side-refused")
     )
     # Without names, only the histories not yet recorded: the others stand for
     # cases recorded under earlier code and must not be overwritten by today's.

@@ -376,7 +376,9 @@ async def run_cases(api: Api, stack: Stack) -> dict[str, Case]:
             },
         },
     )
-    assert resolved["stage"] == 4 and resolved["status"] == "resolved", resolved
+    # Stage 5 ¶3: confirmed in writing between the parties, at every stage.
+    assert resolved["stage"] == 4 and resolved["status"] == "awaiting-confirmation", resolved
+    await api.act(staffordshire, "confirm", OPERATOR, {})
 
     # Hillingdon: raised at immediate risk at a later stage, then a jump.
     await api.act(
@@ -397,6 +399,7 @@ async def run_cases(api: Api, stack: Stack) -> dict[str, Case]:
             },
         },
     )
+    await api.act(hillingdon, "confirm", OPERATOR, {"confirmation": text("written confirmation")})
 
     # The shortened deadlines pass: both cases escalate by themselves.
     for ref in (merton, wirral):
@@ -423,7 +426,8 @@ async def run_cases(api: Api, stack: Stack) -> dict[str, Case]:
         },
     )
     assert resolved["status"] == "awaiting-confirmation"
-    await api.act(merton, "confirm", PRACTITIONER, {"confirmation": text("written confirmation")})
+    # §4.4.2: "the receiving senior manager will confirm the outcome".
+    await api.act(merton, "confirm", MANAGER, {"confirmation": text("written confirmation")})
     # Wirral, at stage 2 after its automatic escalation: resolved there, so
     # its (identity-free) pro-forma goes to the business manager.
     await api.act(
@@ -441,8 +445,8 @@ async def run_cases(api: Api, stack: Stack) -> dict[str, Case]:
         "merton": Case(merton, "merton", "outcome-confirmed"),
         "merton withdrawn": Case(merton_withdrawn, "merton", "withdrawn"),
         "cheshire": Case(cheshire, "cheshire", "resolved"),
-        "hillingdon": Case(hillingdon, "hillingdon", "resolved"),
-        "staffordshire-stoke": Case(staffordshire, "staffordshire-stoke", "resolved"),
+        "hillingdon": Case(hillingdon, "hillingdon", "outcome-confirmed"),
+        "staffordshire-stoke": Case(staffordshire, "staffordshire-stoke", "outcome-confirmed"),
         "wirral": Case(wirral, "wirral", "resolved"),
     }
 

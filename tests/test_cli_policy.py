@@ -168,9 +168,79 @@ BROKEN: list[tuple[str, Callable[[Path], None], list[tuple[str, str]]]] = [
     ("bad-yaml", _text("id: merton\nstages: [\n  - key: a\n"), [("line ", "not valid YAML")]),
     ("weeks", _edit(_weeks), [("stages[1].timescale", "'weeks'")]),
     ("missing", _edit(_missing), [("business_team:", "required field is missing")]),
-    ("unknown", _edit(_unknown), [("stages[0].colour", "unknown field")]),
+    (
+        "unknown",
+        _edit(_unknown),
+        [("stages[0].colour", "the fields allowed here are key, name, summary, owners")],
+    ),
+    (
+        "unknown-in-a-timescale",
+        _edit(lambda d: d["stages"][0]["timescale"].update(weeks=1)),
+        [("stages[0].timescale.weeks", "the fields allowed here are kind, days, source")],
+    ),
+    (
+        "acknowledgement-kind",
+        _edit(lambda d: d["acknowledgement"]["timescale"].update(kind="none")),
+        [
+            (
+                "acknowledgement.timescale",
+                "unknown kind 'none'; one of 'working_days', 'hours', 'same_working_day'",
+            )
+        ],
+    ),
     ("missing-form", _edit(_missing_form), [("stages[3]", "'no-such-form'")]),
     ("two-problems", _edit(_two_problems), [("business_team", "missing"), ("colour", "unknown")]),
+    (
+        "outcome-to-a-later-stage",
+        _edit(
+            lambda d: d["stages"][1].update(
+                outcome_to=[{"stages": ["senior-leaders"], "source": "x y"}]
+            )
+        ),
+        [("", "outcome_to names 'senior-leaders', which is not an earlier stage")],
+    ),
+    (
+        "direct-route-to-the-next-stage",
+        _edit(
+            lambda d: d["stages"][1].update(
+                may_escalate_directly_to=[{"to": "senior-leaders", "source": "x y"}]
+            )
+        ),
+        [
+            (
+                "",
+                "may_escalate_directly_to names 'senior-leaders', which is not a stage after",
+            )
+        ],
+    ),
+    (
+        "form-due-without-a-form",
+        _edit(
+            lambda d: d["stages"][1].update(
+                form_due={
+                    "within": {"kind": "working_days", "days": 1, "source": "x y"},
+                    "addressed_to": "the senior manager",
+                    "source": "x y",
+                }
+            )
+        ),
+        [("", "has form_due but no form_required")],
+    ),
+    (
+        "start-at-the-first-stage",
+        _edit(lambda d: d["immediate_risk"].update(may_start_at=["practitioners"])),
+        [("", "may_start_at names 'practitioners', not a stage after the first")],
+    ),
+    (
+        "owner-for-a-subject-not-covered",
+        _edit(lambda d: d["stages"][0]["owners"][0].update(subject="adults-at-risk")),
+        [("", "has an owner for 'adults-at-risk' cases, but the policy covers only ['children']")],
+    ),
+    (
+        "confirmed-by-nobody-known",
+        _edit(lambda d: d["stages"][2]["written_confirmation"].update(by="the chair")),
+        [("stages[2].written_confirmation.by", "'either-party'")],
+    ),
     ("a-list", _text("- id: merton\n- stages: []\n"), [("", "must be a YAML mapping")]),
     ("a-string", _text("just some words\n"), [("", "must be a YAML mapping")]),
     ("empty", _text(""), [("", "must be a YAML mapping")]),
@@ -216,9 +286,13 @@ def explain_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, An
     return json.loads(out)
 
 
-def test_explain_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
+def test_explain_json_shape(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ESCALATION_EXTRA_CLOSURES", raising=False)
     result = explain_json(capsys, "merton", "--raised", "2027-12-22T10:00:00+00:00")
-    assert list(result) == ["policy", "raised", "immediate_risk", "stages"]
+    assert list(result) == ["policy", "raised", "immediate_risk", "closures", "stages"]
+    assert result["closures"] == []
     assert result["policy"] == "merton"
     assert result["raised"] == "2027-12-22T10:00:00+00:00"
     assert result["immediate_risk"] is False
@@ -435,7 +509,9 @@ def test_readme_section_lists_the_policies_in_design_order() -> None:
     assert section.count("```mermaid\nflowchart TD\n") == len(ids)
     assert "escalation policy check my.yaml" in section
     assert "escalation policy explain --policy-file my.yaml --raised" in section
-    assert "policies/model.py" in section
+    assert "docs/policy-format.md" in section
+    assert "escalation directory check FILE" in section
+    assert "escalation simulate --policy-file my.yaml" in section
 
 
 def test_readme_command_rewrites_only_between_markers(
@@ -489,3 +565,176 @@ def test_console_script(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     stages = json.loads(result.stdout)["stages"]
     assert stages[0]["deadline"] == "2027-01-04T17:00:00+00:00"
+
+
+def test_explain_applies_the_deployments_closure_days_and_says_so(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Merton case raised Wed 23 Dec 2026 runs to Mon 4 Jan 2027 on the
+    public holidays alone; with the council closed 29-31 December, as the
+    worker and the API would count it, to Thu 7 Jan."""
+    raised = "2026-12-23T11:00"
+    monkeypatch.delenv("ESCALATION_EXTRA_CLOSURES", raising=False)
+    plain = explain_json(capsys, "merton", "--raised", raised)
+    assert plain["stages"][0]["deadline"] == "2027-01-04T17:00:00+00:00"
+    monkeypatch.setenv("ESCALATION_EXTRA_CLOSURES", '["2026-12-29","2026-12-30","2026-12-31"]')
+    closed = explain_json(capsys, "merton", "--raised", raised)
+    assert closed["closures"] == ["2026-12-29", "2026-12-30", "2026-12-31"]
+    assert closed["stages"][0]["deadline"] == "2027-01-07T17:00:00+00:00"
+    status, out, _ = run(capsys, "policy", "explain", "merton", "--raised", raised)
+    assert status == 0
+    applied = "Closure days applied (ESCALATION_EXTRA_CLOSURES): Tue 29 Dec 2026, Wed 30 Dec"
+    assert applied in out
+    assert "Thu 7 Jan 2027" in out
+
+
+def test_show_lists_every_written_confirmation_and_contested_reading(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for policy in builtin_policies().values():
+        status, out, _ = run(capsys, "policy", "show", policy.id)
+        assert status == 0
+        confirmations = [s for s in policy.stages if s.written_confirmation is not None]
+        lines = [line for line in out.splitlines() if "Written confirmation" in line]
+        assert sum("not required" not in line for line in lines) == len(confirmations)
+        for reading in policy.readings:
+            assert f"Read as: {reading.chosen}"[:60] in " ".join(out.split())
+
+
+def test_check_warns_of_a_suspicious_ladder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = merton_data()
+    # Stage 2 copies stage 1's owners; stage 3 has no owner for other agencies.
+    data["stages"][2]["owners"] = data["stages"][1]["owners"]
+    data["stages"][3]["owners"] = [
+        o for o in data["stages"][3]["owners"] if o["agency_kind"] != "any"
+    ]
+    path = write_policy(tmp_path / "suspicious.yaml", data)
+    status, out, err = run(capsys, "policy", "check", str(path))
+    assert status == 0
+    assert out == f"{path}: valid policy 'merton' (5 stages); 2 warnings\n"
+    lines = err.splitlines()
+    assert len(lines) == 2
+    same = "stages[1] (line-managers) and stages[2] (senior-leaders) have the same owners"
+    assert same in lines[0]
+    assert "stages[3] (mscp-executive) has owners only for police, health" in lines[1]
+    assert "add an owner with agency_kind: any" in lines[1]
+
+
+def test_the_builtin_policies_raise_no_warnings(capsys: pytest.CaptureFixture[str]) -> None:
+    for path in sorted(BUILTIN_DIR.glob("*.yaml")):
+        if path.name.startswith("directory."):
+            continue
+        status, _, err = run(capsys, "policy", "check", str(path))
+        assert (status, err) == (0, ""), path.name
+
+
+# --- A partnership's own protocol: timescales that say what they count from -------------
+
+
+def lincolnshire_like() -> dict[str, Any]:
+    """A joint adults-and-children protocol in the shape of Lincolnshire's:
+    step 1 "within 48 hours (two working days)", step 2 "within five working
+    days of step 1" (counted from step 1's start, not step 2's)."""
+    data = merton_data()
+    data.update(id="lincolnshire", subjects=["children", "adults-at-risk"], readings=[])
+    first, second = data["stages"][0], data["stages"][1]
+    first["timescale"] = {
+        "kind": "working_days",
+        "days": 2,
+        "as_written": "48 hours (two working days)",
+        "source": "Step 1 'within 48 hours (two working days)'",
+    }
+    second["timescale"] = {
+        "kind": "working_days",
+        "days": 5,
+        "source": "Step 2 'within five working days of step 1'",
+    }
+    # A joint board: at step 2 an adult's case goes to the adult safeguarding lead.
+    second["owners"].insert(
+        0,
+        {
+            "agency_kind": "any",
+            "role": "adult-safeguarding-lead",
+            "title": "Adult safeguarding lead",
+            "subject": "adults-at-risk",
+            "source": "Step 2 (adults at risk) 'the adult safeguarding lead'",
+        },
+    )
+    second["timescale_counts_from"] = first["key"]
+    second["timescale_counts_from_source"] = "Step 2 'within five working days of step 1'"
+    return data
+
+
+def test_a_lincolnshire_like_policy_gives_the_dates_its_source_implies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ESCALATION_EXTRA_CLOSURES", raising=False)
+    path = write_policy(tmp_path / "lincolnshire.yaml", lincolnshire_like())
+    status, out, err = run(capsys, "policy", "check", str(path))
+    assert (status, err) == (0, ""), err
+    # Raised Monday 1 March 2027: step 1 is due Wednesday 3 March, and step 2
+    # five working days from step 1's start, Monday 8 March, not Wednesday 10.
+    result = explain_json(capsys, "--policy-file", str(path), "--raised", "2027-03-01T10:00")
+    deadlines = [s["deadline"] for s in result["stages"][:2]]
+    assert deadlines == ["2027-03-03T17:00:00+00:00", "2027-03-08T17:00:00+00:00"]
+    status, out, _ = run(capsys, "policy", "show", "--policy-file", str(path))
+    assert "as the source writes it: 48 hours (two working days)" in out
+    assert "counted from the start of Practitioners, not this stage's start" in out
+
+
+def test_a_timescale_counted_from_a_later_stage_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = lincolnshire_like()
+    data["stages"][1]["timescale_counts_from"] = "senior-leaders"
+    path = write_policy(tmp_path / "backwards.yaml", data)
+    status, _, err = run(capsys, "policy", "check", str(path))
+    assert status == 1
+    assert "timescale_counts_from is 'senior-leaders': one of 'stage-start', 'raise'" in err
+    data["stages"][1]["timescale_counts_from"] = "raise"
+    del data["stages"][1]["timescale_counts_from_source"]
+    path = write_policy(tmp_path / "uncited.yaml", data)
+    status, _, err = run(capsys, "policy", "check", str(path))
+    assert status == 1 and "cite the sentence" in err
+
+
+def test_an_immediately_timescale_is_due_at_once() -> None:
+    from datetime import UTC, datetime
+
+    from policies.calendar import WorkingDayCalendar
+    from policies.model import CalendarSpec, Immediately
+
+    calendar = WorkingDayCalendar(CalendarSpec())
+    start = datetime(2027, 3, 6, 11, tzinfo=UTC)  # a Saturday: "at once" all the same
+    assert calendar.deadline(start, Immediately(source="'immediately'")) == start
+
+
+def test_a_deadline_for_entering_a_stage_brings_the_stage_before_forward(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "Refer to the senior leaders within ten working days of the concern
+    being raised": whichever is less of stage 1's own deadline and that."""
+    monkeypatch.delenv("ESCALATION_EXTRA_CLOSURES", raising=False)
+    data = lincolnshire_like()
+    data["stages"][2]["enter_within"] = {
+        "within": {"kind": "working_days", "days": 6, "source": "Step 3 'within 6 working days'"},
+        "counts_from": "raise",
+        "source": "Step 3 'referred within six working days of the concern being raised'",
+    }
+    path = write_policy(tmp_path / "entry.yaml", data)
+    result = explain_json(capsys, "--policy-file", str(path), "--raised", "2027-03-01T10:00")
+    # Step 2 would fall due Mon 8 March (5 working days of step 1); step 3
+    # must be entered by Tue 9 March, so that changes nothing; with 4 days
+    # instead, step 2 escalates on Fri 5 March.
+    assert result["stages"][1]["deadline"] == "2027-03-08T17:00:00+00:00"
+    data["stages"][2]["enter_within"]["within"]["days"] = 4
+    path = write_policy(tmp_path / "sooner.yaml", data)
+    result = explain_json(capsys, "--policy-file", str(path), "--raised", "2027-03-01T10:00")
+    assert result["stages"][1]["deadline"] == "2027-03-05T17:00:00+00:00"
+    assert result["stages"][2]["starts"] == "2027-03-05T17:00:00+00:00"
+    data["stages"][2]["enter_within"]["counts_from"] = "mscp-executive"
+    path = write_policy(tmp_path / "later.yaml", data)
+    status, _, err = run(capsys, "policy", "check", str(path))
+    assert status == 1 and "enter_within counts from 'mscp-executive'" in err

@@ -48,7 +48,7 @@ from escalation.converter import data_converter
 from escalation.settings import Settings
 from tests.conftest import Harness, make_request
 from workflows.disagreement import DisagreementWorkflow
-from workflows.messages import Actor, AddNote, ChildDetails, Resolve
+from workflows.messages import Actor, AddNote, ChildDetails, ConfirmOutcome, Resolve
 
 CANARY = "Zebedee Quillfeather-Canary"
 CANARY_NHS = "943 476 5919"
@@ -383,6 +383,7 @@ async def test_a_real_case_keeps_the_child_out_of_temporal(
         await handle.execute_update(
             DisagreementWorkflow.resolve, Resolve(by=manager, outcome=f"{CANARY} to be seen")
         )
+        await handle.execute_update(DisagreementWorkflow.confirm, ConfirmOutcome(by=manager))
         await handle.result()
 
         # The product's client reads everything back.

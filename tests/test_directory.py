@@ -22,7 +22,7 @@ from policies.directory import (
     load_directory,
     parse_directory,
 )
-from policies.loader import builtin_policies, get_policy
+from policies.loader import BUILTIN_DIR, builtin_policies, get_policy
 
 
 def example_data() -> dict[str, Any]:
@@ -216,7 +216,8 @@ def test_check_warns_of_gaps_and_fails_with_strict(
     path = write(tmp_path / "d.yaml", data)
     status, out = run_cli(capsys, "directory", "check", str(path))
     assert status == 0
-    assert "warning: wirral/wirral/wirral-health: nobody holds 'wscb-chair'" in out
+    # The chair is one person for the partnership, named once, not per agency.
+    assert "warning: wirral/wirral: nobody holds 'wscb-chair'" in out
     status, _ = run_cli(capsys, "directory", "check", "--strict", str(path))
     assert status == 1
     status, out = run_cli(capsys, "directory", "check", "--json", str(path))
@@ -254,3 +255,20 @@ def test_show_lists_people_per_partnership(capsys: pytest.CaptureFixture[str]) -
     assert "merton" not in out
     status, out = run_cli(capsys, "directory", "show", str(EXAMPLE_FILE), "--json")
     assert set(json.loads(out)["partnerships"]) == set(builtin_policies())
+
+
+def test_check_fails_when_the_directory_holds_nobody_for_the_policys_partnership(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A partnership's own policy checked against a directory that does not
+    list it: every notice would go to nobody, not 'every role is held'."""
+    policy = yaml.safe_load((BUILTIN_DIR / "merton.yaml").read_text(encoding="utf-8"))
+    policy["id"] = "lincolnshire"
+    policy_file = tmp_path / "lincolnshire.yaml"
+    policy_file.write_text(yaml.safe_dump(policy, allow_unicode=True), encoding="utf-8")
+    status, out = run_cli(
+        capsys, "directory", "check", str(EXAMPLE_FILE), "--policy-file", str(policy_file)
+    )
+    assert status == 1
+    assert f"{EXAMPLE_FILE}: partnerships: holds nobody for 'lincolnshire'" in out
+    assert "every role the policies name is held" not in out

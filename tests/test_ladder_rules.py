@@ -19,6 +19,7 @@ import pytest
 
 from policies.loader import get_policy
 from policies.model import Policy, SameWorkingDay, WorkingDays
+from tests.conftest import owner_labels
 from workflows import ladder
 from workflows.ladder import PlannedNotice, Refused, Step
 from workflows.messages import (
@@ -34,8 +35,10 @@ from workflows.messages import (
     Escalate,
     FlagImmediateRisk,
     RaiseDisagreement,
+    Reopen,
     Resolve,
     ShortenDeadline,
+    SubmitForm,
     Withdraw,
 )
 
@@ -121,6 +124,15 @@ def with_deadline(
     )
 
 
+def receiving_practitioner(state: CaseState) -> Actor:
+    return Actor(
+        id="prac-receiving",
+        name="Receiving practitioner",
+        agency=state.receiving_agency.key,
+        role="practitioner",
+    )
+
+
 def manager(state: CaseState, side: str = "receiving") -> Actor:
     agency_key = (state.receiving_agency if side == "receiving" else state.raising_agency).key
     return Actor(
@@ -194,11 +206,7 @@ def event_types(step: Step) -> list[str]:
 
 
 def owners(policy: Policy, state: CaseState, index: int) -> set[str]:
-    stage = policy.stages[index]
-    return {
-        f"{a.key}:{stage.owner_for(a.kind).role}"
-        for a in (state.raising_agency, state.receiving_agency)
-    }
+    return set(owner_labels(policy, (state.raising_agency, state.receiving_agency), index))
 
 
 def refusal(policy: Policy, state: CaseState, action: Action, now: datetime) -> str:
@@ -313,9 +321,17 @@ def test_hillingdon_may_start_higher_for_immediate_risk_only() -> None:
     assert len(problems) == 1 and "immediate-risk" in problems[0]
 
 
-def test_merton_refuses_a_later_start_even_for_immediate_risk() -> None:
-    problems = ladder.raise_problems(make_request("merton", immediate_risk=True, start_stage=1))
-    assert len(problems) == 1 and "merton" in problems[0]
+def test_merton_immediate_risk_may_start_at_the_line_managers_only() -> None:
+    # §4.2.1: initial attempts are between the people who disagree, "unless
+    # the child is at immediate risk".
+    assert ladder.raise_problems(make_request("merton", immediate_risk=True, start_stage=1)) == []
+    for stage in (2, 3):
+        problems = ladder.raise_problems(
+            make_request("merton", immediate_risk=True, start_stage=stage)
+        )
+        assert len(problems) == 1 and "'Stage 1: line managers'" in problems[0]
+    problems = ladder.raise_problems(make_request("merton", start_stage=1))
+    assert len(problems) == 1 and "only an immediate-risk case" in problems[0]
 
 
 def test_a_start_past_the_final_stage_is_refused() -> None:
@@ -365,9 +381,9 @@ def test_auto_escalation_tells_everyone_involved_so_far() -> None:
     with_deadline(state, at(7))
     step = ladder.deadline_passed(policy, state, at(7))
     told = labels(notice(step, "escalated-automatically"))
-    # Owners of stages 0 and 1 in both agencies and the raiser; the business
-    # team has no part in Merton's first two stages.
-    assert told == owners(policy, state, 0) | owners(policy, state, 1) | {"raiser"}
+    # Owners of stages 0 and 1 in both agencies and the raiser, and the
+    # business team, which Merton's stage 1 sends its pro-forma (Appendix 1).
+    assert told == owners(policy, state, 0) | owners(policy, state, 1) | {"raiser", "business-team"}
 
 
 def test_auto_escalation_into_merton_stage_3_adds_business_team_and_csc_assistant_director() -> (
@@ -409,13 +425,25 @@ def test_deadline_at_the_final_stage_makes_the_case_overdue() -> None:
 
 
 def test_an_overdue_final_stage_is_reminded_to_its_owners_and_the_business_team() -> None:
-    policy, state = case_at_stage("staffordshire-stoke", 4)
+    policy, state = case_at_stage("cheshire", 3)
     ladder.deadline_passed(policy, state, at(20))
     step = ladder.reminder_due(policy, state, at(27))
     assert step.reminder_after == at(27)
-    assert labels(notice(step, "overdue-final-stage")) == owners(policy, state, 4) | {
+    assert labels(notice(step, "overdue-final-stage")) == owners(policy, state, 3) | {
         "business-team"
     }
+
+
+def test_staffordshire_stage_5_unresolved_goes_to_the_independent_professional_adviser() -> None:
+    # Stage 5 ¶5: "Where a dispute remains unresolved despite the above
+    # arrangements, it shall be referred to an independent professional adviser."
+    policy, state = case_at_stage("staffordshire-stoke", 4)
+    step = ladder.deadline_passed(policy, state, at(20))
+    assert state.status == "open"
+    assert state.stage_key == "independent-professional-adviser"
+    assert event_types(step) == ["auto_escalated", "stage_started"]
+    assert step.clock is not None and step.clock.timescale.kind == "none"
+    assert "business-team" in labels(notice(step, "business-team-record"))
 
 
 def test_written_confirmation_deadline_passing_chases_the_receiving_side() -> None:
@@ -497,25 +525,55 @@ def test_resolve_where_written_confirmation_is_due_awaits_it(
     policy_id: str, index: int, days: int
 ) -> None:
     policy, state = case_at_stage(policy_id, index)
+    stage_start = state.clock.started_at
     step = resolve(policy, state, at(6))
     assert state.status == "awaiting-confirmation" and state.is_open
     assert state.closed_at is None
     assert state.outcome == "Agreed a plan" and state.resolved_at == at(6)
     clock = step.clock
     assert clock is not None
-    assert clock.basis == "confirmation" and clock.start == at(6)
+    # Staffordshire stage 3 counts "of the matter being formally escalated".
+    from_stage_start = (policy_id, index) == ("staffordshire-stoke", 2)
+    assert clock.basis == "confirmation"
+    assert clock.start == (stage_start if from_stage_start else at(6))
+    assert clock.reminders_from == (at(6) if from_stage_start else None)
     assert isinstance(clock.timescale, WorkingDays) and clock.timescale.days == days
     assert step.replan is False
     assert event_types(step) == ["resolved"]
     assert step.events[0].detail == "written confirmation due"
     resolved = notice(step, "resolved")
-    assert labels(resolved) == owners(policy, state, index) | {"raiser"}
+    # Staffordshire feeds an outcome at stage 2 or 3 back to the earlier stages.
+    earlier: set[str] = set()
+    if policy_id == "staffordshire-stoke":
+        for i in range(index):
+            earlier |= owners(policy, state, i)
+    assert labels(resolved) == owners(policy, state, index) | {"raiser"} | earlier
     assert resolved.context == {"confirmation": "due"}
 
 
-@pytest.mark.parametrize("index", [0, 1, 4])
-def test_merton_resolve_without_written_confirmation_closes(index: int) -> None:
-    policy, state = case_at_stage("merton", index)
+@pytest.mark.parametrize(
+    ("policy_id", "index"),
+    [("merton", 0), ("merton", 1), ("merton", 4), ("cheshire", 1)]
+    + [("staffordshire-stoke", i) for i in (3, 4, 5)]
+    + [("hillingdon", i) for i in range(4)],
+)
+def test_written_confirmation_without_a_timescale_is_awaited_with_reminders(
+    policy_id: str, index: int
+) -> None:
+    policy, state = case_at_stage(policy_id, index)
+    step = resolve(policy, state, at(6))
+    assert state.status == "awaiting-confirmation"
+    clock = step.clock
+    assert clock is not None and clock.basis == "confirmation"
+    assert clock.timescale.kind == "none" and clock.start == at(6)
+    assert clock.reminder_every == policy.reminder_cadence(index)
+    assert step.events[0].detail == "written confirmation due (no timescale)"
+    assert notice(step, "resolved").context == {"confirmation": "due-no-timescale"}
+
+
+@pytest.mark.parametrize("index", [0, 1, 2, 3])
+def test_wirral_resolve_without_written_confirmation_closes(index: int) -> None:
+    policy, state = case_at_stage("wirral", index)
     step = resolve(policy, state, at(6))
     assert state.status == "resolved" and not state.is_open
     assert state.closed_at == at(6)
@@ -523,12 +581,11 @@ def test_merton_resolve_without_written_confirmation_closes(index: int) -> None:
     assert step.clock is None
     assert state.clock.deadline is None
     assert labels(notice(step, "resolved")) == owners(policy, state, index) | {"raiser"}
-    assert "business-team-record" not in templates(step)
     assert ladder.next_wakeup(state) is None
 
 
-@pytest.mark.parametrize("index", [2, 3])
-def test_merton_resolution_at_stage_2_or_3_sends_the_pro_forma(index: int) -> None:
+@pytest.mark.parametrize("index", [1, 2, 3])
+def test_merton_resolution_at_stages_1_to_3_sends_the_pro_forma(index: int) -> None:
     policy, state = case_at_stage("merton", index)
     step = resolve(policy, state, at(6))
     record = notice(step, "business-team-record")
@@ -559,7 +616,8 @@ def test_hillingdon_notification_form_when_resolved_at_stages_2_to_4(index: int)
     step = resolve(policy, state, at(6))
     records = [n for n in step.notices if n.template == "business-team-record"]
     if index == 0:
-        assert records == []
+        # "should be advised of any outcome": told, with no form.
+        assert len(records) == 1 and records[0].forms == []
     else:
         # Stage 3 lists both 'outcome' and 'resolved': still one notice.
         assert len(records) == 1
@@ -611,7 +669,10 @@ def test_while_awaiting_confirmation_only_confirm_note_or_withdraw() -> None:
     ):
         assert "awaits written confirmation" in refusal(policy, state, action, at(7))
     ladder.check(policy, state, AddNote(by=manager(state), text="Letter drafted"), at(7))
-    ladder.check(policy, state, Withdraw(by=manager(state), reason="No longer needed"), at(7))
+    ladder.check(
+        policy, state, Withdraw(by=manager(state, "raising"), reason="No longer needed"), at(7)
+    )
+    ladder.check(policy, state, Reopen(by=manager(state), reason="No real agreement"), at(7))
 
 
 # --- Escalate --------------------------------------------------------------------
@@ -960,24 +1021,25 @@ def test_withdraw_closes_and_tells_everyone_involved_so_far() -> None:
 
 def test_withdraw_at_the_first_stage_does_not_involve_the_business_team() -> None:
     policy, state, _ = start("merton")
-    step = ladder.apply(policy, state, Withdraw(by=manager(state), reason="Sorted"), at(1))
+    by = manager(state, "raising")
+    step = ladder.apply(policy, state, Withdraw(by=by, reason="Sorted"), at(1))
     assert labels(notice(step, "withdrawn")) == owners(policy, state, 0) | {"raiser"}
 
 
 def test_withdraw_while_awaiting_confirmation_closes() -> None:
     policy, state = case_at_stage("merton", 2)
     resolve(policy, state, at(6))
-    ladder.apply(policy, state, Withdraw(by=manager(state), reason="Moved away"), at(7))
+    ladder.apply(policy, state, Withdraw(by=manager(state, "raising"), reason="Moved away"), at(7))
     assert state.status == "withdrawn"
 
 
 @pytest.mark.parametrize("how", ["resolved", "withdrawn"])
 def test_every_action_on_a_closed_case_is_refused(how: str) -> None:
-    policy, state = case_at_stage("merton", 1)
+    policy, state = case_at_stage("wirral", 1)
     if how == "resolved":
         resolve(policy, state, at(3))
     else:
-        ladder.apply(policy, state, Withdraw(by=manager(state), reason="Gone"), at(3))
+        ladder.apply(policy, state, Withdraw(by=manager(state, "raising"), reason="Gone"), at(3))
     by = manager(state)
     for action in (
         Resolve(by=by, outcome="Again"),
@@ -987,9 +1049,11 @@ def test_every_action_on_a_closed_case_is_refused(how: str) -> None:
         AddNote(by=by, text="A note"),
         FlagImmediateRisk(by=by, reason="R"),
         ShortenDeadline(by=by, deadline=at(5), reason="R"),
+        SubmitForm(by=by),
     ):
         message = refusal(policy, state, action, at(4))
         assert "closed" in message, (type(action).__name__, message)
+    assert "cannot reopen" in refusal(policy, state, Reopen(by=by, reason="R"), at(4))
     assert "not awaiting" in refusal(policy, state, ConfirmOutcome(by=by), at(4))
 
 
@@ -1049,7 +1113,7 @@ def test_business_team_and_operators_may_act(by: Actor, what: str) -> None:
 
 
 def test_a_party_manager_may_resolve() -> None:
-    policy, state = case_at_stage("merton", 1)
+    policy, state = case_at_stage("wirral", 1)
     resolve(policy, state, at(2), by=manager(state, "raising"))
     assert state.status == "resolved"
 
@@ -1065,10 +1129,89 @@ def test_check_never_changes_the_case() -> None:
         FlagImmediateRisk(by=by, reason="R"),
         ShortenDeadline(by=by, deadline=at(3), reason="R"),
         AddNote(by=by, text="Note"),
-        Withdraw(by=by, reason="Gone"),
+        Withdraw(by=manager(state, "raising"), reason="Gone"),
     ):
         ladder.check(policy, state, action, at(2))
     assert state.model_dump() == before
+
+
+# --- Who may withdraw and confirm, from the policy ---------------------------------------
+
+
+def test_only_the_raising_side_or_the_business_team_may_withdraw() -> None:
+    policy, state = case_at_stage("merton", 1)
+    for by in (manager(state), receiving_practitioner(state)):
+        message = refusal(policy, state, Withdraw(by=by, reason="Not ours"), at(2))
+        assert "only the agency that raised the concern" in message
+    for by in (manager(state, "raising"), raiser_actor(state), BUSINESS, OPERATOR):
+        ladder.check(policy, state, Withdraw(by=by, reason="Sorted"), at(2))
+
+
+def test_before_the_change_the_receiving_side_could_withdraw() -> None:
+    policy, state = case_at_stage("merton", 1)
+    old = ladder.Features(withdraw_by_raising_side_only=False)
+    ladder.apply(policy, state, Withdraw(by=manager(state), reason="Gone"), at(2), old)
+    assert state.status == "withdrawn"
+
+
+@pytest.mark.parametrize(
+    ("policy_id", "index", "who"),
+    [
+        # Merton §4.4.2 / §4.5.2: "the receiving senior (executive) manager will confirm".
+        ("merton", 2, "receiving-manager"),
+        ("merton", 3, "receiving-manager"),
+        # Staffordshire Stage 1 ¶2: "the receiving professional will ... confirm in writing".
+        ("staffordshire-stoke", 0, "receiving-side"),
+        # Stage 2 ¶4: "the responsible line manager will ... confirm by letter".
+        ("staffordshire-stoke", 1, "receiving-manager"),
+        # Stage 3 ¶8: the senior managers' decision, communicated in writing.
+        ("staffordshire-stoke", 2, "either-manager"),
+        # Cheshire Step 1 ¶2: "the line manager receiving the escalation will confirm".
+        ("cheshire", 1, "receiving-manager"),
+        # "written confirmation between the parties".
+        ("merton", 0, "either-party"),
+        ("hillingdon", 2, "either-party"),
+    ],
+)
+def test_written_confirmation_only_by_the_role_the_policy_names(
+    policy_id: str, index: int, who: str
+) -> None:
+    policy, state = case_at_stage(policy_id, index)
+    resolve(policy, state, at(6))
+    actors = {
+        "receiving manager": manager(state),
+        "receiving practitioner": receiving_practitioner(state),
+        "raising manager": manager(state, "raising"),
+        "raising practitioner": raiser_actor(state),
+        "business team": BUSINESS,
+    }
+    allowed = {
+        "receiving-manager": {"receiving manager"},
+        "receiving-side": {"receiving manager", "receiving practitioner"},
+        "either-manager": {"receiving manager", "raising manager"},
+        "either-party": set(actors),
+    }[who]
+    for name, by in actors.items():
+        action = ConfirmOutcome(by=by)
+        if name in allowed:
+            ladder.check(policy, state, action, at(7))
+        else:
+            assert "cannot confirm the outcome" in refusal(policy, state, action, at(7)), name
+    # An operator records a confirmation on someone's behalf.
+    ladder.check(policy, state, ConfirmOutcome(by=OPERATOR), at(7))
+
+
+def test_a_case_awaiting_confirmation_can_be_reopened_and_then_escalated() -> None:
+    policy, state = case_at_stage("merton", 1)
+    resolve(policy, state, at(6))
+    step = ladder.apply(policy, state, Reopen(by=manager(state), reason="No"), at(7))
+    assert state.status == "open" and state.stage == 1 and state.outcome is None
+    assert event_types(step) == ["reopened"]
+    assert step.clock is not None and step.clock.start == at(7)
+    assert step.clock.timescale == policy.stages[1].timescale
+    assert notice(step, "stage-started").context == {"reason": "reopened"}
+    escalate(policy, state, at(8))
+    assert state.stage == 2
 
 
 # --- next_wakeup -----------------------------------------------------------------------
@@ -1235,3 +1378,30 @@ def test_child_details_repr_is_redacted() -> None:
     for text in (repr(child), str(child), f"{child}", repr([child])):
         assert CHILD_NAME not in text and NHS_NUMBER not in text
         assert "redacted" in text
+
+
+def test_a_case_about_a_subject_the_policy_does_not_cover_is_refused() -> None:
+    request = make_request("merton").model_copy(update={"subject": "adults-at-risk"})
+    assert ladder.raise_problems(request) == [
+        "the merton policy covers children, not adults-at-risk"
+    ]
+    hillingdon = make_request("hillingdon").model_copy(update={"subject": "adults-at-risk"})
+    assert ladder.raise_problems(hillingdon) == []
+
+
+@pytest.mark.parametrize(
+    ("policy_id", "index", "role"),
+    [
+        ("merton", 4, "independent-person"),
+        ("staffordshire-stoke", 5, "independent-professional-adviser"),
+        ("wirral", 3, "wscb-chair"),
+        ("hillingdon", 3, "board-chair"),
+    ],
+)
+def test_a_role_held_for_the_whole_partnership_is_addressed_once(
+    policy_id: str, index: int, role: str
+) -> None:
+    policy, state = case_at_stage(policy_id, index)
+    told = ladder.stage_owners(policy, state, index)
+    assert [(r.role, r.agency) for r in told] == [(role, None)]
+    assert [r.label for r in ladder.receiving_owner(policy, state)] == [role]

@@ -491,7 +491,12 @@ async def test_business_team_gets_the_pro_forma_filled_from_the_case(
         # Written confirmation (Merton stage 2): the form query works on the case too.
         form = await case.query("form", "escalation-pro-forma", result_type=FilledForm)
     assert state.unfilled_roles == []
-    record = [n for n in harness.sink.notices if n.template == "business-team-record"]
+    # The pro-forma goes on leaving stage 1 and on the resolution (Appendix 1).
+    record = [
+        n
+        for n in harness.sink.notices
+        if n.template == "business-team-record" and n.context.get("event") == "resolved"
+    ]
     assert len(record) == 1 and record[0].forms == ["escalation-pro-forma"]
     # The emailed copy names nobody: identifying fields are withheld and the
     # child is scrubbed from typed text; the case's own form is complete.

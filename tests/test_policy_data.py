@@ -25,9 +25,12 @@ LADDERS: dict[str, list[tuple[str, str, int | None]]] = {
         ("senior-managers", "working_days", 2),
         ("assistant-directors", "working_days", 5),
         ("board-representatives", "working_days", 2),
+        # Stage 5 ¶5: still unresolved, "referred to an independent professional adviser".
+        ("independent-professional-adviser", "none", None),
     ],
     "cheshire": [
-        ("practitioners", "hours", 48),
+        # "Day 1-2", read as two working days (the policy file's readings).
+        ("practitioners", "working_days", 2),
         ("line-managers", "working_days", 5),
         ("designated-safeguarding-leads", "working_days", 6),
         ("delegated-safeguarding-partners", "working_days", 6),
@@ -99,6 +102,12 @@ def test_everything_cites_its_source(policies, policy_id):
         cited += [n.source for n in stage.extra_notices]
         if stage.written_confirmation is not None:
             cited.append(stage.written_confirmation.source)
+            if stage.written_confirmation.within is not None:
+                cited.append(stage.written_confirmation.within.source)
+        cited += [f.source for f in stage.outcome_to]
+        cited += [r.source for r in stage.may_escalate_directly_to]
+        if stage.form_due is not None:
+            cited += [stage.form_due.source, stage.form_due.within.source]
         if stage.reminder_every is not None:
             cited.append(stage.reminder_every.source)
     risk = policy.immediate_risk
@@ -106,7 +115,10 @@ def test_everything_cites_its_source(policies, policy_id):
     cited += [c.source for c in risk.urgent_contacts]
     if risk.timescale_override is not None:
         cited.append(risk.timescale_override.source)
+    if risk.may_start_at:
+        cited.append(risk.may_start_at_source or "")
     cited += [f.source for f in policy.forms]
+    cited += [r.source for r in policy.readings]
     assert all(isinstance(c, str) and c.strip() for c in cited)
 
 
@@ -181,8 +193,25 @@ def test_staffordshire_areas_and_no_override(policies):
 def test_staffordshire_notices_and_confirmations(policies):
     policy = policies["staffordshire-stoke"]
     stages = {s.key: s for s in policy.stages}
-    confirm = {k: s.written_confirmation.days for k, s in stages.items() if s.written_confirmation}
-    assert confirm == {"practitioners": 1, "line-managers": 1, "senior-managers": 2}
+    confirm = {
+        k: (c.within.days if c.within else None, c.counts_from, c.by)
+        for k, s in stages.items()
+        if (c := s.written_confirmation)
+    }
+    assert confirm == {
+        "practitioners": (1, "resolution", "receiving-side"),
+        "line-managers": (1, "resolution", "receiving-manager"),
+        # Stage 3 ¶8: "within 2 working days of the matter being formally escalated".
+        "senior-managers": (2, "stage-start", "either-manager"),
+        # Stage 5 ¶3: "At all stages ... written confirmation between the parties".
+        "assistant-directors": (None, "resolution", "either-party"),
+        "board-representatives": (None, "resolution", "either-party"),
+        "independent-professional-adviser": (None, "resolution", "either-party"),
+    }
+    routes = [r.to for r in stages["line-managers"].may_escalate_directly_to]
+    assert routes == ["board-representatives"]
+    assert stages["senior-managers"].form_due is not None
+    assert stages["senior-managers"].form_due.send_to == "raising-stage-owner"
     assert [n.when for n in stages["assistant-directors"].extra_notices] == ["stage_started"]
     final = stages["board-representatives"].business_team
     assert [(n.when, n.form) for n in final] == [("stage_started", "formal-escalation-form")]
@@ -210,8 +239,10 @@ def test_cheshire_areas_and_front_doors(policies):
 def test_cheshire_step_3_form_and_record(policies):
     policy = policies["cheshire"]
     stages = {s.key: s for s in policy.stages}
-    assert stages["line-managers"].written_confirmation is None
+    confirm = stages["line-managers"].written_confirmation
+    assert confirm is not None and confirm.within is None and confirm.by == "receiving-manager"
     step3 = stages["delegated-safeguarding-partners"]
+    assert step3.form_due is not None and step3.form_due.send_to == "business-team"
     assert ("stage_started", "appendix-a") in [(n.when, n.form) for n in step3.business_team]
     form = policy.form("appendix-a")
     flagged = {f.key for f in form.fields if f.identifying}
@@ -259,9 +290,12 @@ def test_hillingdon_subjects_and_discretion(policies):
 def test_hillingdon_business_team_and_anonymised_form(policies):
     policy = policies["hillingdon"]
     stages = {s.key: s for s in policy.stages}
-    assert stages["practitioners"].business_team == ()
-    assert "stage_started" in [n.when for n in stages["supervisors"].business_team]
-    assert "outcome" in [n.when for n in stages["operations-managers"].business_team]
+    # "keep a record of all ongoing disagreements" from stage 2 on, and
+    # "advised of any outcome" at every stage.
+    assert [n.when for n in stages["practitioners"].business_team] == ["outcome"]
+    for key in ("supervisors", "operations-managers", "board-chair"):
+        whens = [n.when for n in stages[key].business_team]
+        assert "stage_started" in whens and "outcome" in whens, key
     form = policy.form("escalation-notification")
     assert form.anonymised
     assert not any(f.identifying for f in form.fields)
@@ -273,3 +307,26 @@ def test_hillingdon_business_team_and_anonymised_form(policies):
 @pytest.mark.parametrize("policy_id", ["staffordshire-stoke", "cheshire", "hillingdon"])
 def test_no_override_where_design_says_none(policies, policy_id):
     assert policies[policy_id].immediate_risk.timescale_override is None
+
+
+@pytest.mark.parametrize(
+    ("policy_id", "about"),
+    [
+        ("staffordshire-stoke", "Stage 5 timescale"),
+        ("cheshire", "Day 1-2 (practitioners) timescale"),
+        ("merton", "Stage 3 (MSCP executive) timescale"),
+        ("wirral", "'their manager should be contacted within one working day'"),
+    ],
+)
+def test_each_contested_reading_is_recorded_with_its_alternative(policies, policy_id, about):
+    readings = {r.about: r for r in policies[policy_id].readings}
+    reading = readings[about]
+    assert reading.chosen != reading.alternative
+    assert "'" in reading.source  # quotes the source sentence
+
+
+@pytest.mark.parametrize("policy_id", sorted(LADDERS))
+def test_every_written_confirmation_quotes_its_source(policies, policy_id):
+    for stage in policies[policy_id].stages:
+        if stage.written_confirmation is not None:
+            assert "'" in stage.written_confirmation.source, stage.key

@@ -34,6 +34,11 @@ def test_there_are_histories_for_every_path() -> None:
         "same-working-day",
         "withdrawn",
         "updates",
+        "counted-from-stage-start",
+        "reopened",
+        "form-due",
+        "direct-to",
+        "withdraw-by-receiving-side-refused",
     ):
         assert any(path in name for name in names), path
 

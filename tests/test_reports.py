@@ -118,10 +118,12 @@ def plan_for(seed: Seed) -> RehearsalPlan:
         day = working_day(day, days)
         if what == "auto":
             continue
+        # Only the raising side withdraws its own challenge.
+        raiser_side = Actor(id="mgr-r", name="Manager", agency=seed.raising.key, role="manager")
         action = (
             Resolve(by=manager, outcome="Agreed")
             if what == "resolve"
-            else Withdraw(by=manager, reason="Withdrawn")
+            else Withdraw(by=raiser_side, reason="Withdrawn")
         )
         actions.append(
             RehearsedAction(at=at_ten(day), signal=what, payload=action.model_dump(mode="json"))

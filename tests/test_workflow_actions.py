@@ -39,6 +39,7 @@ from tests.conftest import (
     barrier,
     escalation_form,
     make_request,
+    owner_labels,
     raising_manager,
     receiving_manager,
     state_of,
@@ -63,27 +64,39 @@ from workflows.messages import (
 )
 
 POLICIES = ("merton", "staffordshire-stoke", "cheshire", "wirral", "hillingdon")
-STAGE_COUNTS = {"merton": 5, "staffordshire-stoke": 5, "cheshire": 4, "wirral": 4, "hillingdon": 4}
+STAGE_COUNTS = {"merton": 5, "staffordshire-stoke": 6, "cheshire": 4, "wirral": 4, "hillingdon": 4}
 
 # Where the outcome must be confirmed in writing, and within how many working
-# days (DESIGN.md section 6 and the issue: Merton stages 2 and 3, Staffordshire
-# stages 1-3, i.e. indexes 0-2).
-WRITTEN_CONFIRMATION = {
+# days (None: required, with no timescale). Merton §5.1, Staffordshire
+# Stage 5 ¶3 and Hillingdon's Additional Notes require it "at all stages";
+# Cheshire Step 1 ¶2 without a timescale; Wirral nowhere.
+WRITTEN_CONFIRMATION: dict[tuple[str, int], int | None] = {
+    ("merton", 0): None,
+    ("merton", 1): None,
     ("merton", 2): 5,
     ("merton", 3): 5,
+    ("merton", 4): None,
     ("staffordshire-stoke", 0): 1,
     ("staffordshire-stoke", 1): 1,
     ("staffordshire-stoke", 2): 2,
+    ("staffordshire-stoke", 3): None,
+    ("staffordshire-stoke", 4): None,
+    ("staffordshire-stoke", 5): None,
+    ("cheshire", 1): None,
+    **{("hillingdon", i): None for i in range(4)},
 }
 
 # What the business team is sent when a case is resolved, by stage: the forms
 # the policy names (DESIGN.md sections 4 and 6).
 RESOLUTION_RECORDS: dict[tuple[str, int], list[str]] = {
+    ("merton", 1): ["escalation-pro-forma"],
     ("merton", 2): ["escalation-pro-forma"],
     ("merton", 3): ["escalation-pro-forma"],
     ("cheshire", 3): [],  # the partnership records every step 3 outcome
     ("wirral", 1): ["appendix-1"],
     ("wirral", 2): ["appendix-2"],
+    ("staffordshire-stoke", 5): [],
+    ("hillingdon", 0): [],  # "advised of any outcome"
     ("hillingdon", 1): ["escalation-notification"],
     ("hillingdon", 2): ["escalation-notification"],
     ("hillingdon", 3): ["escalation-notification"],
@@ -112,11 +125,7 @@ def calendar(policy: Policy) -> WorkingDayCalendar:
 
 def owners(policy: Policy, request: RaiseDisagreement, index: int) -> list[str]:
     """Recipient labels of a stage's owners in the two agencies."""
-    stage = policy.stages[index]
-    return [
-        f"{agency.key}:{stage.owner_for(agency.kind).role}"
-        for agency in (request.raising_agency, request.receiving_agency)
-    ]
+    return owner_labels(policy, (request.raising_agency, request.receiving_agency), index)
 
 
 def extras(policy: Policy, index: int, when: str) -> list[str]:
@@ -240,10 +249,12 @@ async def test_resolution_at_every_stage(
     request = make_request(policy_id, await ts_env.get_current_time())
     policy = request.policy
     manager = receiving_manager(request)
+    confirmed_in_writing = (policy_id, stage) in WRITTEN_CONFIRMATION
     confirmation_days = WRITTEN_CONFIRMATION.get((policy_id, stage))
     async with harness.worker(), open_case(harness, request) as handle:
         await climb(handle, policy, manager, stage)
-        before = (await state_of(handle)).next_seq - 1
+        before_state = await state_of(handle)
+        before = before_state.next_seq - 1
         result = await handle.execute_update(
             DisagreementWorkflow.resolve, Resolve(by=manager, outcome="Agreed a plan")
         )
@@ -257,8 +268,17 @@ async def test_resolution_at_every_stage(
         notices = [n for n in case_notices(harness, request.reference) if n.stage == stage]
         told = [n for n in notices if n.template == "resolved"]
         assert len(told) == 1
-        # Feedback to the person who first raised it, and the stage's owners.
-        assert labels(told[0]) == [*owners(policy, request, stage), "raiser"]
+        # Feedback to the person who first raised it, the stage's owners, and
+        # the earlier stages' owners where the policy says so.
+        earlier = [
+            label
+            for feedback in policy.stages[stage].outcome_to
+            for key in feedback.stages
+            for label in owners(policy, request, policy.stage_index(key))
+        ]
+        assert labels(told[0]) == list(
+            dict.fromkeys([*owners(policy, request, stage), "raiser", *earlier])
+        )
         records = [
             n
             for n in notices
@@ -272,7 +292,7 @@ async def test_resolution_at_every_stage(
             assert labels(records[0]) == ["business-team"]
             assert records[0].forms == expected_forms
 
-        if confirmation_days is None:
+        if not confirmed_in_writing:
             assert result.status == "resolved"
             assert result.deadline is None
             assert [e.type for e in events_after(state, before) if e.type != "notice"] == [
@@ -284,12 +304,25 @@ async def test_resolution_at_every_stage(
             # Resolved, but open until the outcome is confirmed in writing.
             assert result.status == "awaiting-confirmation"
             assert state.is_open
-            due = calendar(policy).add_working_days(state.resolved_at, confirmation_days)
-            assert result.deadline == due
-            assert state.clock.deadline == due
-            assert state.clock.deadline_basis == "confirmation"
-            assert resolved.detail == "written confirmation due"
-            assert told[0].context == {"confirmation": "due"}
+            rule = policy.stages[stage].written_confirmation
+            assert rule is not None
+            if confirmation_days is None:
+                assert result.deadline is None and state.clock.deadline is None
+                assert state.clock.next_reminder_at == calendar(policy).add_working_days(
+                    state.resolved_at, policy.reminder_cadence(stage).days
+                )
+                assert resolved.detail == "written confirmation due (no timescale)"
+                assert told[0].context == {"confirmation": "due-no-timescale"}
+            else:
+                start = state.resolved_at
+                if rule.counts_from == "stage-start":
+                    start = before_state.clock.started_at
+                due = calendar(policy).add_working_days(start, confirmation_days)
+                assert result.deadline == due
+                assert state.clock.deadline == due
+                assert state.clock.deadline_basis == "confirmation"
+                assert resolved.detail == "written confirmation due"
+                assert told[0].context == {"confirmation": "due"}
             confirmed = await handle.execute_update(
                 DisagreementWorkflow.confirm,
                 ConfirmOutcome(by=manager, confirmation="Letter sent"),
@@ -297,7 +330,11 @@ async def test_resolution_at_every_stage(
             assert confirmed.status == "resolved"
             assert confirmed.deadline is None
             state = await state_of(handle)
-            after = [e for e in events_after(state, resolved.seq) if e.type != "notice"]
+            # (Merton's pro-forma asks for what the resolution left blank: a
+            # form-due reminder before the confirmation.)
+            after = [
+                e for e in events_after(state, resolved.seq) if e.type not in ("notice", "reminder")
+            ]
             assert [e.type for e in after] == ["confirmed", "closed"]
             assert after[0].by == manager.id
             closed_at = state.closed_at
@@ -414,10 +451,12 @@ async def test_withdraw_tells_everyone_involved_so_far(
             n for n in case_notices(harness, request.reference) if n.template == "withdrawn"
         ]
         assert len(withdrawn) == 1
+        # The business team too: Merton's stage 1 brings it in (its pro-forma).
         assert set(labels(withdrawn[0])) == {
             *owners(policy, request, 0),
             *owners(policy, request, 1),
             "raiser",
+            "business-team",
         }
         done = await outcome(ts_env, handle)
         assert (done.status, done.stage) == ("withdrawn", 1)
@@ -434,7 +473,8 @@ async def test_withdraw_while_awaiting_written_confirmation(
             DisagreementWorkflow.resolve, Resolve(by=manager, outcome="Agreed")
         )
         result = await handle.execute_update(
-            DisagreementWorkflow.withdraw, Withdraw(by=manager, reason="Raised in error")
+            DisagreementWorkflow.withdraw,
+            Withdraw(by=raising_manager(request), reason="Raised in error"),
         )
         assert result.status == "withdrawn"
         assert (await outcome(ts_env, handle)).status == "withdrawn"
@@ -598,7 +638,11 @@ async def test_escalating_by_hand_up_the_whole_ladder(
                 *extras(policy, target, "stage_started"),
             }
             records = [n for n in notices if n.template == "business-team-record"]
-            wanted = [n for n in policy.stages[target].business_team if n.when == "stage_started"]
+            # What the team is owed on leaving the stage below and on entering
+            # this one (Merton's pro-forma leaves stages 1 and 2): one record.
+            wanted = [
+                n for n in policy.stages[target - 1].business_team if n.when == "escalated_from"
+            ] + [n for n in policy.stages[target].business_team if n.when == "stage_started"]
             assert len(records) == (1 if wanted else 0)
             if wanted:
                 assert records[0].forms == sorted({n.form for n in wanted if n.form})
@@ -629,7 +673,12 @@ async def test_merton_escalation_tells_the_csc_assistant_director(
             for n in case_notices(harness, request.reference)
             if n.template == "business-team-record"
         ]
-        assert [(n.stage, n.context["event"]) for n in records] == [(3, "stage started")]
+        # The pro-forma on leaving stage 1, then leaving stage 2 and entering
+        # stage 3 (copied to MSCP) in one record.
+        assert [(n.stage, n.context["event"]) for n in records] == [
+            (2, "escalated"),
+            (3, "stage started"),
+        ]
 
 
 # --- Shorten deadline -----------------------------------------------------------------
@@ -745,7 +794,9 @@ async def test_an_overdue_final_stage(
         result = await handle.execute_update(
             DisagreementWorkflow.resolve, Resolve(by=manager, outcome="Panel decided")
         )
-        assert result.status == "resolved"
+        # §5.1: confirmed in writing between the parties, at every stage.
+        assert result.status == "awaiting-confirmation"
+        await handle.execute_update(DisagreementWorkflow.confirm, ConfirmOutcome(by=manager))
         assert (await outcome(ts_env, handle)).status == "resolved"
 
 
@@ -777,10 +828,13 @@ async def test_the_business_team_may_resolve(
         result = await handle.execute_update(
             DisagreementWorkflow.resolve, Resolve(by=team, outcome="Agreed at panel")
         )
+        # Confirmed in writing "between the parties": the team may record it.
+        assert result.status == "awaiting-confirmation"
+        result = await handle.execute_update(DisagreementWorkflow.confirm, ConfirmOutcome(by=team))
         assert result.status == "resolved"
         assert (await outcome(ts_env, handle)).status == "resolved"
         state = await state_of(handle)
-    assert [e.by for e in state.events if e.type == "resolved"] == ["bt-1"]
+    assert [e.by for e in state.events if e.type in ("resolved", "confirmed")] == ["bt-1"] * 2
 
 
 # --- Immediate risk -------------------------------------------------------------------
@@ -1104,6 +1158,7 @@ async def test_search_attributes_follow_the_case(
         await handle.execute_update(
             DisagreementWorkflow.resolve, Resolve(by=manager, outcome="Agreed")
         )
+        await handle.execute_update(DisagreementWorkflow.confirm, ConfirmOutcome(by=manager))
         await outcome(ts_env, handle)
         closed = await search_attributes(ts_env.client, handle.id)
         assert closed[sa.STATUS.name] == "resolved"
@@ -1126,9 +1181,10 @@ async def test_notice_ids_are_deterministic_and_unique_per_case(
             state = await state_of(handle)
             history = await handle.fetch_history()
         ids = [n.notice_id for n in case_notices(harness, request.reference)]
-        recorded = [e.notice_id for e in state.events if e.type == "notice"]
+        sent = [e for e in state.events if e.type in ("notice", "reminder")]
+        recorded = [e.notice_id for e in sent]
         assert ids == recorded
-        for event in (e for e in state.events if e.type == "notice"):
+        for event in sent:
             assert event.notice_id == f"{request.reference}-{event.seq:05d}-{event.template}"
         return ids, history
 
@@ -1226,8 +1282,11 @@ async def test_no_child_identifying_data_leaves_the_case(
     # policy's own form marks as identifying, never in an anonymised form.
     for notice in notices:
         for form in getattr(notice, "filled_forms", []):
-            assert notice.template == "business-team-record"
-            assert labels(notice) == ["business-team"]
+            # The business team's record, or the form sent on to the person it
+            # is addressed to (Staffordshire's senior manager).
+            assert notice.template in ("business-team-record", "form-sent")
+            if notice.template == "business-team-record":
+                assert labels(notice) == ["business-team"]
             for field in form.fields:
                 if found(field.value):
                     assert field.identifying and not form.anonymised, (form.key, field.key)

@@ -24,6 +24,7 @@ from policies.calendar import WorkingDayCalendar
 from policies.ladder import PlannedStage, explain
 from policies.loader import get_policy
 from policies.model import Policy
+from tests.conftest import owner_labels
 
 LONDON = ZoneInfo("Europe/London")
 # A timer fires, and the case records it, a few milliseconds after its instant.
@@ -104,13 +105,10 @@ class Run:
     def labels(self, index: int) -> list[str]:
         """Recipient labels of a stage's owners in the simulator's two agencies."""
         raising, receiving, _ = parties(self.policy)
-        stage = self.policy.stages[index]
-        return [
-            f"{agency.key}:{stage.owner_for(agency.kind).role}" for agency in (raising, receiving)
-        ]
+        return owner_labels(self.policy, (raising, receiving), index)
 
     def receiving_label(self, index: int) -> str:
-        return self.labels(index)[1]
+        return self.labels(index)[-1]  # one label where the partnership holds the stage
 
 
 async def simulate(
@@ -223,6 +221,8 @@ UNATTENDED = [
             "2026-12-31T17:00:00+00:00",
             "2027-01-08T17:00:00+00:00",
             "2027-01-12T17:00:00+00:00",
+            # Then the independent professional adviser (Stage 5 ¶5): no timescale.
+            None,
         ],
     ),
     Unattended(
@@ -230,12 +230,13 @@ UNATTENDED = [
         "cheshire",
         CHRISTMAS,
         False,
-        # 48 hours of elapsed time, then 5, 6 and 6 working days.
+        # "Day 1-2" read as 2 working days (not 48 hours, which fell on
+        # Christmas Day), then 5, 6 and 6 working days.
         [
-            "2026-12-25T11:00:00+00:00",
-            "2027-01-05T17:00:00+00:00",
-            "2027-01-13T17:00:00+00:00",
-            "2027-01-21T17:00:00+00:00",
+            "2026-12-29T17:00:00+00:00",
+            "2027-01-06T17:00:00+00:00",
+            "2027-01-14T17:00:00+00:00",
+            "2027-01-22T17:00:00+00:00",
         ],
     ),
     Unattended(
@@ -243,12 +244,13 @@ UNATTENDED = [
         "cheshire",
         london(2027, 3, 26, 10),
         False,
-        # 48 elapsed hours span the change to BST: 10:00 UTC Sunday is 11:00 BST.
+        # Raised on Good Friday: Easter Monday skipped, then Tue 30 and Wed 31
+        # March (BST); 48 elapsed hours would have escalated on Easter Sunday.
         [
-            "2027-03-28T10:00:00+00:00",
-            "2027-04-05T16:00:00+00:00",
-            "2027-04-13T16:00:00+00:00",
-            "2027-04-21T16:00:00+00:00",
+            "2027-03-31T16:00:00+00:00",
+            "2027-04-07T16:00:00+00:00",
+            "2027-04-15T16:00:00+00:00",
+            "2027-04-23T16:00:00+00:00",
         ],
     ),
     Unattended("wirral-christmas", "wirral", CHRISTMAS, False, ["2027-01-04T17:00:00+00:00", None]),
@@ -294,6 +296,8 @@ UNATTENDED = [
             "2026-12-31T17:00:00+00:00",
             "2027-01-08T17:00:00+00:00",
             "2027-01-12T17:00:00+00:00",
+            # Then the independent professional adviser (Stage 5 ¶5): no timescale.
+            None,
         ],
     ),
     Unattended(
@@ -302,10 +306,10 @@ UNATTENDED = [
         CHRISTMAS,
         True,
         [
-            "2026-12-25T11:00:00+00:00",
-            "2027-01-05T17:00:00+00:00",
-            "2027-01-13T17:00:00+00:00",
-            "2027-01-21T17:00:00+00:00",
+            "2026-12-29T17:00:00+00:00",
+            "2027-01-06T17:00:00+00:00",
+            "2027-01-14T17:00:00+00:00",
+            "2027-01-22T17:00:00+00:00",
         ],
     ),
     Unattended("hillingdon-christmas-immediate-risk", "hillingdon", CHRISTMAS, True, [None]),

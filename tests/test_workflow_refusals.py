@@ -360,7 +360,7 @@ REFUSALS = [
         _resolve,
         _text(
             "the case is resolved and awaits written confirmation of the outcome; "
-            "confirm it or withdraw"
+            "confirm it, reopen it (no real agreement) or withdraw"
         ),
     ),
     Refusal(
@@ -370,7 +370,7 @@ REFUSALS = [
         _escalate(),
         _text(
             "the case is resolved and awaits written confirmation of the outcome; "
-            "confirm it or withdraw"
+            "confirm it, reopen it (no real agreement) or withdraw"
         ),
     ),
     Refusal(
@@ -495,8 +495,10 @@ async def test_an_action_reaching_a_closed_case_is_refused(
     try:
         async with harness.worker(max_cached_workflows=0):
             await barrier(handle)
+        raiser_side = raising_manager(request)
         await handle.signal(
-            DisagreementWorkflow.withdraw_signal, Withdraw(by=manager, reason="Raised in error")
+            DisagreementWorkflow.withdraw_signal,
+            Withdraw(by=raiser_side, reason="Raised in error"),
         )
         late = asyncio.create_task(
             handle.execute_update(
@@ -514,8 +516,8 @@ async def test_an_action_reaching_a_closed_case_is_refused(
         # Accepted, then refused when applied: recorded on the case.
         tail = [e for e in state.events if e.type not in ("notice", "reminder")][-3:]
         assert [(e.type, e.by) for e in tail] == [
-            ("withdrawn", manager.id),
-            ("closed", manager.id),
+            ("withdrawn", raiser_side.id),
+            ("closed", raiser_side.id),
             ("refused", manager.id),
         ]
         assert tail[-1].detail == "cannot resolve: the case is closed (withdrawn)"
@@ -551,8 +553,15 @@ async def test_acting_on_a_completed_case_fails(
         (
             "merton",
             {"start_stage": 2, "immediate_risk": True},
-            "the merton policy starts every case at 'Practitioners'; only an immediate-risk "
-            "case may start higher, and only where the policy allows it",
+            # §4.2.1: immediate risk skips the practitioners, no further.
+            "the merton policy lets an immediate-risk case start higher only at "
+            "'Stage 1: line managers'",
+        ),
+        (
+            "cheshire",
+            {"start_stage": 1, "immediate_risk": True},
+            "the cheshire policy starts every case at 'Day 1-2: practitioners'; only an "
+            "immediate-risk case may start higher, and only where the policy allows it",
         ),
         (
             "hillingdon",

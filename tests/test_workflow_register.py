@@ -341,6 +341,10 @@ async def test_a_worker_killed_after_the_register_write_leaves_each_event_once(
                 DisagreementWorkflow.resolve,
                 Resolve(by=receiving_manager(request), outcome="Agreed"),
             )
+            # Merton §5.1: confirmed in writing between the parties at every stage.
+            await handle.execute_update(
+                DisagreementWorkflow.confirm, ConfirmOutcome(by=receiving_manager(request))
+            )
             state = await closed(handle)
         record = same_record(register, state)
         assert [e.seq for e in record.events] == list(range(1, state.next_seq))

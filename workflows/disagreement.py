@@ -57,8 +57,10 @@ with workflow.unsafe.imports_passed_through():
         RecordCase,
         RecordReceipt,
         ReminderRequest,
+        Reopen,
         Resolve,
         ShortenDeadline,
+        SubmitForm,
         Withdraw,
     )
 
@@ -83,6 +85,9 @@ PATCH_LOCAL_ACTIVITIES = "local-activities"
 # A case whose history the server finds long continues as new as soon as the
 # action in hand has answered, not at its next timer.
 PATCH_CONTINUE_AFTER_ACTIONS = "continue-as-new-after-actions"
+# Only the raising side, the business team or an operator may withdraw; a
+# receiving-side withdrawal was applied before.
+PATCH_WITHDRAW_BY_RAISING_SIDE = "withdraw-by-raising-side-only"
 # A local activity retries in the worker for this long before the worker
 # hands the wait to a server timer (the SDK's default is a minute).
 LOCAL_RETRY_THRESHOLD = timedelta(seconds=30)
@@ -222,6 +227,8 @@ class DisagreementWorkflow:
             step = ladder.deadline_day(self.policy, self.state)
         elif wakeup.kind == "acknowledgement":
             step = ladder.acknowledgement_due(self.policy, self.state)
+        elif wakeup.kind == "form":
+            step = ladder.form_chase_due(self.policy, self.state)
         else:
             step = ladder.reminder_due(self.policy, self.state, now)
         await self._carry_out(step)
@@ -246,7 +253,8 @@ class DisagreementWorkflow:
         so histories that never reach it carry no marker."""
         skips = ladder.skips_stages(self.state, action)
         risk_awaiting = ladder.risk_while_awaiting(self.state, action)
-        if not skips and not risk_awaiting:
+        withdraw = ladder.withdrawn_by_receiving_side(self.state, action)
+        if not skips and not risk_awaiting and not withdraw:
             return ladder.ALL_FEATURES
         return ladder.Features(
             business_team_for_skipped_stages=(
@@ -255,6 +263,9 @@ class DisagreementWorkflow:
             immediate_risk_while_awaiting_confirmation=(
                 workflow.patched(PATCH_RISK_WHILE_AWAITING_CONFIRMATION) if risk_awaiting else True
             ),
+            withdraw_by_raising_side_only=(
+                workflow.patched(PATCH_WITHDRAW_BY_RAISING_SIDE) if withdraw else True
+            ),
         )
 
     # --- Carrying out a step ----------------------------------------------------
@@ -262,6 +273,8 @@ class DisagreementWorkflow:
     async def _carry_out(self, step: Step) -> None:
         if step.clock is not None:
             await self._plan_clock(step.clock, replan=step.replan)
+            # A form newly owed is asked for with the due date just planned.
+            step.notices += ladder.form_asks(self.policy, self.state)
         if step.reminder_after is not None:
             cadence = self.policy.reminder_cadence(self.state.stage)
             self.state.clock.next_reminder_at = await self._activity(
@@ -324,6 +337,9 @@ class DisagreementWorkflow:
             if clock.deadline == old.deadline:
                 clock.deadline_basis = old.deadline_basis
                 clock.deadline_day_reminder_at = old.deadline_day_reminder_at
+            # A new deadline leaves a form owed at the stage still owed.
+            if not clock.form_chase:
+                clock.form_chase, clock.form_due_text = old.form_chase, old.form_due_text
         self.state.clock = clock
 
     async def _send(self, planned: ladder.PlannedNotice) -> None:
@@ -723,6 +739,30 @@ class DisagreementWorkflow:
 
     @workflow.signal(name="withdraw")
     def withdraw_signal(self, action: Withdraw) -> None:
+        self._queue.append((None, action))
+
+    @workflow.update(name="reopen")
+    async def reopen(self, action: Reopen) -> ActionResult:
+        return await self._submit(action)
+
+    @reopen.validator
+    def _check_reopen(self, action: Reopen) -> None:
+        self._validate(action)
+
+    @workflow.signal(name="reopen")
+    def reopen_signal(self, action: Reopen) -> None:
+        self._queue.append((None, action))
+
+    @workflow.update(name="submit_form")
+    async def submit_form(self, action: SubmitForm) -> ActionResult:
+        return await self._submit(action)
+
+    @submit_form.validator
+    def _check_submit_form(self, action: SubmitForm) -> None:
+        self._validate(action)
+
+    @workflow.signal(name="submit_form")
+    def submit_form_signal(self, action: SubmitForm) -> None:
         self._queue.append((None, action))
 
     # Issue 5: SendGrid's event webhook reports a bounce or drop.

@@ -75,6 +75,12 @@ class _Case:
         s = self.state
         return f"{s.raising_agency.name} and {s.receiving_agency.name}"
 
+    def first_told_business_team(self) -> datetime | None:
+        for event in self.state.events:
+            if event.type in ("notice", "reminder") and "business-team" in event.to:
+                return event.at
+        return None
+
     def stage_label(self, index: int) -> str:
         return self.policy.stages[index].name
 
@@ -168,7 +174,9 @@ _RULES: dict[str, Callable[[_Case], str]] = {
     "child-address": lambda c: (c.child.address or "") if c.child else "",
     "nhs-number": lambda c: (c.child.nhs_number or "") if c.child else "",
     "date": lambda c: c.day(c.now),
-    "date-referred": lambda c: c.day(c.now),
+    # The day the business team was first sent anything about the case,
+    # not the day the form is filled.
+    "date-referred": lambda c: c.day(c.first_told_business_team() or c.now),
     # Merton, Appendix 1
     "others-involved": lambda c: c.professionals(),
     "disagreement-details": lambda c: c.request.summary,

@@ -21,6 +21,7 @@ from workflows.messages import (
     Action,
     Actor,
     AddNote,
+    Agency,
     CaseState,
     Clock,
     ClockRequest,
@@ -29,12 +30,15 @@ from workflows.messages import (
     EventType,
     FilledForm,
     FlagImmediateRisk,
+    FormTask,
     Note,
     NoticeTemplate,
     RaiseDisagreement,
     Recipient,
+    Reopen,
     Resolve,
     ShortenDeadline,
+    SubmitForm,
     Withdraw,
 )
 
@@ -82,6 +86,9 @@ class Features:
     # confirmation: the urgent contacts must hear of it whatever the case's
     # state (DESIGN.md section 4: "flag at raise or later").
     immediate_risk_while_awaiting_confirmation: bool = True
+    # Only the raising side (or the business team, or an operator) may
+    # withdraw the raising side's challenge; before, either agency could.
+    withdraw_by_raising_side_only: bool = True
 
 
 ALL_FEATURES = Features()
@@ -90,7 +97,7 @@ ALL_FEATURES = Features()
 @dataclass(frozen=True)
 class Wakeup:
     at: datetime
-    kind: str  # acknowledgement | deadline-day | deadline | reminder
+    kind: str  # acknowledgement | deadline-day | deadline | reminder | form
 
     def summary(self, state: CaseState) -> str:
         what = {
@@ -98,6 +105,7 @@ class Wakeup:
             "deadline-day": "deadline-day reminder",
             "deadline": "deadline",
             "reminder": "reminder",
+            "form": "form due",
         }[self.kind]
         if state.status == "awaiting-confirmation":
             what = f"written confirmation {what}"
@@ -113,28 +121,31 @@ class Refused(Exception):
 
 
 def stage_owners(policy: Policy, state: CaseState, index: int) -> list[Recipient]:
-    stage = policy.stages[index]
-    out = []
-    for agency in (state.raising_agency, state.receiving_agency):
-        owner = stage.owner_for(agency.kind)
-        out.append(
-            Recipient(
-                role=owner.role,
-                title=owner.title,
-                agency=agency.key,
-                agency_kind=agency.kind,
-                area=state.area,
-            )
-        )
-    return out
+    """The stage's owner on each side; one held for the whole partnership (an
+    independent chair) is addressed once, not once per agency."""
+    return unique(
+        [
+            owner_in(policy, state, index, agency)
+            for agency in (state.raising_agency, state.receiving_agency)
+        ]
+    )
+
+
+def owner_in(policy: Policy, state: CaseState, index: int, agency: Agency) -> Recipient:
+    owner = policy.stages[index].owner_for(agency.kind, state.subject)
+    if owner.held_for == "partnership":
+        return Recipient(role=owner.role, title=owner.title, area=state.area)
+    return Recipient(
+        role=owner.role,
+        title=owner.title,
+        agency=agency.key,
+        agency_kind=agency.kind,
+        area=state.area,
+    )
 
 
 def receiving_owner(policy: Policy, state: CaseState) -> list[Recipient]:
-    return [
-        r
-        for r in stage_owners(policy, state, state.stage)
-        if r.agency == state.receiving_agency.key
-    ]
+    return [owner_in(policy, state, state.stage, state.receiving_agency)]
 
 
 def raiser(state: CaseState) -> Recipient:
@@ -218,7 +229,21 @@ def _business_team_records(
 def stage_clock(policy: Policy, state: CaseState, index: int, start: datetime) -> ClockRequest:
     stage = policy.stages[index]
     override = risk_override(policy, index, state.risk_from_stage)
+    owed = stage.form_due is not None and stage.form_required in state.forms_due
+    anchor = policy.timescale_anchor(index)
+    deadline_from = None
+    if anchor is not None:
+        deadline_from = state.raised_at if anchor < 0 else state.stage_starts.get(anchor)
+    entry_anchor = policy.entry_anchor(index)
+    entry = policy.stages[index + 1].enter_within if entry_anchor is not None else None
+    entry_from = None
+    if entry_anchor is not None:
+        entry_from = state.raised_at if entry_anchor < 0 else state.stage_starts.get(entry_anchor)
     return ClockRequest(
+        entry_within=entry.within if entry is not None and entry_from is not None else None,
+        entry_from=entry_from if entry is not None else None,
+        deadline_from=deadline_from,
+        form_within=stage.form_due.within if owed and stage.form_due else None,
         calendar=policy.calendar_spec(),
         start=start,
         timescale=stage.timescale,
@@ -243,7 +268,9 @@ def next_wakeup(state: CaseState) -> Wakeup | None:
         candidates.append(Wakeup(clock.deadline, "deadline"))
     if clock.next_reminder_at:
         candidates.append(Wakeup(clock.next_reminder_at, "reminder"))
-    order = {"acknowledgement": 0, "deadline-day": 1, "deadline": 2, "reminder": 3}
+    if clock.form_chase and state.forms_due:
+        candidates.append(Wakeup(clock.form_chase[0], "form"))
+    order = {"acknowledgement": 0, "deadline-day": 1, "deadline": 2, "reminder": 3, "form": 4}
     return min(candidates, key=lambda w: (w.at, order[w.kind]), default=None)
 
 
@@ -270,6 +297,8 @@ def new_state(request: RaiseDisagreement, raised_at: datetime) -> CaseState:
         highest_stage_reached=request.start_stage,
         stages_reached=[request.start_stage],
         clock=Clock(started_at=raised_at),
+        stage_starts={request.start_stage: raised_at},
+        subject=request.subject,
         immediate_risk=request.immediate_risk,
         risk_from_stage=request.start_stage if request.immediate_risk else None,
     )
@@ -290,11 +319,25 @@ def raise_problems(request: RaiseDisagreement) -> list[str]:
             f"the {policy.id} policy starts every case at {policy.stages[0].name!r}; "
             "only an immediate-risk case may start higher, and only where the policy allows it"
         )
+    elif request.start_stage > 0 and not policy.may_start_at_stage(request.start_stage):
+        allowed = [
+            repr(policy.stages[i].name)
+            for i in range(1, len(policy.stages))
+            if policy.may_start_at_stage(i)
+        ]
+        problems.append(
+            f"the {policy.id} policy lets an immediate-risk case start higher only at "
+            f"{', '.join(allowed)}"
+        )
     areas = {a.key for a in policy.areas}
     if request.area is not None and request.area not in areas:
         problems.append(f"unknown area {request.area!r}; the {policy.id} areas are {sorted(areas)}")
     if len(areas) > 1 and request.area is None:
         problems.append(f"the {policy.id} policy covers several areas; name one of {sorted(areas)}")
+    if request.subject not in policy.subjects:
+        problems.append(
+            f"the {policy.id} policy covers {' and '.join(policy.subjects)}, not {request.subject}"
+        )
     if request.raising_agency.key == request.receiving_agency.key:
         problems.append("a disagreement needs two different agencies")
     return problems
@@ -332,6 +375,11 @@ def _business_team_on_entry(
         records += _business_team_records(
             policy, state, policy.stages[index], ("stage_started",), "stage started"
         )
+    return _one_record(records)
+
+
+def _one_record(records: list[PlannedNotice]) -> list[PlannedNotice]:
+    """The business team's records owed by one event, as one notice."""
     if len(records) < 2:
         return records
     return [
@@ -365,7 +413,9 @@ def _enter_stage(
         state.stages_reached.append(target)
     state.acknowledged_by = None
     state.status = "open"
+    state.stage_starts.setdefault(target, start)
     stage = policy.stages[target]
+    form_notices = _stage_form(policy, state, previous, target, start)
     step = Step(clock=stage_clock(policy, state, target, start))
     detail = f"from stage {previous} to stage {target}: {reason}"
     kind: EventType = "auto_escalated" if how == "auto" else "escalated"
@@ -385,10 +435,98 @@ def _enter_stage(
             template, unique(audience), context={"reason": reason, "from_stage": str(previous)}
         )
     )
-    step.notices += _business_team_records(policy, state, left, ("escalated_from",), "escalated")
+    records = _business_team_records(policy, state, left, ("escalated_from",), "escalated")
     first = previous + 1 if features.business_team_for_skipped_stages else target
-    step.notices += _business_team_on_entry(policy, state, first, target)
+    records += _business_team_on_entry(policy, state, first, target)
+    step.notices += _one_record(records)
+    step.notices += form_notices
     return step
+
+
+def _form_addressee(policy: Policy, state: CaseState, target: int) -> list[Recipient]:
+    """Who a stage's form is addressed to: the raising agency's owner of the
+    stage (Staffordshire's senior manager), where the policy says so."""
+    stage = policy.stages[target]
+    if stage.form_due is None or stage.form_due.send_to != "raising-stage-owner":
+        return []
+    return [owner_in(policy, state, target, state.raising_agency)]
+
+
+def _stage_form(
+    policy: Policy, state: CaseState, previous: int, target: int, start: datetime
+) -> list[PlannedNotice]:
+    """On entering a stage that needs a form: send the form (if it came with
+    the escalation) to the person it is addressed to; otherwise it is owed by
+    the raising agency's owner of the stage before, asked for as soon as the
+    stage's clock is known (``form_asks``)."""
+    stage = policy.stages[target]
+    key = stage.form_required
+    if key is None or stage.form_due is None:
+        return []
+    if key in state.escalation_forms:
+        state.forms_received.setdefault(key, start)
+        addressee = _form_addressee(policy, state, target)
+        if not addressee:
+            return []
+        return [
+            PlannedNotice("form-sent", addressee, forms=[key], context={"stage_key": stage.key})
+        ]
+    owner = owner_in(policy, state, previous, state.raising_agency)
+    state.forms_due[key] = FormTask(
+        stage=target, due_from=owner, addressed_to=stage.form_due.addressed_to
+    )
+    return []
+
+
+def form_asks(policy: Policy, state: CaseState) -> list[PlannedNotice]:
+    """Once a clock is planned: ask for each form newly owed at the stage,
+    with the date it is due (the clock's first form instant)."""
+    chase = state.clock.form_chase
+    owed = [
+        (key, task)
+        for key, task in state.forms_due.items()
+        if task.stage == state.stage and task.due_at is None
+    ]
+    if not chase or not owed:
+        return []
+    for _, task in owed:
+        task.due_at = chase[0]
+    return _form_notices(policy, state, owed, overdue=False)
+
+
+def form_chase_due(policy: Policy, state: CaseState) -> Step:
+    """A form owed at this stage has fallen due, or is chased again, with the
+    business team copied."""
+    state.clock.form_chase.pop(0)
+    owed = [(k, t) for k, t in state.forms_due.items() if t.stage == state.stage]
+    return Step(notices=_form_notices(policy, state, owed, overdue=True))
+
+
+def _form_notices(
+    policy: Policy, state: CaseState, owed: list[tuple[str, FormTask]], overdue: bool
+) -> list[PlannedNotice]:
+    notices = []
+    for key, task in owed:
+        audience = [task.due_from, *_form_addressee(policy, state, state.stage)]
+        if overdue:
+            audience.append(business_team(policy, state))
+        due = task.due_at
+        notices.append(
+            PlannedNotice(
+                "form-due",
+                unique(audience),
+                forms=[key],
+                context={
+                    "form": policy.form(key).name,
+                    "addressed_to": task.addressed_to,
+                    "form_due": state.clock.form_due_text or "",
+                    "overdue": "yes" if overdue else "no",
+                    "due_at": due.isoformat() if due else "",
+                    "part": task.part,
+                },
+            )
+        )
+    return notices
 
 
 def deadline_passed(policy: Policy, state: CaseState, now: datetime) -> Step:
@@ -489,6 +627,15 @@ def risk_while_awaiting(state: CaseState, action: Action | None) -> bool:
     return isinstance(action, FlagImmediateRisk) and state.status == "awaiting-confirmation"
 
 
+def withdrawn_by_receiving_side(state: CaseState, action: Action | None) -> bool:
+    """Whether ``Features.withdraw_by_raising_side_only`` matters."""
+    return (
+        isinstance(action, Withdraw)
+        and action.by.role in PARTY_ROLES
+        and action.by.agency != state.raising_agency.key
+    )
+
+
 def skips_stages(state: CaseState, action: Action | None) -> bool:
     """Whether carrying this out may pass over stages (a later start, or a
     jump), i.e. whether ``Features.business_team_for_skipped_stages`` matters."""
@@ -531,6 +678,15 @@ def check(
     if isinstance(action, Withdraw):
         _require_open(state, "withdraw")
         _require_party(state, action.by, "withdraw")
+        if (
+            features.withdraw_by_raising_side_only
+            and action.by.role in PARTY_ROLES
+            and action.by.agency != state.raising_agency.key
+        ):
+            raise Refused(
+                "cannot withdraw: only the agency that raised the concern (or the business "
+                "team) may withdraw it; the receiving agency resolves it or escalates it"
+            )
         return
     if isinstance(action, ConfirmOutcome):
         if state.status != "awaiting-confirmation":
@@ -539,6 +695,31 @@ def check(
                 f"(it is {state.status})"
             )
         _require_party(state, action.by, "confirm the outcome")
+        _require_confirmer(policy, state, action.by)
+        return
+    if isinstance(action, Reopen):
+        if state.status != "awaiting-confirmation":
+            raise Refused(
+                "cannot reopen: only a case awaiting written confirmation of its outcome "
+                f"can be reopened (it is {state.status})"
+            )
+        _require_party(state, action.by, "reopen the case")
+        return
+    if isinstance(action, SubmitForm):
+        _require_open(state, "send the form")
+        _require_party(state, action.by, "send the form")
+        owed = [k for k, t in state.forms_due.items() if t.stage == state.stage]
+        if not owed:
+            raise Refused(f"no form is owed at {policy.stages[state.stage].name}")
+        task = state.forms_due[owed[0]]
+        if task.part == "resolution":
+            missing = _missing_resolution_fields(policy, owed[0], action.form)
+        else:
+            missing = missing_form_fields(policy, state.stage, action.form)
+        if missing:
+            raise Refused(
+                f"the {policy.form(owed[0]).name} is missing {', '.join(repr(m) for m in missing)}"
+            )
         return
     if state.status == "awaiting-confirmation" and not (
         isinstance(action, FlagImmediateRisk)
@@ -547,7 +728,7 @@ def check(
     ):
         raise Refused(
             "the case is resolved and awaits written confirmation of the outcome; "
-            "confirm it or withdraw"
+            "confirm it, reopen it (no real agreement) or withdraw"
         )
     _require_open(state, _verb(action))
     _require_party(state, action.by, _verb(action))
@@ -585,6 +766,30 @@ def check(
             )
 
 
+def _require_confirmer(policy: Policy, state: CaseState, by: Actor) -> None:
+    """The written confirmation comes from whom the policy names (an
+    operator may record it on their behalf)."""
+    rule = policy.stages[state.stage].written_confirmation
+    if rule is None or rule.by == "either-party" or by.role == "operator":
+        return
+    party = by.role in PARTY_ROLES
+    allowed = {
+        "either-manager": party and by.role == "manager",
+        "receiving-side": party and by.agency == state.receiving_agency.key,
+        "receiving-manager": by.role == "manager" and by.agency == state.receiving_agency.key,
+    }[rule.by]
+    if not allowed:
+        who = {
+            "either-manager": "a manager of either agency",
+            "receiving-side": "the receiving agency",
+            "receiving-manager": "the receiving agency's manager",
+        }[rule.by]
+        raise Refused(
+            f"cannot confirm the outcome: at {policy.stages[state.stage].name} the policy "
+            f"says {who} confirms it in writing ({rule.source})"
+        )
+
+
 def _verb(action: Action) -> str:
     return {
         Acknowledge: "acknowledge",
@@ -613,6 +818,11 @@ def escalation_target(policy: Policy, state: CaseState, action: Escalate) -> int
             f"(stage {state.stage}); escalation only moves up the ladder"
         )
     if action.to_stage is not None and action.to_stage != state.stage + 1:
+        routes = {
+            policy.stage_index(r.to) for r in policy.stages[state.stage].may_escalate_directly_to
+        }
+        if action.to_stage in routes:
+            return action.to_stage
         if not state.immediate_risk:
             raise Refused("only a case at immediate risk may jump past the next stage")
         return _jump_target(policy, state, action.to_stage)
@@ -622,6 +832,14 @@ def escalation_target(policy: Policy, state: CaseState, action: Escalate) -> int
             "there is nowhere higher"
         )
     return state.stage + 1
+
+
+def _missing_resolution_fields(policy: Policy, key: str, form: dict[str, str]) -> list[str]:
+    return [
+        f.label
+        for f in policy.form(key).fields_from("resolution")
+        if f.required and not form.get(f.key, "").strip()
+    ]
 
 
 def missing_form_fields(policy: Policy, target: int, form: dict[str, str]) -> list[str]:
@@ -659,6 +877,10 @@ def apply(
         step = _closing_step(policy, state, "outcome-confirmed", action.by)
         step.events.insert(0, PlannedEvent("confirmed", action.by, reason=action.confirmation))
         return step
+    if isinstance(action, Reopen):
+        return _reopen(policy, state, action, now)
+    if isinstance(action, SubmitForm):
+        return _form_received(policy, state, action, now)
     if isinstance(action, Withdraw):
         state.status = "withdrawn"
         state.closed_at = now
@@ -705,36 +927,135 @@ def apply(
     return step
 
 
+def _told_of_outcome(policy: Policy, state: CaseState, index: int) -> list[Recipient]:
+    """The owners of the earlier stages the policy says hear an outcome
+    reached at stage ``index`` (only those the case reached)."""
+    out: list[Recipient] = []
+    for feedback in policy.stages[index].outcome_to:
+        for key in feedback.stages:
+            earlier = policy.stage_index(key)
+            if earlier in state.stages_reached:
+                out += stage_owners(policy, state, earlier)
+    return out
+
+
 def _resolve(policy: Policy, state: CaseState, action: Resolve, now: datetime) -> Step:
     stage = policy.stages[state.stage]
     state.outcome = action.outcome
     state.resolved_at = now
     state.resolution_form = dict(action.form)
     records = _business_team_records(policy, state, stage, ("resolved", "outcome"), "resolved")
-    if stage.written_confirmation is not None:
+    audience = stage_owners(policy, state, state.stage) + [raiser(state)]
+    audience += _told_of_outcome(policy, state, state.stage)
+    confirm = stage.written_confirmation
+    if confirm is not None:
         state.status = "awaiting-confirmation"
+        # "within 2 working days of the matter being formally escalated":
+        # some confirmations count from the stage's start, not the outcome.
+        start = state.clock.started_at if confirm.counts_from == "stage-start" else now
+        timed = confirm.within is not None
+        asked = _ask_resolution_fields(policy, state, action)
         step = Step(
             clock=ClockRequest(
                 calendar=policy.calendar_spec(),
-                start=now,
-                timescale=stage.written_confirmation,
+                start=start,
+                timescale=confirm.within or NoTimescale(source=confirm.source),
+                reminder_every=None if timed else policy.reminder_cadence(state.stage),
                 basis="confirmation",
+                reminders_from=now if start != now else None,
+                form_within=(confirm.within or policy.reminder_cadence(state.stage))
+                if asked
+                else None,
             )
         )
-        step.events.append(
-            PlannedEvent("resolved", action.by, "written confirmation due", reason=action.outcome)
-        )
-        audience = stage_owners(policy, state, state.stage) + [raiser(state)]
+        detail = "written confirmation due" if timed else "written confirmation due (no timescale)"
+        step.events.append(PlannedEvent("resolved", action.by, detail, reason=action.outcome))
         step.notices.append(
-            PlannedNotice("resolved", unique(audience), context={"confirmation": "due"})
+            PlannedNotice(
+                "resolved",
+                unique(audience),
+                context={"confirmation": "due" if timed else "due-no-timescale"},
+            )
         )
         step.notices += records
         return step
     state.status = "resolved"
     state.closed_at = now
     step = _closing_step(policy, state, "resolved", action.by)
+    step.notices[0].recipients = unique(audience)
     step.events.insert(0, PlannedEvent("resolved", action.by, reason=action.outcome))
     step.notices += records
+    return step
+
+
+def _ask_resolution_fields(policy: Policy, state: CaseState, action: Resolve) -> bool:
+    """Where the business team's form asks what the resolution agreed (Merton's
+    pro-forma: "If yes, what was agreed?", the learning) and the resolution
+    left it blank, ask the receiving side for it while the outcome awaits
+    written confirmation."""
+    asked = False
+    for notice in policy.stages[state.stage].business_team:
+        if notice.when != "resolved" or not notice.form or not notice.asks_resolution_fields:
+            continue
+        if not _missing_resolution_fields(policy, notice.form, action.form):
+            continue
+        owner = receiving_owner(policy, state)[0]
+        state.forms_due[notice.form] = FormTask(
+            stage=state.stage,
+            due_from=owner,
+            addressed_to=policy.form(notice.form).sent_to,
+            part="resolution",
+        )
+        asked = True
+    return asked
+
+
+def _reopen(policy: Policy, state: CaseState, action: Reopen, now: datetime) -> Step:
+    """No real agreement after all: the case is open again at its stage, its
+    timescale counted afresh from now, and may be escalated."""
+    state.status = "open"
+    state.outcome = None
+    state.resolved_at = None
+    state.resolution_form = {}
+    step = Step(clock=stage_clock(policy, state, state.stage, now))
+    step.events.append(
+        PlannedEvent("reopened", action.by, "no real agreement", reason=action.reason)
+    )
+    audience = stage_owners(policy, state, state.stage) + [raiser(state)]
+    step.notices.append(
+        PlannedNotice("stage-started", unique(audience), context={"reason": "reopened"})
+    )
+    return step
+
+
+def _form_received(policy: Policy, state: CaseState, action: SubmitForm, now: datetime) -> Step:
+    key = next(k for k, t in state.forms_due.items() if t.stage == state.stage)
+    task = state.forms_due.pop(key)
+    if task.part == "resolution":
+        state.resolution_form.update(action.form)
+    else:
+        state.escalation_forms[key] = dict(action.form)
+    state.forms_received[key] = now
+    state.clock.form_chase = []
+    step = Step(events=[PlannedEvent("form_received", action.by, policy.form(key).name)])
+    stage = policy.stages[state.stage]
+    addressee = _form_addressee(policy, state, state.stage)
+    if addressee:
+        step.notices.append(
+            PlannedNotice("form-sent", addressee, forms=[key], context={"stage_key": stage.key})
+        )
+    # The business team's record of the stage, owed on entry, carries the
+    # form now that it has arrived.
+    wanted = [n for n in stage.business_team if n.form == key]
+    if wanted:
+        step.notices.append(
+            PlannedNotice(
+                "business-team-record",
+                [business_team(policy, state)],
+                forms=[key],
+                context={"event": "form received", "stage_key": stage.key},
+            )
+        )
     return step
 
 

@@ -20,9 +20,11 @@ from policies.model import (
     AgencyKind,
     CalendarSpec,
     Hours,
+    Immediately,
     NoTimescale,
     Policy,
     SameWorkingDay,
+    Subject,
     WorkingDays,
 )
 
@@ -50,6 +52,10 @@ EventType = Literal[
     "unfilled_roles",
     "notice_failed",
     "delivery_failed",
+    # A case awaiting written confirmation reopened (there was no real
+    # agreement); a stage's form asked for, and received.
+    "reopened",
+    "form_received",
 ]
 NoticeTemplate = Literal[
     "stage-started",
@@ -67,6 +73,10 @@ NoticeTemplate = Literal[
     "business-team-record",
     # To the business team: a notice could not be delivered (issue 5).
     "delivery-failed",
+    # A stage entered without its form: the form is asked for, then chased.
+    "form-due",
+    # A stage's form, sent to the person it is addressed to.
+    "form-sent",
 ]
 # Templates that chase someone for something already owed; recorded in the
 # timeline as reminders rather than notices.
@@ -77,6 +87,7 @@ REMINDER_TEMPLATES: frozenset[str] = frozenset(
         "stage-reminder",
         "overdue-final-stage",
         "written-confirmation-due",
+        "form-due",
     }
 )
 OPEN_STATUSES: frozenset[str] = frozenset({"open", "overdue", "awaiting-confirmation"})
@@ -150,6 +161,9 @@ class RaiseDisagreement(_Model):
     case_url: str | None = None
     # Carried across continue-as-new; never set by a caller.
     resume: CaseState | None = None
+    # Whom the case is about, where a board covers children and adults at
+    # risk and a stage's owners differ by subject.
+    subject: Subject = "children"
 
     @field_serializer("policy", when_used="json")
     def _pack_policy(self, policy: Policy) -> dict[str, str]:
@@ -243,6 +257,21 @@ class Withdraw(_Model):
     reason: str = Field(min_length=1)
 
 
+class Reopen(_Model):
+    """The outcome awaiting written confirmation turned out not to be agreed:
+    the case is open again at its stage, and may be escalated."""
+
+    by: Actor = Field(default_factory=Actor)
+    reason: str = Field(min_length=1)
+
+
+class SubmitForm(_Model):
+    """The form a stage needs, sent after the case entered the stage."""
+
+    by: Actor = Field(default_factory=Actor)
+    form: dict[str, str] = Field(default_factory=dict)
+
+
 Action = (
     Acknowledge
     | Resolve
@@ -252,6 +281,8 @@ Action = (
     | ShortenDeadline
     | AddNote
     | Withdraw
+    | Reopen
+    | SubmitForm
 )
 
 
@@ -290,6 +321,18 @@ class Note(_Model):
     text: str
 
 
+class FormTask(_Model):
+    """A form owed by one person at a stage the case entered without it."""
+
+    stage: int
+    due_from: Recipient
+    addressed_to: str
+    due_at: datetime | None = None
+    # Which of the form's fields are owed: those an escalation gives, or
+    # those a resolution gives.
+    part: Literal["escalation", "resolution"] = "escalation"
+
+
 class Clock(_Model):
     """The instants that wake the workflow for the current stage (or for the
     written confirmation it awaits), all computed by the deadline activity."""
@@ -302,6 +345,10 @@ class Clock(_Model):
     deadline_day_reminder_at: datetime | None = None
     acknowledgement_due: datetime | None = None
     next_reminder_at: datetime | None = None
+    # A form owed at this stage: asked for at the stage's start, then chased
+    # from when it falls due (``form_due_text``).
+    form_chase: list[datetime] = Field(default_factory=list)
+    form_due_text: str | None = None
 
 
 class CaseState(_Model):
@@ -341,6 +388,14 @@ class CaseState(_Model):
     # sequence number, and (once true) what the case is about.
     recorded_seq: int = 0
     about_recorded: bool = False
+    # Forms a stage needs that have not arrived (key: the form's key), and
+    # when each one that was asked for arrived.
+    forms_due: dict[str, FormTask] = Field(default_factory=dict)
+    forms_received: dict[str, datetime] = Field(default_factory=dict)
+    # When each stage reached began (a later stage's timescale may count
+    # from an earlier one's start).
+    stage_starts: dict[int, datetime] = Field(default_factory=dict)
+    subject: Subject = "children"
 
     @property
     def is_open(self) -> bool:
@@ -474,13 +529,26 @@ class ClockRequest(_Model):
 
     calendar: CalendarSpec
     start: datetime
-    timescale: WorkingDays | Hours | SameWorkingDay | NoTimescale
+    timescale: WorkingDays | Hours | SameWorkingDay | Immediately | NoTimescale
     override: WorkingDays | Hours | SameWorkingDay | None = None
     fixed_deadline: datetime | None = None
     not_later_than: datetime | None = None
     acknowledgement: WorkingDays | Hours | SameWorkingDay | None = None
     reminder_every: WorkingDays | None = None
     basis: Literal["policy", "immediate-risk", "shortened", "confirmation"] = "policy"
+    # A clock counted from an earlier instant (a confirmation due from the
+    # stage's start) plans no reminder before this one.
+    reminders_from: datetime | None = None
+    # A form owed from this clock's start: due within this, then chased at
+    # the reminder cadence while the stage lasts.
+    form_within: WorkingDays | None = None
+    # The stage's own timescale counted from an earlier instant (the raise,
+    # an earlier stage's start), where the policy says so.
+    deadline_from: datetime | None = None
+    # The next stage must be entered by then: the deadline is whichever is
+    # less of the stage's own and this, counted from ``entry_from``.
+    entry_within: WorkingDays | Hours | None = None
+    entry_from: datetime | None = None
 
 
 class ReminderRequest(_Model):
@@ -509,6 +577,7 @@ class DeliveryFailed(_Model):
     template: str | None = Field(default=None, description="The failed notice's template.")
 
 
+FormTask.model_rebuild()
 CaseState.model_rebuild()  # delivery_failures names DeliveryFailed, defined below it
 CaseRecord.model_rebuild()
 RecordCase.model_rebuild()

@@ -142,6 +142,10 @@ async def test_parties_business_team_and_operator_may_read_and_act(api: Api) -> 
         f"/disagreements/{ref}/resolve", BUSINESS_TEAM, {"outcome": "Agreed."}
     )
     assert response.status_code == 200, response.text
+    # Merton §5.1: confirmed in writing "between the parties", at every stage.
+    assert response.json()["status"] == "awaiting-confirmation"
+    response = await api.post(f"/disagreements/{ref}/confirm", BUSINESS_TEAM, {})
+    assert response.status_code == 200, response.text
     assert response.json()["status"] == "resolved"
 
 

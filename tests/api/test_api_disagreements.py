@@ -246,7 +246,14 @@ async def test_every_action_with_the_actor_recorded(api: Api) -> None:
     response = await api.post(f"{path}/resolve", MANAGER, {"outcome": "Plan agreed."})
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "awaiting-confirmation"
-    response = await api.post(f"{path}/confirm", PRACTITIONER, None)
+    # Only the receiving senior manager confirms it (§4.4.2).
+    assert_problem(
+        await api.post(f"{path}/confirm", PRACTITIONER, None),
+        409,
+        "action-refused",
+        "the receiving agency's manager confirms it in writing",
+    )
+    response = await api.post(f"{path}/confirm", MANAGER, None)
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "resolved"
 
@@ -272,7 +279,7 @@ async def test_every_action_with_the_actor_recorded(api: Api) -> None:
     assert by_type["immediate_risk"] == [MANAGER]
     assert by_type["escalated"] == [PRACTITIONER, PRACTITIONER]
     assert by_type["resolved"] == [MANAGER]
-    assert by_type["confirmed"] == [PRACTITIONER]
+    assert by_type["confirmed"] == [MANAGER]
     # The validators refused before anything was queued: no trace on the case.
     assert "refused" not in by_type
 
