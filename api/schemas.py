@@ -351,6 +351,19 @@ class WithdrawBody(_In):
     reason: Text
 
 
+class ReopenBody(_In):
+    reason: Text = Field(
+        description="Why the outcome awaiting written confirmation was not agreed after all."
+    )
+
+
+class FormBody(_In):
+    form: FormFields = Field(
+        description="The fields of the form the current stage is waiting for (e.g. "
+        "Staffordshire stage 3's, when the case reached it by its deadline)."
+    )
+
+
 ACTION_EXAMPLES: dict[str, dict[str, Any]] = {
     "acknowledge": {"note": "Received; the team manager will review the decision today."},
     "resolve": {"outcome": "Strategy discussion convened; both agencies agree the plan."},
@@ -363,6 +376,8 @@ ACTION_EXAMPLES: dict[str, dict[str, Any]] = {
     },
     "notes": {"text": "Discussed by phone with the duty manager; awaiting the case file."},
     "withdraw": {"reason": "Raised in error: the concern was already resolved."},
+    "reopen": {"reason": "The written confirmation shows the agencies did not agree."},
+    "form": {"form": {"decision": "The decision disputed", "rationale": "Why it is unsafe"}},
 }
 
 ACTION_RESULT_EXAMPLE: dict[str, Any] = {

@@ -28,12 +28,14 @@ from api.schemas import (
     ConfirmBody,
     DeadlineBody,
     EscalateBody,
+    FormBody,
     ImmediateRiskBody,
     Instant,
     Key,
     NoteBody,
     RaiseRequest,
     RaiseResponse,
+    ReopenBody,
     ResolveBody,
     WithdrawBody,
 )
@@ -49,8 +51,10 @@ from workflows.messages import (
     ConfirmOutcome,
     Escalate,
     FlagImmediateRisk,
+    Reopen,
     Resolve,
     ShortenDeadline,
+    SubmitForm,
     Withdraw,
 )
 
@@ -566,4 +570,46 @@ async def withdraw(
     action = Withdraw(by=user.actor(), reason=body.reason)
     return await _act(
         client, settings, user, reference, "withdraw", DisagreementWorkflow.withdraw, action
+    )
+
+
+@router.post(
+    "/{reference}/reopen",
+    response_model=ActionResult,
+    summary="Reopen an outcome that was not agreed after all",
+    description="A case awaiting written confirmation returns to its stage (and may then be "
+    "escalated), where the confirmation shows there was no real agreement.",
+    responses=_ACTION_RESPONSES,
+)
+async def reopen(
+    reference: RefPath,
+    body: Annotated[ReopenBody, Body(openapi_examples=_example("reopen"))],
+    user: CurrentUser,
+    client: TemporalClient,
+    settings: SettingsDep,
+) -> ActionResult:
+    action = Reopen(by=user.actor(), reason=body.reason)
+    return await _act(
+        client, settings, user, reference, "reopen", DisagreementWorkflow.reopen, action
+    )
+
+
+@router.post(
+    "/{reference}/form",
+    response_model=ActionResult,
+    summary="Send the form the current stage is waiting for",
+    description="Where a case reached a stage that needs a form without it (by its "
+    "deadline), the named person sends it here; the stage records when it arrived.",
+    responses=_ACTION_RESPONSES,
+)
+async def submit_form(
+    reference: RefPath,
+    body: Annotated[FormBody, Body(openapi_examples=_example("form"))],
+    user: CurrentUser,
+    client: TemporalClient,
+    settings: SettingsDep,
+) -> ActionResult:
+    action = SubmitForm(by=user.actor(), form=body.form)
+    return await _act(
+        client, settings, user, reference, "form", DisagreementWorkflow.submit_form, action
     )
