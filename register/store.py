@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
+    Connection,
     Engine,
     and_,
     create_engine,
@@ -154,6 +155,16 @@ class Register:
         try:
             with self._one_at_a_time, self._sessions() as session:
                 yield session
+        except OperationalError as exc:
+            raise RegisterUnavailableError(
+                f"the register cannot be reached ({type(exc.orig).__name__})"
+            ) from None
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        try:
+            with self._one_at_a_time, self.engine.connect() as connection:
+                yield connection
         except OperationalError as exc:
             raise RegisterUnavailableError(
                 f"the register cannot be reached ({type(exc.orig).__name__})"
@@ -580,24 +591,28 @@ class Register:
 
     # --- The notice ledger --------------------------------------------------------
 
+    # Checked and written for every copy of every email: plain statements on
+    # a connection, no ORM session (which cost more than the email itself).
+
     def email_sent(self, key: str) -> bool:
-        with self._session() as session:
-            return session.get(t.SentEmail, key) is not None
+        statement = select(t.SentEmail.key).where(t.SentEmail.key == key)
+        with self._connection() as connection:
+            return connection.execute(statement).first() is not None
 
     def record_email(
         self, key: str, notice_id: str, reference: str, message_id: str | None
     ) -> None:
-        with self._writing, self._session() as session, session.begin():
-            if session.get(t.SentEmail, key) is None:
-                session.add(
-                    t.SentEmail(
-                        key=key,
-                        notice_id=notice_id,
-                        reference=reference,
-                        sent_at=datetime.now(UTC),
-                        message_id=message_id,
-                    )
-                )
+        insert = postgresql_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        statement = insert(t.SentEmail).on_conflict_do_nothing(index_elements=["key"])
+        row = {
+            "key": key,
+            "notice_id": notice_id,
+            "reference": reference,
+            "sent_at": datetime.now(UTC),
+            "message_id": message_id,
+        }
+        with self._writing, self._connection() as connection, connection.begin():
+            connection.execute(statement, row)
 
     def emails(self) -> list[dict[str, Any]]:
         with self._session() as session:
