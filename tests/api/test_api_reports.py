@@ -82,8 +82,9 @@ async def _page_session(app: object, user: str) -> httpx.AsyncClient:
 
 
 async def test_the_business_team_page_lists_its_reports_to_download(
-    app: object, register: Register
+    app: object, register: Register, api: Api
 ) -> None:
+    ref = await api.raise_case()
     merton_id, mailer = await _send(register, "merton")
     cheshire_id, _ = await _send(register, "cheshire")
     http = await _page_session(app, "merton-business-team")
@@ -92,6 +93,13 @@ async def test_the_business_team_page_lists_its_reports_to_download(
         assert page.status_code == 200
         assert f"/business-team/reports/{merton_id}.pdf" in page.text
         assert cheshire_id not in page.text
+        # Its cases too, each linking to its page (once the register has it).
+        for _ in range(50):
+            if f'href="/cases/{ref}"' in page.text:
+                break
+            await asyncio.sleep(0.1)
+            page = await http.get("/business-team")
+        assert f'href="/cases/{ref}"' in page.text
         pdf = await http.get(f"/business-team/reports/{merton_id}.pdf")
         assert pdf.headers["content-type"] == "application/pdf"
         assert pdf.content == mailer.sent[0].attachments[0].content
