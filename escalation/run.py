@@ -312,11 +312,8 @@ def _run(args: argparse.Namespace) -> int:
 def _migrate_register(data_dir: Path) -> None:
     from register.migrate import upgrade
 
-    settings = get_settings()
-    if settings.database_url:
-        upgrade(settings.database_url)
-    else:
-        upgrade(f"sqlite:///{(data_dir / 'register.sqlite3').resolve()}")
+    # The URL the worker and the API will use: they get this data dir too.
+    upgrade(get_settings().model_copy(update={"data_dir": data_dir}).register_url)
 
 
 def _report_schedules(address: str, data_dir: Path) -> None:

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -52,7 +52,7 @@ class CaseQuery:
     closed_to: datetime | None = None
     sort: Sort = "raised"
     page_size: int = 25
-    after: tuple[str, str] | None = field(default=None)
+    after: tuple[str, str] | None = None
 
 
 def encode_token(key: bytes, query_sort: Sort, position: tuple[str, str]) -> str:

@@ -152,23 +152,13 @@ class Register:
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
-        try:
-            with self._one_at_a_time, self._sessions() as session:
-                yield session
-        except OperationalError as exc:
-            raise RegisterUnavailableError(
-                f"the register cannot be reached ({type(exc.orig).__name__})"
-            ) from None
+        with _reachable(), self._one_at_a_time, self._sessions() as session:
+            yield session
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
-        try:
-            with self._one_at_a_time, self.engine.connect() as connection:
-                yield connection
-        except OperationalError as exc:
-            raise RegisterUnavailableError(
-                f"the register cannot be reached ({type(exc.orig).__name__})"
-            ) from None
+        with _reachable(), self._one_at_a_time, self.engine.connect() as connection:
+            yield connection
 
     def ping(self) -> None:
         with self._session() as session:
@@ -627,6 +617,18 @@ class Register:
                 }
                 for r in rows
             ]
+
+
+@contextmanager
+def _reachable() -> Iterator[None]:
+    """A database that cannot be reached, as the register's own error (its
+    message names the kind of failure, never the URL or its password)."""
+    try:
+        yield
+    except OperationalError as exc:
+        raise RegisterUnavailableError(
+            f"the register cannot be reached ({type(exc.orig).__name__})"
+        ) from None
 
 
 def _position(after: tuple[str, str]) -> tuple[datetime, str]:
