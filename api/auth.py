@@ -163,26 +163,28 @@ class OidcAuthenticator:
             raise AuthUnavailableError("the identity provider's keys cannot be fetched") from None
         except jwt.PyJWTError as exc:
             raise AuthError(f"the bearer token is not valid ({type(exc).__name__})") from None
-        return self._user(claims)
+        return user_from_claims(claims, self.claim_prefix)
 
-    def _user(self, claims: dict[str, Any]) -> User:
-        prefix = self.claim_prefix
-        try:
-            return User(
-                id=str(claims["sub"]),
-                name=str(claims.get("name") or claims.get("preferred_username") or claims["sub"]),
-                email=claims.get("email"),
-                agency=claims.get(f"{prefix}agency"),
-                partnership=claims.get(f"{prefix}partnership"),
-                role=claims.get(f"{prefix}role"),
-            )
-        except ValidationError as exc:
-            fields = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
-            raise AuthError(
-                "the token does not give a usable agency, partnership and role"
-                + (f" ({', '.join(fields)})" if fields else ""),
-                status=403,
-            ) from None
+
+def user_from_claims(claims: dict[str, Any], prefix: str = "") -> User:
+    """The person a verified token names: an access token's for the API, the
+    ID token's for the pages' sign-in."""
+    try:
+        return User(
+            id=str(claims["sub"]),
+            name=str(claims.get("name") or claims.get("preferred_username") or claims["sub"]),
+            email=claims.get("email"),
+            agency=claims.get(f"{prefix}agency"),
+            partnership=claims.get(f"{prefix}partnership"),
+            role=claims.get(f"{prefix}role"),
+        )
+    except ValidationError as exc:
+        fields = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
+        raise AuthError(
+            "the token does not give a usable agency, partnership and role"
+            + (f" ({', '.join(fields)})" if fields else ""),
+            status=403,
+        ) from None
 
 
 def build_authenticator(settings: Settings) -> Authenticator:

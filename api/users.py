@@ -145,6 +145,8 @@ def write_users(path: Path, users: list[StoredUser]) -> None:
 
 # --- Demonstration users ---------------------------------------------------------
 
+# Every policy has a health practitioner who raises and a children's social care
+# manager who answers, so a case of each can be run from the pages by a browser alone.
 DEMO_USERS: tuple[User, ...] = (
     User(
         id="merton-health-practitioner",
@@ -191,6 +193,77 @@ DEMO_USERS: tuple[User, ...] = (
         email="business.team@scp.cheshire.example",
         partnership="cheshire",
         role="business-team",
+    ),
+    User(
+        id="staffordshire-health-practitioner",
+        name="Amira Hussain",
+        email="amira.hussain@health.staffordshire.example",
+        agency="staffordshire-health",
+        partnership="staffordshire-stoke",
+        role="practitioner",
+    ),
+    User(
+        id="staffordshire-csc-manager",
+        name="Gareth Price",
+        email="gareth.price@csc.staffordshire.example",
+        agency="staffordshire-childrens-social-care",
+        partnership="staffordshire-stoke",
+        role="manager",
+    ),
+    User(
+        id="staffordshire-business-team",
+        name="Staffordshire and Stoke-on-Trent Safeguarding Children Board manager",
+        email="lscb.manager@scb.staffordshire.example",
+        partnership="staffordshire-stoke",
+        role="business-team",
+    ),
+    User(
+        id="cheshire-west-health-practitioner",
+        name="Ruth Ellison",
+        email="ruth.ellison@health.cheshire-west.example",
+        agency="cheshire-west-health",
+        partnership="cheshire",
+        role="practitioner",
+    ),
+    User(
+        id="cheshire-west-csc-manager",
+        name="Kwame Mensah",
+        email="kwame.mensah@csc.cheshire-west.example",
+        agency="cheshire-west-childrens-social-care",
+        partnership="cheshire",
+        role="manager",
+    ),
+    User(
+        id="wirral-health-practitioner",
+        name="Siobhan Kelly",
+        email="siobhan.kelly@health.wirral.example",
+        agency="wirral-health",
+        partnership="wirral",
+        role="practitioner",
+    ),
+    User(
+        id="wirral-csc-manager",
+        name="Ian Roberts",
+        email="ian.roberts@csc.wirral.example",
+        agency="wirral-childrens-social-care",
+        partnership="wirral",
+        role="manager",
+    ),
+    User(
+        id="hillingdon-health-practitioner",
+        name="Meera Patel",
+        email="meera.patel@health.hillingdon.example",
+        agency="hillingdon-health",
+        partnership="hillingdon",
+        role="practitioner",
+    ),
+    User(
+        id="hillingdon-csc-manager",
+        name="Lewis Grant",
+        email="lewis.grant@csc.hillingdon.example",
+        agency="hillingdon-childrens-social-care",
+        partnership="hillingdon",
+        role="manager",
     ),
     User(
         id="operator",

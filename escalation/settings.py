@@ -141,6 +141,18 @@ class Settings(BaseSettings):
         description="Prefix of the custom claims that carry a user's agency, partnership and "
         "role (e.g. 'https://escalation.example/' for namespaced claims).",
     )
+    oidc_client_id: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ESCALATION_OIDC_CLIENT_ID"),
+        description="The pages' client id at the identity provider: with an issuer, the "
+        "pages sign people in by the authorization-code flow with PKCE; unset, they cannot.",
+    )
+    oidc_client_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ESCALATION_OIDC_CLIENT_SECRET"),
+        description="The pages' client secret at the identity provider, if it gave one "
+        "(a confidential client); unset for a public client, which PKCE protects.",
+    )
     public_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("ESCALATION_PUBLIC_URL"),
@@ -219,7 +231,14 @@ class Settings(BaseSettings):
             )
         return SecretStr(text)
 
-    @field_validator("oidc_issuer", "oidc_audience", "oidc_jwks_url", "public_url", "database_url")
+    @field_validator(
+        "oidc_issuer",
+        "oidc_audience",
+        "oidc_jwks_url",
+        "oidc_client_id",
+        "public_url",
+        "database_url",
+    )
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         # docker-compose passes `${VAR:-}` through as an empty string.

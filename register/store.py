@@ -86,6 +86,15 @@ class CasePage:
     last: tuple[str, str] | None
 
 
+@dataclass(frozen=True)
+class FormSentRow:
+    reference: str
+    form: str
+    at: datetime
+    stage: int
+    policy_id: str
+
+
 def engine_for(url: str) -> Engine:
     if url.startswith("sqlite"):
         if url in ("sqlite://", "sqlite:///:memory:"):
@@ -578,6 +587,23 @@ class Register:
     def report(self, report_id: str) -> t.Report | None:
         with self._session() as session:
             return session.get(t.Report, report_id)
+
+    # --- Forms sent -----------------------------------------------------------------
+
+    def forms_sent(self, partnership: str | None = None, limit: int = 200) -> list[FormSentRow]:
+        """The forms the cases sent (newest first) with the case's policy: what
+        a partnership's business team has received (all, for an operator)."""
+        f, c = t.FormSent, t.Case
+        statement = (
+            select(f.reference, f.form, f.at, f.stage, c.policy_id)
+            .join(c, c.reference == f.reference)
+            .order_by(f.at.desc(), f.reference, f.form)
+            .limit(limit)
+        )
+        if partnership is not None:
+            statement = statement.where(c.policy_id == partnership)
+        with self._connection() as connection:
+            return [FormSentRow(*row) for row in connection.execute(statement)]
 
     # --- The notice ledger --------------------------------------------------------
 

@@ -32,6 +32,10 @@ MESSAGES: dict[tuple[str, str], str] = {
     ("text", "string_too_short"): "Enter the discussion to record",
     ("confirmation", "string_too_short"): "Enter how the outcome was confirmed",
     ("token", "missing"): "Enter your access token",
+    ("categories", "string_pattern_mismatch"): "Choose the categories from the list",
+    ("categories", "string_too_long"): "Choose the categories from the list",
+    ("categories", "too_long"): "Choose 10 categories or fewer",
+    ("deadline", "missing"): "Enter the new deadline",
 }
 
 
@@ -51,8 +55,9 @@ class Errors:
 
 def field_name(loc: tuple[int | str, ...]) -> str:
     """A pydantic location as the form's field name: ``child.name`` is
-    ``child_name``, ``form.brief-details`` is ``form-brief-details``."""
-    parts = [str(p) for p in loc]
+    ``child_name``, ``form.brief-details`` is ``form-brief-details``, and an
+    item of a list (``categories.2``) is the list's field."""
+    parts = [str(p) for p in loc if not isinstance(p, int)]
     if parts and parts[0] == "form" and len(parts) > 1:
         return "form-" + parts[1]
     return "_".join(parts)
@@ -64,7 +69,7 @@ def from_validation(exc: ValidationError, errors: Errors | None = None) -> Error
         name = field_name(tuple(error["loc"]))
         message = MESSAGES.get((name, error["type"]))
         if message is None:
-            message = str(error["msg"])
+            message = str(error["msg"]).removeprefix("Value error, ")
             message = message[0].upper() + message[1:]
         errors.add(name, message)
     return errors

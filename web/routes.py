@@ -15,7 +15,7 @@ import io
 import logging
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -30,9 +30,11 @@ from starlette.datastructures import FormData
 from api import cases
 from api.auth import UsersFileAuthenticator
 from api.problems import ProblemError
+from api.routes.forms import form_pdf, pdf_response
 from api.schemas import (
     AcknowledgeBody,
     ConfirmBody,
+    DeadlineBody,
     EscalateBody,
     ImmediateRiskBody,
     NoteBody,
@@ -48,6 +50,14 @@ from policies.model import FormField, Policy
 from register.listing import CaseQuery
 from web import dates
 from web.forms import Errors, from_validation
+from web.oidc import (
+    ProviderUnavailable,
+    SignInRefused,
+    clear_pending,
+    read_pending,
+    sign_in_client,
+    write_pending,
+)
 from web.sessions import (
     CsrfError,
     Session,
@@ -70,6 +80,7 @@ from workflows.messages import (
     Escalate,
     FlagImmediateRisk,
     Resolve,
+    ShortenDeadline,
     Withdraw,
 )
 
@@ -81,6 +92,22 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters["long_date"] = dates.long_date
 templates.env.filters["short_date"] = dates.short_date
 FORM_KEY_RE = re.compile(r"^[0-9a-f]{32}$")
+TIME_RE = re.compile(r"^([01]?[0-9]|2[0-3])[:.]([0-5][0-9])$")
+
+# The kinds of disagreement the partnerships' policies name (Cheshire's
+# "levels of need, roles and responsibilities, the need for action,
+# communication"; Merton's thresholds, decisions at meetings, drift and
+# services), as the non-identifying categories a case is raised with and
+# the theme reports count.
+CATEGORIES = (
+    ("thresholds", "Levels of need or thresholds"),
+    ("roles-and-responsibilities", "Roles and responsibilities"),
+    ("decision-making", "A decision or action, for example at a strategy meeting or conference"),
+    ("lack-of-action", "Another professional not acting"),
+    ("drift-or-delay", "Drift or delay in progressing actions"),
+    ("provision-of-services", "Provision of services"),
+    ("communication", "Communication or sharing information"),
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -128,6 +155,11 @@ class PageError(Exception):
         self.message = message
 
 
+PROVIDER_DOWN = PageError(
+    503,
+    "Sorry, you cannot sign in at the moment",
+    "The service that checks who you are cannot be reached. Try again in a few minutes.",
+)
 NOT_FOUND = PageError(
     404,
     "Page not found",
@@ -181,9 +213,17 @@ def _session(request: Request) -> Session:
 def _user(request: Request) -> User | None:
     session = _session(request)
     authenticator = request.app.state.authenticator
-    if session.user_id is None or not isinstance(authenticator, UsersFileAuthenticator):
+    if session.user_id is None:
         return None
-    return authenticator.user(session.user_id)
+    if isinstance(authenticator, UsersFileAuthenticator):
+        return authenticator.user(session.user_id)
+    if session.profile is not None and sign_in_client(request) is not None:
+        try:
+            user = User.model_validate(session.profile)
+        except ValidationError:
+            return None
+        return user if user.id == session.user_id else None
+    return None
 
 
 def signed_in(request: Request) -> User:
@@ -237,16 +277,66 @@ async def home(request: Request) -> Response:
     return RedirectResponse("/cases" if _user(request) else "/sign-in", status_code=303)
 
 
-@router.get("/sign-in", response_class=HTMLResponse)
-async def sign_in_page(request: Request, next: str | None = None) -> Response:
+def _sign_in_page(
+    request: Request, target: str, status: int = 200, errors: Errors | None = None
+) -> Response:
     settings = _settings(request)
     return render(
         request,
         "sign_in.html",
-        next=_safe_next(next),
+        status=status,
+        next=target,
         demo_users=_demo_users(settings),
         local=not settings.oidc_issuer,
+        provider=sign_in_client(request) is not None,
+        errors=errors or Errors(),
     )
+
+
+@router.get("/sign-in", response_class=HTMLResponse)
+async def sign_in_page(request: Request, next: str | None = None) -> Response:
+    return _sign_in_page(request, _safe_next(next))
+
+
+@router.get("/sign-in/provider")
+async def sign_in_with_provider(request: Request, next: str | None = None) -> Response:
+    """Off to the identity provider, with what its answer must match."""
+    client = sign_in_client(request)
+    if client is None:
+        raise NOT_FOUND
+    try:
+        url, pending = await client.start(request, _safe_next(next))
+    except ProviderUnavailable:
+        raise PROVIDER_DOWN from None
+    response = RedirectResponse(url, status_code=303)
+    write_pending(request, response, _secret(request), pending)
+    return response
+
+
+@router.get("/sign-in/callback")
+async def sign_in_callback(request: Request) -> Response:
+    client = sign_in_client(request)
+    if client is None:
+        raise NOT_FOUND
+    pending = read_pending(request, _secret(request))
+    try:
+        user = await client.finish(request, pending)
+    except ProviderUnavailable:
+        raise PROVIDER_DOWN from None
+    except SignInRefused as exc:
+        log.warning("page sign-in through the identity provider refused: %s", exc)
+        errors = Errors()
+        errors.general.append("You could not be signed in. Start again from this page.")
+        response = _sign_in_page(request, pending.next if pending else "/cases", 400, errors)
+        clear_pending(request, response)
+        return response
+    response = RedirectResponse(_safe_next(pending.next if pending else None), status_code=303)
+    clear_pending(request, response)
+    # A new session (and CSRF token) for the person the provider vouched for.
+    session = Session.new(user.id, profile=user.model_dump())
+    write_session(request, response, _secret(request), session)
+    log.info("page sign-in through the identity provider: user %s", user.id)
+    return response
 
 
 @router.post("/sign-in", response_class=HTMLResponse)
@@ -274,15 +364,7 @@ async def sign_in(request: Request) -> Response:
     if user is None:
         if not errors:
             errors.general.append("Sign-in with a local access token is not available here")
-        return render(
-            request,
-            "sign_in.html",
-            status=400,
-            next=target,
-            demo_users=_demo_users(settings),
-            local=not settings.oidc_issuer,
-            errors=errors,
-        )
+        return _sign_in_page(request, target, 400, errors)
     response = RedirectResponse(target, status_code=303)
     # A new token on sign-in: a token planted before it is worth nothing after.
     write_session(request, response, _secret(request), Session.new(user.id))
@@ -361,28 +443,47 @@ def _raise_context(request: Request, user: User) -> dict[str, Any]:
         key=user.agency or "unknown", name=user.agency or "unknown", kind="other"
     )
     others = [a for key, a in sorted(agencies.items(), key=lambda kv: kv[1].name) if key != own.key]
-    return {"policy": policy, "own": own, "others": others, "agencies": agencies}
+    return {
+        "policy": policy,
+        "own": own,
+        "others": others,
+        "agencies": agencies,
+        "categories": CATEGORIES,
+    }
 
 
 @router.get("/cases/new", response_class=HTMLResponse)
 async def raise_page(request: Request) -> Response:
     user = signed_in(request)
     context = _raise_context(request, user)
-    return render(request, "raise.html", values={}, form_key=uuid.uuid4().hex, **context)
+    return render(request, "raise.html", values={}, chosen=[], form_key=uuid.uuid4().hex, **context)
 
 
-def _date_of_birth(form: FormData, errors: Errors) -> str | None:
-    parts = [str(form.get(f"child_dob_{p}") or "").strip() for p in ("day", "month", "year")]
+def _date_parts(
+    form: FormData, prefix: str, errors: Errors, field: str, label: str
+) -> tuple[int, int, int] | None:
+    """A GOV.UK date input's day, month and year, or None (blank, or an
+    error added for the field)."""
+    parts = [str(form.get(f"{prefix}_{p}") or "").strip() for p in ("day", "month", "year")]
     if not any(parts):
         return None
     if not all(parts):
-        errors.add("child_date_of_birth", "Date of birth must include a day, month and year")
+        errors.add(field, f"{label} must include a day, month and year")
         return None
     day, month, year = parts
     if not (day.isdigit() and month.isdigit() and year.isdigit() and len(year) == 4):
-        errors.add("child_date_of_birth", "Date of birth must be a real date")
+        errors.add(field, f"{label} must be a real date")
         return None
-    return f"{int(year):04d}-{int(month):02d}-{int(day):02d}"
+    return int(year), int(month), int(day)
+
+
+def _date_of_birth(form: FormData, errors: Errors) -> str | None:
+    # The API's own validator decides whether the date is real.
+    parts = _date_parts(form, "child_dob", errors, "child_date_of_birth", "Date of birth")
+    if parts is None:
+        return None
+    year, month, day = parts
+    return f"{year:04d}-{month:02d}-{day:02d}"
 
 
 @router.post("/cases/new", response_class=HTMLResponse)
@@ -393,6 +494,7 @@ async def raise_submit(request: Request) -> Response:
     policy: Policy = context["policy"]
     errors = Errors()
     values = {k: str(v) for k, v in form.items() if isinstance(v, str)}
+    chosen = [str(v) for v in form.getlist("categories") if isinstance(v, str)]
     form_key = values.get("form_key", "")
     if not FORM_KEY_RE.fullmatch(form_key):
         form_key = uuid.uuid4().hex  # a tampered key: a fresh one, so nothing is replayed
@@ -420,6 +522,7 @@ async def raise_submit(request: Request) -> Response:
         "area": area,
         "raising_agency": context["own"].model_dump(),
         "receiving_agency": receiving.model_dump() if receiving else None,
+        "categories": chosen,
         "summary": values.get("summary", "").strip(),
         "decision_disputed": values.get("decision_disputed", "").strip() or None,
         "child": child,
@@ -431,7 +534,7 @@ async def raise_submit(request: Request) -> Response:
     except ValidationError as exc:
         from_validation(exc, errors)
     if errors or request_body is None:
-        return _raise_again(request, context, values, form_key, errors)
+        return _raise_again(request, context, values, chosen, form_key, errors)
     settings = _settings(request)
     try:
         raised = await cases.raise_case(
@@ -441,7 +544,7 @@ async def raise_submit(request: Request) -> Response:
         if exc.status in (403, 422):
             found = (exc.extensions or {}).get("problems") or [exc.detail]
             errors.general += [str(p) for p in found]
-            return _raise_again(request, context, values, form_key, errors)
+            return _raise_again(request, context, values, chosen, form_key, errors)
         raise PageError(
             exc.status, "Sorry, the case could not be raised", exc.detail or ""
         ) from None
@@ -451,10 +554,22 @@ async def raise_submit(request: Request) -> Response:
 
 
 def _raise_again(
-    request: Request, context: dict[str, Any], values: dict[str, str], key: str, errors: Errors
+    request: Request,
+    context: dict[str, Any],
+    values: dict[str, str],
+    chosen: list[str],
+    key: str,
+    errors: Errors,
 ) -> Response:
     return render(
-        request, "raise.html", status=422, values=values, form_key=key, errors=errors, **context
+        request,
+        "raise.html",
+        status=422,
+        values=values,
+        chosen=chosen,
+        form_key=key,
+        errors=errors,
+        **context,
     )
 
 
@@ -512,11 +627,40 @@ def available_actions(policy: Policy, record: CaseRecord, user: User) -> dict[st
         actions["confirm"] = True
     if _may(policy, record, FlagImmediateRisk(by=by, reason="-")):
         actions["immediate_risk"] = True
+    if record.clock.deadline is not None:
+        # Whether a deadline a minute from now would be accepted: one that is
+        # already closer than that cannot be brought forward.
+        soon = datetime.now(UTC) + timedelta(minutes=1)
+        if soon < record.clock.deadline and _may(
+            policy, record, ShortenDeadline(by=by, deadline=soon, reason="-")
+        ):
+            actions["deadline"] = True
     if _may(policy, record, AddNote(by=by, text="-")):
         actions["note"] = True
     if _may(policy, record, Withdraw(by=by, reason="-")):
         actions["withdraw"] = True
     return actions
+
+
+def case_forms(policy: Policy, record: CaseRecord) -> list[dict[str, Any]]:
+    """Each of the policy's forms with what the case did with it: sent with
+    a notice (to the business team, or whom the stage names), received from
+    the person who owed it, or still owed."""
+    out = []
+    for form in policy.forms:
+        sent = [
+            e for e in record.events if form.key in e.forms and e.type in ("notice", "reminder")
+        ]
+        out.append(
+            {
+                "key": form.key,
+                "name": form.name,
+                "sent": sent,
+                "received": record.forms_received.get(form.key),
+                "due": record.forms_due.get(form.key),
+            }
+        )
+    return out
 
 
 def _owners(policy: Policy, record: CaseRecord) -> list[tuple[str, str]]:
@@ -574,6 +718,7 @@ async def _case_page(
         owners=_owners(policy, record),
         events=list(reversed(events)),
         actions=available_actions(policy, record, user),
+        forms=case_forms(policy, record),
         form_key=uuid.uuid4().hex,
         values=values or {},
         errors=errors or Errors(),
@@ -589,6 +734,24 @@ async def case_page(request: Request, reference: str) -> Response:
     return await _case_page(request, user, reference)
 
 
+@router.get("/cases/{reference}/forms/{form}.pdf")
+async def case_form(request: Request, reference: str, form: str) -> Response:
+    """One of the case's forms filled from it as it stands, as the API's
+    GET /disagreements/{ref}/forms/{form} gives it, for whoever may see the case."""
+    user = signed_in(request)
+    try:
+        pdf, filename = await form_pdf(
+            request.app.state.client, _settings(request), reference, user, form
+        )
+    except ProblemError as exc:
+        if exc.status == 404:
+            raise NOT_FOUND from None
+        raise PageError(
+            exc.status, "Sorry, the form cannot be downloaded", exc.detail or ""
+        ) from None
+    return pdf_response(pdf, filename)
+
+
 DONE_WORDS = {
     "acknowledge": "You acknowledged the concern",
     "escalate": "You escalated the case",
@@ -597,6 +760,7 @@ DONE_WORDS = {
     "immediate-risk": "You flagged immediate risk of significant harm",
     "note": "You recorded the discussion",
     "withdraw": "You withdrew the disagreement",
+    "deadline": "You brought the deadline forward",
 }
 templates.env.globals["DONE_WORDS"] = DONE_WORDS
 
@@ -607,6 +771,34 @@ def _form_values(form: FormData, prefix: str) -> dict[str, str]:
         for key, value in form.items()
         if key.startswith(prefix) and isinstance(value, str) and str(value).strip()
     }
+
+
+class Invalid(Exception):
+    """A posted form the pages refuse before the API's bodies see it."""
+
+    def __init__(self, errors: Errors) -> None:
+        super().__init__("invalid form")
+        self.errors = errors
+
+
+def _new_deadline(form: FormData, text: dict[str, str]) -> datetime:
+    """The day and time posted for a new deadline, in the partnership's time
+    zone (every policy here is English)."""
+    errors = Errors()
+    parts = _date_parts(form, "deadline", errors, "deadline", "The new deadline")
+    clock = TIME_RE.fullmatch(text.get("deadline_time", ""))
+    if not errors and parts is None:
+        errors.add("deadline", "Enter the new deadline")
+    elif not errors and clock is None:
+        errors.add("deadline", "Enter the time as hours and minutes, for example 17:00")
+    if errors or parts is None or clock is None:
+        raise Invalid(errors)
+    year, month, day = parts
+    try:
+        return datetime(year, month, day, int(clock[1]), int(clock[2]), tzinfo=dates.LONDON)
+    except ValueError:
+        errors.add("deadline", "The new deadline must be a real date")
+        raise Invalid(errors) from None
 
 
 def _action(verb: str, form: FormData, by: Actor) -> tuple[Any, Action]:
@@ -631,6 +823,11 @@ def _action(verb: str, form: FormData, by: Actor) -> tuple[Any, Action]:
     if verb == "note":
         note = NoteBody(text=text.get("text", ""))
         return DisagreementWorkflow.add_note, AddNote(by=by, text=note.text)
+    if verb == "deadline":
+        moved = DeadlineBody(deadline=_new_deadline(form, text), reason=text.get("reason", ""))
+        return DisagreementWorkflow.shorten_deadline, ShortenDeadline(
+            by=by, deadline=moved.deadline, reason=moved.reason
+        )
     if verb == "withdraw":
         wd = WithdrawBody(reason=text.get("reason", ""))
         return DisagreementWorkflow.withdraw, Withdraw(by=by, reason=wd.reason)
@@ -657,6 +854,10 @@ async def case_action(request: Request, reference: str, verb: str) -> Response:
     except ValidationError as exc:
         errors = _prefixed(from_validation(exc), verb)
         return await _case_page(request, user, reference, 422, errors, values, verb)
+    except Invalid as exc:
+        return await _case_page(
+            request, user, reference, 422, _prefixed(exc.errors, verb), values, verb
+        )
     settings = _settings(request)
     try:
         case = await cases.find_case(request.app.state.client, reference, user, verb)
@@ -680,9 +881,12 @@ async def case_action(request: Request, reference: str, verb: str) -> Response:
                 for f in fields:
                     if f.required and not action.form.get(f.key, "").strip():
                         errors.add(f"form-{f.key}", f"Enter {f.label.lower()}")
+        detail = exc.detail or "the case could not take it"
+        detail = detail[0].upper() + detail[1:]
+        if isinstance(action, ShortenDeadline):
+            errors.add("deadline", detail)
         if not errors:
-            detail = exc.detail or "the case could not take it"
-            errors.general.append(detail[0].upper() + detail[1:])
+            errors.general.append(detail)
         errors = _prefixed(errors, verb)
         return await _case_page(request, user, reference, 422, errors, values, verb)
     return RedirectResponse(f"{cases.page_path(reference)}?done={verb}", status_code=303)
@@ -728,6 +932,7 @@ async def business_team(request: Request) -> Response:
     query = urlencode({k: v for k, v in chosen.items() if v})
     scope = None if user.role == "operator" else user.partnership or "-"
     reports = await run_in_threadpool(request.app.state.register.reports, scope)
+    forms = await run_in_threadpool(request.app.state.register.forms_sent, scope)
     return render(
         request,
         "business.html",
@@ -735,8 +940,16 @@ async def business_team(request: Request) -> Response:
         chosen=chosen,
         policy=policy,
         reports=reports,
+        forms=[(row, _form_name(row.policy_id, row.form)) for row in forms],
         csv_link="/business-team/cases.csv" + (f"?{query}" if query else ""),
     )
+
+
+def _form_name(policy_id: str, key: str) -> str:
+    try:
+        return get_policy(policy_id).form(key).name
+    except (UnknownPolicyError, KeyError):
+        return key
 
 
 @router.get("/business-team/reports/{report_id}.{kind}")

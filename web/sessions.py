@@ -2,7 +2,10 @@
 
 The session cookie holds only the signed-in user's id, a CSRF token and when
 it was issued (itsdangerous signs and timestamps it); the user is looked up
-in the users file on every request, so removing someone signs them out. An
+in the users file on every request, so removing someone signs them out. A
+person signed in through the identity provider has no entry in a file: the
+cookie carries what the provider's ID token said of them (name, email,
+agency, partnership, role), signed like the rest. An
 anonymous visitor gets a session too, so the sign-in form itself carries a
 CSRF token; signing in issues a new token (no session fixation).
 
@@ -15,6 +18,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -32,10 +36,13 @@ class Session:
     csrf: str
     issued: int
     fresh: bool = False
+    profile: dict[str, Any] | None = None
 
     @classmethod
-    def new(cls, user_id: str | None = None) -> Session:
-        return cls(user_id, secrets.token_urlsafe(32), int(time.time()), fresh=True)
+    def new(cls, user_id: str | None = None, profile: dict[str, Any] | None = None) -> Session:
+        return cls(
+            user_id, secrets.token_urlsafe(32), int(time.time()), fresh=True, profile=profile
+        )
 
 
 class CsrfError(Exception):
@@ -52,16 +59,23 @@ def read_session(request: Request, secret: bytes) -> Session:
     if value:
         try:
             data = _serializer(secret).loads(value, max_age=SESSION_SECONDS)
-            return Session(data.get("u"), str(data["c"]), int(data["t"]))
+            profile = data.get("p")
+            return Session(
+                data.get("u"),
+                str(data["c"]),
+                int(data["t"]),
+                profile=profile if isinstance(profile, dict) else None,
+            )
         except (BadSignature, KeyError, TypeError, ValueError):
             pass
     return Session.new()
 
 
 def write_session(request: Request, response: Response, secret: bytes, session: Session) -> None:
-    value = _serializer(secret).dumps(
-        {"u": session.user_id, "c": session.csrf, "t": session.issued}
-    )
+    data: dict[str, Any] = {"u": session.user_id, "c": session.csrf, "t": session.issued}
+    if session.profile is not None:
+        data["p"] = session.profile
+    value = _serializer(secret).dumps(data)
     response.set_cookie(
         COOKIE,
         value,

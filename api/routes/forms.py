@@ -19,7 +19,7 @@ from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Path, Response
-from temporalio.client import WorkflowQueryFailedError
+from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from activities.forms import pdf_filename, render_pdf
@@ -27,6 +27,8 @@ from api import cases, problems
 from api.deps import CurrentUser, SettingsDep, TemporalClient
 from api.problems import ProblemError
 from api.routes.disagreements import RefPath
+from api.users import User
+from escalation.settings import Settings
 from workflows.messages import FilledForm
 
 access_log = logging.getLogger("escalation.api.access")
@@ -82,6 +84,15 @@ async def get_form(
     client: TemporalClient,
     settings: SettingsDep,
 ) -> Response:
+    pdf, filename = await form_pdf(client, settings, reference, user, form)
+    return pdf_response(pdf, filename)
+
+
+async def form_pdf(
+    client: Client, settings: Settings, reference: str, user: User, form: str
+) -> tuple[bytes, str]:
+    """The form filled from the case, as PDF, and its file name, for whoever
+    may see the case (the API and the pages); ProblemError otherwise."""
     if not FORM_RE.fullmatch(form):
         raise _no_form(form)
     case = await cases.find_case(client, reference, user, f"form {form}")
@@ -108,11 +119,16 @@ async def get_form(
         raise _no_form(form)
     pdf = await anyio.to_thread.run_sync(render_pdf, filled)
     access_log.info("form %s of %s served to user %s", form, reference, user.id)
+    return pdf, pdf_filename(filled)
+
+
+def pdf_response(pdf: bytes, filename: str) -> Response:
+    # The form may carry the child's details: never kept in a cache.
     return Response(
         content=pdf,
         media_type="application/pdf",
         headers={
-            "Content-Disposition": f'attachment; filename="{pdf_filename(filled)}"',
+            "Content-Disposition": f'attachment; filename="{filename}"',
             "Cache-Control": "no-store",
         },
     )
