@@ -277,6 +277,16 @@ async def home(request: Request) -> Response:
     return RedirectResponse("/cases" if _user(request) else "/sign-in", status_code=303)
 
 
+def _by_partnership(users: list[User]) -> list[tuple[str, list[User]]]:
+    groups: dict[str, list[User]] = {}
+    for user in users:
+        name = "Every partnership"
+        if user.partnership in builtin_policies():
+            name = get_policy(user.partnership or "").partnership
+        groups.setdefault(name, []).append(user)
+    return list(groups.items())
+
+
 def _sign_in_page(
     request: Request, target: str, status: int = 200, errors: Errors | None = None
 ) -> Response:
@@ -286,7 +296,7 @@ def _sign_in_page(
         "sign_in.html",
         status=status,
         next=target,
-        demo_users=_demo_users(settings),
+        demo_users=_by_partnership(_demo_users(settings)),
         local=not settings.oidc_issuer,
         provider=sign_in_client(request) is not None,
         errors=errors or Errors(),

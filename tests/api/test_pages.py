@@ -2,24 +2,42 @@
 against the app on a real port (uvicorn in the session's event loop), the
 same Temporal dev server, worker and register as the API tests.
 
-axe-core (from node_modules) checks every page against WCAG 2.2 A and AA.
+axe-core (from node_modules) checks every page against WCAG 2.2 A and AA,
+in its empty and its error states. Sign-in through the identity provider is
+tested against a real OIDC provider (``oidc-provider-mock``) on a loopback
+port, with a second app configured for it that shares the same stack.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import re
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 import pytest_asyncio
 import uvicorn
 from canary_helpers import free_port
 from fastapi import FastAPI
+from pydantic import SecretStr
+from pypdf import PdfReader
+from temporalio.testing import WorkflowEnvironment
+
+from activities.notices import MemorySink
+from api.main import create_app
+from escalation.settings import Settings
+from register import Register
 
 CHROMIUM = Path("/usr/bin/chromium")
 AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
@@ -40,11 +58,15 @@ SCREENSHOTS = (
     if os.environ.get("ESCALATION_SCREENSHOTS") == "1"
     else Path(tempfile.mkdtemp(prefix="escalation-screenshots-"))
 )
+LONDON = ZoneInfo("Europe/London")
+# A notice is sent by the worker's activity after the case starts: waited
+# for, however slow the machine, up to this long.
+NOTICE_WAIT = 60.0
 
 
-@pytest_asyncio.fixture(scope="session")
-async def site(app: FastAPI, tokens: dict[str, str]) -> AsyncIterator[str]:
-    port = free_port()
+@asynccontextmanager
+async def serve(app: FastAPI, port: int | None = None) -> AsyncIterator[str]:
+    port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -59,6 +81,12 @@ async def site(app: FastAPI, tokens: dict[str, str]) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+@pytest_asyncio.fixture(scope="session")
+async def site(app: FastAPI, tokens: dict[str, str]) -> AsyncIterator[str]:
+    async with serve(app) as url:
+        yield url
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -104,7 +132,95 @@ async def sign_out(page: Any) -> None:
     await page.get_by_text("You have signed out").wait_for()
 
 
-async def test_raise_acknowledge_escalate_in_a_browser(browser: Any, site: str) -> None:
+async def main_text(page: Any) -> str:
+    return str(await page.locator("main").inner_text())
+
+
+async def notice_for(sink: MemorySink, reference: str) -> None:
+    """Wait until the case's first notice has reached the outbox."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + NOTICE_WAIT
+    while not any(n.reference == reference for n in sink.notices):
+        assert loop.time() < give_up, f"no notice of {reference} reached the outbox"
+        await asyncio.sleep(0.1)
+
+
+@dataclass(frozen=True)
+class Partnership:
+    policy: str
+    prefix: str
+    raiser: str
+    receiver: str
+    area: str | None
+    receiving_agency: str
+
+
+PARTNERSHIPS = [
+    Partnership("merton", "MER", "Priya Shah", "Tom Okafor", None, "Merton children's social care"),
+    Partnership(
+        "staffordshire-stoke",
+        "STA",
+        "Amira Hussain",
+        "Gareth Price",
+        "Staffordshire",
+        "Staffordshire children's social care",
+    ),
+    Partnership(
+        "cheshire",
+        "CHE",
+        "Ruth Ellison",
+        "Kwame Mensah",
+        "Cheshire West and Chester",
+        "Cheshire West and Chester children's social care",
+    ),
+    Partnership(
+        "wirral", "WIR", "Siobhan Kelly", "Ian Roberts", None, "Wirral children's social care"
+    ),
+    Partnership(
+        "hillingdon",
+        "HIL",
+        "Meera Patel",
+        "Lewis Grant",
+        None,
+        "Hillingdon children's social care",
+    ),
+]
+
+
+async def raise_case(page: Any, site: str, who: Partnership, child: str) -> str:
+    """Raise a case from the raise form, as the partnership's practitioner
+    (signed in), with the mouse; the reference it answers with."""
+    await page.goto(f"{site}/cases/new")
+    await page.get_by_role("heading", name="Raise a disagreement").wait_for()
+    if who.area:
+        await page.get_by_label(who.area, exact=True).check()
+    await page.get_by_label("The agency whose decision you disagree with").select_option(
+        label=who.receiving_agency
+    )
+    await page.get_by_label("Levels of need or thresholds").check()
+    await page.get_by_label("What is the disagreement about?").fill(
+        "The referral was closed with no further action; health believes the threshold is met."
+    )
+    await page.get_by_label(re.compile("Child's full name")).fill(child)
+    await page.get_by_role("button", name="Raise the disagreement").click()
+    await page.get_by_role("heading", name="Disagreement raised").wait_for()
+    reference = (await page.locator(".govuk-panel__body strong").inner_text()).strip()
+    assert re.fullmatch(rf"{who.prefix}-[0-9A-Z]{{8}}", reference)
+    return reference
+
+
+async def open_case(page: Any, site: str, reference: str) -> None:
+    await page.goto(f"{site}/cases")
+    await page.get_by_role("link", name=reference).click()
+    await page.get_by_role("heading", name=f"Case {reference}").wait_for()
+
+
+# --- Local sign-in, the raise form, refusals -------------------------------------------
+
+
+async def test_raise_acknowledge_escalate_in_a_browser(
+    browser: Any, site: str, sink: MemorySink
+) -> None:
     context = await browser.new_context()
     page = await context.new_page()
 
@@ -114,6 +230,15 @@ async def test_raise_acknowledge_escalate_in_a_browser(browser: Any, site: str) 
     await assert_accessible(page)
     cookie = next(c for c in await context.cookies() if c["name"] == "escalation_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    # A wrong access token: the error summary and the message by the field.
+    await page.get_by_label("Access token").fill("not-a-token")
+    await page.get_by_role("button", name="Sign in", exact=True).click()
+    await page.locator("#token-error").wait_for()
+    assert (
+        "The access token is not recognised"
+        in await page.locator(".govuk-error-summary").inner_text()
+    )
+    await assert_accessible(page)
 
     await sign_in_as(page, site, "Priya Shah")
     await assert_accessible(page)
@@ -131,12 +256,16 @@ async def test_raise_acknowledge_escalate_in_a_browser(browser: Any, site: str) 
     assert (await page.title()).startswith("Error:")
     await assert_accessible(page)
 
-    # Completed with the keyboard alone.
+    # Completed with the keyboard alone: Tab from field to field, Space ticks a
+    # category, Enter sends it.
     await page.locator("#receiving_agency").focus()
     await page.keyboard.press("Tab")  # leaving and coming back: the select is reachable by Tab
     await page.keyboard.press("Shift+Tab")
     await page.locator("#receiving_agency").select_option(label="Merton children's social care")
     await page.keyboard.press("Tab")
+    await page.keyboard.press("Space")  # the first category: levels of need or thresholds
+    for _ in range(7):  # past the other six categories to the summary
+        await page.keyboard.press("Tab")
     await page.keyboard.type("Referral closed with no further action; health disagrees.")
     await page.keyboard.press("Tab")
     await page.keyboard.type("The decision of 1 December to close the referral.")
@@ -146,32 +275,33 @@ async def test_raise_acknowledge_escalate_in_a_browser(browser: Any, site: str) 
     await page.get_by_role("heading", name="Disagreement raised").wait_for()
     reference = (await page.locator(".govuk-panel__body strong").inner_text()).strip()
     assert re.fullmatch(r"MER-[0-9A-Z]{8}", reference)
-    assert "Practitioners" in await page.locator("main").inner_text()
-    assert re.search(
-        r"resolved by \w+day \d{1,2} \w+ \d{4}, \d", await page.locator("main").inner_text()
-    )
+    main = await main_text(page)
+    assert "Practitioners" in main
+    assert re.search(r"resolved by \w+day \d{1,2} \w+ \d{4}, \d", main)
     await assert_accessible(page)
     await page.screenshot(path=str(SCREENSHOTS / "case-raised.png"), full_page=True)
+    await notice_for(sink, reference)
     await sign_out(page)
 
     # A user of another agency: the case is "Page not found", as a missing case is.
     await sign_in_as(page, site, "Dan Reid")
     response = await page.goto(f"{site}/cases/{reference}")
     assert response is not None and response.status == 404
-    refused = await page.locator("main").inner_text()
+    refused = await main_text(page)
     missing = await page.goto(f"{site}/cases/MER-00000000")
     assert missing is not None and missing.status == 404
-    assert await page.locator("main").inner_text() == refused
+    assert await main_text(page) == refused
     assert "Page not found" in refused and "Zebedee" not in refused
     await assert_accessible(page)
+    form = await page.goto(f"{site}/cases/{reference}/forms/escalation-pro-forma.pdf")
+    assert form is not None and form.status == 404  # nor its forms
     await sign_out(page)
 
     # The receiving manager sees it waiting on them, acknowledges it and escalates it.
     await sign_in_as(page, site, "Tom Okafor")
-    await page.get_by_role("link", name=reference).click()
-    await page.get_by_role("heading", name=f"Case {reference}").wait_for()
+    await open_case(page, site, reference)
     await assert_accessible(page)
-    assert "Zebedee Quillfeather" in await page.locator("main").inner_text()
+    assert "Zebedee Quillfeather" in await main_text(page)
     await page.get_by_role("button", name="Acknowledge").click()
     await page.get_by_text("You acknowledged the concern").wait_for()
     assert await page.get_by_role("button", name="Acknowledge").count() == 0
@@ -184,7 +314,7 @@ async def test_raise_acknowledge_escalate_in_a_browser(browser: Any, site: str) 
     await page.locator("#escalate-reason").fill("No agreement at practitioner level.")
     await page.get_by_role("button", name="Escalate").click()
     await page.get_by_text("You escalated the case").wait_for()
-    main = await page.locator("main").inner_text()
+    main = await main_text(page)
     assert "Stage 1: line managers" in main
     assert "No agreement at practitioner level." in main  # the timeline, with the reason
     assert "Tom Okafor" in main
@@ -203,3 +333,316 @@ async def test_a_form_without_its_csrf_token_is_refused(site: str) -> None:
         assert "Your form could not be sent" in response.text
         signed_in = await http.get("/cases", follow_redirects=False)
         assert signed_in.status_code == 303  # still signed out
+
+
+async def test_empty_pages_are_accessible(browser: Any, site: str) -> None:
+    """Lists with nothing in them: the business team's filters matching no
+    case, and a practitioner's own cases before any."""
+    context = await browser.new_context()
+    page = await context.new_page()
+    await sign_in_as(page, site, "Pan-Cheshire Safeguarding Partnership Business Team")
+    await page.goto(f"{site}/business-team?overdue=yes&awaiting=yes&immediate_risk=yes&stage=0")
+    assert "No cases match" in await main_text(page)
+    await assert_accessible(page)
+    await sign_out(page)
+    await sign_in_as(page, site, "Sam Lee")
+    await assert_accessible(page)
+    await context.close()
+
+
+# --- Each of the five policies, by a browser alone --------------------------------------
+
+
+@pytest.mark.parametrize("who", PARTNERSHIPS, ids=[p.policy for p in PARTNERSHIPS])
+async def test_each_policy_raised_and_answered_in_a_browser(
+    browser: Any, site: str, sink: MemorySink, who: Partnership
+) -> None:
+    context = await browser.new_context()
+    page = await context.new_page()
+    await sign_in_as(page, site, who.raiser)
+    reference = await raise_case(page, site, who, "Ottoline Brackenbury")
+    await notice_for(sink, reference)
+    await sign_out(page)
+
+    await sign_in_as(page, site, who.receiver)
+    await open_case(page, site, reference)
+    if await page.get_by_role("button", name="Acknowledge").count():
+        await page.get_by_role("button", name="Acknowledge").click()
+        await page.get_by_text("You acknowledged the concern").wait_for()
+    await page.get_by_label("What was discussed?").fill(
+        f"Spoke with {who.raiser} by phone; agreed to review the referral."
+    )
+    await page.get_by_role("button", name="Record the discussion").click()
+    await page.get_by_text("You recorded the discussion").wait_for()
+    timeline = await page.locator("ol.app-timeline").inner_text()
+    assert f"Spoke with {who.raiser} by phone" in timeline
+    assert who.receiver in timeline
+    assert "Raised" in timeline and who.raiser in timeline
+    forms = await page.locator("#forms").inner_text()
+    assert "(PDF)" in forms  # the policy's forms, each to download
+    await assert_accessible(page)
+    await context.close()
+
+
+def london(moment: datetime) -> dict[str, str]:
+    local = moment.astimezone(LONDON)
+    return {
+        "day": str(local.day),
+        "month": str(local.month),
+        "year": str(local.year),
+        "time": f"{local:%H:%M}",
+    }
+
+
+async def fill_deadline(page: Any, moment: dict[str, str]) -> None:
+    await page.locator("#deadline-deadline").fill(moment["day"])
+    await page.locator("#deadline-deadline-month").fill(moment["month"])
+    await page.locator("#deadline-deadline-year").fill(moment["year"])
+    await page.locator("#deadline-deadline-time").fill(moment["time"])
+
+
+async def test_a_staffordshire_case_through_formal_escalation_to_the_business_team(
+    browser: Any, site: str
+) -> None:
+    staffordshire = PARTNERSHIPS[1]
+    context = await browser.new_context(accept_downloads=True)
+    page = await context.new_page()
+    await sign_in_as(page, site, staffordshire.raiser)
+    reference = await raise_case(page, site, staffordshire, "Cressida Wolstenholme")
+    await sign_out(page)
+
+    await sign_in_as(page, site, staffordshire.receiver)
+    await open_case(page, site, reference)
+    await page.locator("#escalate-reason").fill("No agreement between the practitioners.")
+    await page.get_by_role("button", name="Escalate").click()
+    await page.get_by_text("You escalated the case").wait_for()
+    assert "Stage 2: line managers" in await main_text(page)
+
+    # Into stage 3 without the Formal Escalation Form: refused, field by field.
+    assert "This stage needs the Formal Escalation Form" in await main_text(page)
+    await page.locator("#escalate-reason").fill("The line managers could not agree.")
+    await page.get_by_role("button", name="Escalate").click()
+    summary = page.locator(".govuk-error-summary")
+    await summary.wait_for()
+    assert "Enter requested action" in await summary.inner_text()
+    assert await page.locator("#escalate-form-requested-action-error").count() == 1
+    assert "Stage 2: line managers" in await main_text(page)  # still there
+    await assert_accessible(page)
+    await page.locator("#escalate-form-summary-of-concerns").fill(
+        "Health believes the threshold for a strategy discussion is met; two meetings failed."
+    )
+    await page.locator("#escalate-form-requested-action").fill(
+        "Hold a strategy discussion this week."
+    )
+    await page.get_by_role("button", name="Escalate").click()
+    await page.get_by_text("You escalated the case").wait_for()
+    assert "Stage 3: senior managers (formal escalation)" in await main_text(page)
+
+    # Bringing the deadline forward: a time already past is refused by the
+    # field; an earlier time that is still ahead is taken.
+    await fill_deadline(page, london(datetime.now(UTC) - timedelta(hours=1)))
+    await page.locator("#deadline-reason").fill("The child's placement ends tomorrow.")
+    await page.get_by_role("button", name="Bring the deadline forward").click()
+    await page.locator("#deadline-deadline-error").wait_for()
+    assert "must be in the future" in await page.locator(".govuk-error-summary").inner_text()
+    await assert_accessible(page)
+    await fill_deadline(page, london(datetime.now(UTC) + timedelta(hours=3)))
+    await page.get_by_role("button", name="Bring the deadline forward").click()
+    await page.get_by_text("You brought the deadline forward").wait_for()
+    assert "Deadline brought forward" in await page.locator("ol.app-timeline").inner_text()
+
+    await page.locator("#resolve-outcome").fill("A strategy discussion is booked for Thursday.")
+    await page.get_by_role("button", name="Resolve").click()
+    await page.get_by_text("You recorded the outcome").wait_for()
+    assert "Awaiting written confirmation" in await main_text(page)
+    await page.get_by_role("button", name="Confirm the outcome").click()
+    await page.get_by_text("You confirmed the outcome in writing").wait_for()
+    assert "Outcome confirmed in writing" in await page.locator("ol.app-timeline").inner_text()
+    await sign_out(page)
+
+    # The business team: the case in its list, and its form to download.
+    await sign_in_as(
+        page, site, "Staffordshire and Stoke-on-Trent Safeguarding Children Board manager"
+    )
+    await page.goto(f"{site}/business-team")
+    assert reference in await page.locator("table").last.inner_text()
+    await assert_accessible(page)
+    await page.get_by_role("link", name=reference).first.click()
+    await page.get_by_role("heading", name=f"Case {reference}").wait_for()
+    async with page.expect_download() as waiting:
+        await page.get_by_role("link", name="Formal Escalation Form (PDF)").click()
+    download = await waiting.value
+    assert download.suggested_filename == f"{reference}-formal-escalation-form.pdf"
+    text = "".join(
+        p.extract_text()
+        for p in PdfReader(io.BytesIO(Path(await download.path()).read_bytes())).pages
+    )
+    assert reference in text and "Hold a strategy discussion this week." in text
+    await sign_out(page)
+
+    # Someone of another partnership: not found, the form too.
+    await sign_in_as(page, site, "Priya Shah")
+    response = await page.goto(f"{site}/cases/{reference}")
+    assert response is not None and response.status == 404
+    await context.close()
+
+
+async def test_the_business_team_downloads_the_forms_it_received(
+    browser: Any, site: str, sink: MemorySink
+) -> None:
+    """Merton's pro-forma goes to the business team when a stage 1 case is
+    escalated: it is listed under the forms received, and downloads."""
+    merton = PARTNERSHIPS[0]
+    context = await browser.new_context(accept_downloads=True)
+    page = await context.new_page()
+    await sign_in_as(page, site, merton.raiser)
+    reference = await raise_case(page, site, merton, "Peregrine Athelstan")
+    await sign_out(page)
+    await sign_in_as(page, site, merton.receiver)
+    await open_case(page, site, reference)
+    for reason in ("Practitioners could not agree.", "Line managers could not agree."):
+        await page.locator("#escalate-reason").fill(reason)
+        await page.get_by_role("button", name="Escalate").click()
+        await page.get_by_text("You escalated the case").wait_for()
+    assert "Stage 2: senior leaders" in await main_text(page)
+    await sign_out(page)
+
+    await sign_in_as(page, site, "Merton Safeguarding Partnership Business Team")
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + NOTICE_WAIT
+    link = page.get_by_role(
+        "link", name=f"Escalation Stage One/Two Pro-forma (PDF) of case {reference}"
+    )
+    while True:
+        await page.goto(f"{site}/business-team")
+        if await link.count():
+            break
+        assert loop.time() < give_up, "the pro-forma never reached the business team's list"
+        await asyncio.sleep(0.5)
+    async with page.expect_download() as waiting:
+        await link.click()
+    download = await waiting.value
+    assert download.suggested_filename == f"{reference}-escalation-pro-forma.pdf"
+    assert Path(await download.path()).read_bytes().startswith(b"%PDF")
+    await context.close()
+
+
+# --- Sign-in through a real OIDC provider ----------------------------------------------
+
+PROVIDER_USER = "tom.okafor@csc.merton.example"
+
+
+@pytest.fixture(scope="session")
+def provider() -> Iterator[str]:
+    from oidc_provider_mock import User, run_server_in_thread
+
+    claims = {
+        "name": "Tom Okafor",
+        "email": PROVIDER_USER,
+        "agency": "merton-childrens-social-care",
+        "partnership": "merton",
+        "role": "manager",
+    }
+    with run_server_in_thread(
+        require_client_registration=True,
+        require_nonce=True,
+        user_claims=[User(sub=PROVIDER_USER, claims=claims)],
+    ) as server:
+        yield f"http://localhost:{server.server_port}"
+
+
+@pytest_asyncio.fixture(scope="session")
+async def oidc_site(
+    dev_env: WorkflowEnvironment,
+    settings: Settings,
+    worker: None,
+    register: Register,
+    provider: str,
+) -> AsyncIterator[str]:
+    """A second app over the same stack, signing in through the provider."""
+    port = free_port()
+    site = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient() as http:
+        registered = await http.post(
+            f"{provider}/oauth2/clients", json={"redirect_uris": [f"{site}/sign-in/callback"]}
+        )
+        registered.raise_for_status()
+    client = registered.json()
+    oidc = settings.model_copy(
+        update={
+            "oidc_issuer": provider,
+            "oidc_audience": client["client_id"],
+            "oidc_client_id": client["client_id"],
+            "oidc_client_secret": SecretStr(client["client_secret"]),
+            "demo_users": False,
+        }
+    )
+    app = create_app(oidc, client=dev_env.client, register=register)
+    async with app.router.lifespan_context(app), serve(app, port) as url:
+        assert url == site
+        yield site
+
+
+async def test_sign_in_and_out_through_the_identity_provider(browser: Any, oidc_site: str) -> None:
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(f"{oidc_site}/cases")
+    assert "/sign-in" in page.url
+    await assert_accessible(page)
+    assert await page.get_by_role("button", name="Sign in as").count() == 0  # no demo users
+    await page.get_by_role("button", name="Sign in with your organisation's account").click()
+    # The provider's own page: the person chooses who they are there.
+    await page.get_by_role("button", name=PROVIDER_USER).click()
+    await page.get_by_role("heading", name="Your cases").wait_for()
+    assert page.url == f"{oidc_site}/cases"
+    assert "Tom Okafor" in await page.locator("body").inner_text()
+    session = next(c for c in await context.cookies() if c["name"] == "escalation_session")
+    assert session["httpOnly"] and session["sameSite"] == "Lax"
+    await sign_out(page)
+    await page.goto(f"{oidc_site}/cases")
+    assert "/sign-in" in page.url  # signed out for real
+    await context.close()
+
+
+def _with(url: str, **changes: str) -> str:
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    query.update(changes)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+async def _provider_answer(http: httpx.AsyncClient, oidc_site: str, **tamper: str) -> str:
+    """Start sign-in, have the provider sign the person in, and return where
+    the provider sends the browser back to (the authorization request
+    changed by ``tamper`` on its way, as an attacker would)."""
+    start = await http.get(f"{oidc_site}/sign-in/provider", params={"next": "/cases"})
+    assert start.status_code == 303
+    authorize = _with(start.headers["location"], **tamper) if tamper else start.headers["location"]
+    answer = await http.post(authorize, data={"sub": PROVIDER_USER})
+    assert answer.status_code == 302, answer.text
+    return str(answer.headers["location"])
+
+
+async def test_a_forged_state_or_nonce_signs_nobody_in(oidc_site: str) -> None:
+    async with httpx.AsyncClient() as http:
+        # As it should be: signed in, back where they were going.
+        back = await _provider_answer(http, oidc_site)
+        signed_in = await http.get(back)
+        assert signed_in.status_code == 303 and signed_in.headers["location"] == "/cases"
+        assert (await http.get(f"{oidc_site}/cases")).status_code == 200
+
+    async with httpx.AsyncClient() as http:
+        # The provider's answer with another state: not the sign-in this browser started.
+        back = await _provider_answer(http, oidc_site)
+        refused = await http.get(_with(back, state="forged-state"))
+        assert refused.status_code == 400
+        assert "You could not be signed in" in refused.text
+        assert (await http.get(f"{oidc_site}/cases")).status_code == 303
+
+    async with httpx.AsyncClient() as http:
+        # A code issued for another nonce (the state intact): refused too.
+        back = await _provider_answer(http, oidc_site, nonce="forged-nonce")
+        refused = await http.get(back)
+        assert refused.status_code == 400
+        assert "You could not be signed in" in refused.text
+        assert (await http.get(f"{oidc_site}/cases")).status_code == 303
