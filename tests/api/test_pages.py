@@ -215,6 +215,23 @@ async def open_case(page: Any, site: str, reference: str) -> None:
     await page.get_by_role("heading", name=f"Case {reference}").wait_for()
 
 
+async def raised_for_the_receiver(page: Any, site: str, who: Partnership, child: str) -> str:
+    """A case raised by the partnership's practitioner, open on the receiving
+    manager's screen."""
+    await sign_in_as(page, site, who.raiser)
+    reference = await raise_case(page, site, who, child)
+    await sign_out(page)
+    await sign_in_as(page, site, who.receiver)
+    await open_case(page, site, reference)
+    return reference
+
+
+async def escalate(page: Any, reason: str) -> None:
+    await page.locator("#escalate-reason").fill(reason)
+    await page.get_by_role("button", name="Escalate").click()
+    await page.get_by_text("You escalated the case").wait_for()
+
+
 # --- Local sign-in, the raise form, refusals -------------------------------------------
 
 
@@ -247,12 +264,23 @@ async def test_raise_acknowledge_escalate_in_a_browser(
     await page.get_by_role("link", name="Raise a disagreement").first.click()
     await page.get_by_role("heading", name="Raise a disagreement").wait_for()
     await assert_accessible(page)
+    # A date of birth half given, and a category that is not one (a tampered
+    # form): each refused by the rules the API applies, by its field.
+    await page.locator("#child_date_of_birth").fill("31")
+    categories = page.get_by_label("Levels of need or thresholds")
+    await categories.evaluate("box => { box.value = 'Not a category!'; }")
+    await categories.check()
     await page.get_by_role("button", name="Raise the disagreement").click()
     summary = page.locator(".govuk-error-summary")
     await summary.wait_for()
     assert "Select the agency whose decision you disagree with" in await summary.inner_text()
     assert "Enter what the disagreement is about" in await summary.inner_text()
+    assert "Date of birth must include a day, month and year" in await summary.inner_text()
+    assert "Choose the categories from the list" in await summary.inner_text()
     assert await page.locator("#summary-error").count() == 1
+    assert await page.locator("#categories-error").count() == 1
+    assert await page.locator("#child_date_of_birth-error").count() == 1
+    await page.locator("#child_date_of_birth").fill("")
     assert (await page.title()).startswith("Error:")
     await assert_accessible(page)
 
@@ -359,13 +387,8 @@ async def test_each_policy_raised_and_answered_in_a_browser(
 ) -> None:
     context = await browser.new_context()
     page = await context.new_page()
-    await sign_in_as(page, site, who.raiser)
-    reference = await raise_case(page, site, who, "Ottoline Brackenbury")
-    await notice_for(sink, reference)
-    await sign_out(page)
-
-    await sign_in_as(page, site, who.receiver)
-    await open_case(page, site, reference)
+    reference = await raised_for_the_receiver(page, site, who, "Ottoline Brackenbury")
+    await notice_for(sink, reference)  # the notice to the receiving side, in the outbox
     if await page.get_by_role("button", name="Acknowledge").count():
         await page.get_by_role("button", name="Acknowledge").click()
         await page.get_by_text("You acknowledged the concern").wait_for()
@@ -407,15 +430,8 @@ async def test_a_staffordshire_case_through_formal_escalation_to_the_business_te
     staffordshire = PARTNERSHIPS[1]
     context = await browser.new_context(accept_downloads=True)
     page = await context.new_page()
-    await sign_in_as(page, site, staffordshire.raiser)
-    reference = await raise_case(page, site, staffordshire, "Cressida Wolstenholme")
-    await sign_out(page)
-
-    await sign_in_as(page, site, staffordshire.receiver)
-    await open_case(page, site, reference)
-    await page.locator("#escalate-reason").fill("No agreement between the practitioners.")
-    await page.get_by_role("button", name="Escalate").click()
-    await page.get_by_text("You escalated the case").wait_for()
+    reference = await raised_for_the_receiver(page, site, staffordshire, "Cressida Wolstenholme")
+    await escalate(page, "No agreement between the practitioners.")
     assert "Stage 2: line managers" in await main_text(page)
 
     # Into stage 3 without the Formal Escalation Form: refused, field by field.
@@ -434,8 +450,7 @@ async def test_a_staffordshire_case_through_formal_escalation_to_the_business_te
     await page.locator("#escalate-form-requested-action").fill(
         "Hold a strategy discussion this week."
     )
-    await page.get_by_role("button", name="Escalate").click()
-    await page.get_by_text("You escalated the case").wait_for()
+    await escalate(page, "The line managers could not agree.")
     assert "Stage 3: senior managers (formal escalation)" in await main_text(page)
 
     # Bringing the deadline forward: a time already past is refused by the
@@ -487,23 +502,15 @@ async def test_a_staffordshire_case_through_formal_escalation_to_the_business_te
     await context.close()
 
 
-async def test_the_business_team_downloads_the_forms_it_received(
-    browser: Any, site: str, sink: MemorySink
-) -> None:
+async def test_the_business_team_downloads_the_forms_it_received(browser: Any, site: str) -> None:
     """Merton's pro-forma goes to the business team when a stage 1 case is
     escalated: it is listed under the forms received, and downloads."""
     merton = PARTNERSHIPS[0]
     context = await browser.new_context(accept_downloads=True)
     page = await context.new_page()
-    await sign_in_as(page, site, merton.raiser)
-    reference = await raise_case(page, site, merton, "Peregrine Athelstan")
-    await sign_out(page)
-    await sign_in_as(page, site, merton.receiver)
-    await open_case(page, site, reference)
+    reference = await raised_for_the_receiver(page, site, merton, "Peregrine Athelstan")
     for reason in ("Practitioners could not agree.", "Line managers could not agree."):
-        await page.locator("#escalate-reason").fill(reason)
-        await page.get_by_role("button", name="Escalate").click()
-        await page.get_by_text("You escalated the case").wait_for()
+        await escalate(page, reason)
     assert "Stage 2: senior leaders" in await main_text(page)
     await sign_out(page)
 
