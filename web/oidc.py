@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from authlib.integrations.starlette_client import OAuth, OAuthError
 from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from joserfc.errors import JoseError
@@ -60,8 +59,12 @@ class OidcSignIn:
     """The pages' client at the identity provider, one per app."""
 
     def __init__(self, settings: Settings) -> None:
+        # Imported here: the embedded default (local users) never loads authlib.
+        from authlib.integrations.starlette_client import OAuth, OAuthError
+
         assert settings.oidc_issuer and settings.oidc_client_id
         self.settings = settings
+        self._refused: tuple[type[Exception], ...] = (OAuthError, JoseError, ValueError, KeyError)
         secret = settings.oidc_client_secret
         oauth = OAuth()
         self.client: Any = oauth.register(
@@ -113,7 +116,7 @@ class OidcSignIn:
         except httpx.HTTPError as exc:
             log.error("OIDC token exchange failed: %s", type(exc).__name__)
             raise ProviderUnavailable() from None
-        except (OAuthError, JoseError, ValueError, KeyError) as exc:
+        except self._refused as exc:
             raise SignInRefused(
                 f"the provider's tokens were refused ({type(exc).__name__})"
             ) from None
