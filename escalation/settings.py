@@ -147,6 +147,16 @@ class Settings(BaseSettings):
         description="Public base URL of the API, used for the case link in notices "
         "(e.g. https://escalation.merton.example).",
     )
+    action_link_days: float = Field(
+        default=7.0,
+        gt=0,
+        le=30,
+        validation_alias=AliasChoices("ESCALATION_ACTION_LINK_DAYS"),
+        description="How long the action link in a notice (acknowledge, confirm the outcome "
+        "in writing) works, in days: a working week and its weekend by default, longer than "
+        "any acknowledgement or confirmation the policies allow. The worker signs links "
+        "with ESCALATION_API_SECRET, so it needs the API's secret and public URL.",
+    )
     raise_wait_seconds: float = Field(
         default=10.0,
         ge=0,

@@ -618,6 +618,27 @@ class Register:
                 for r in rows
             ]
 
+    # --- Used action links -------------------------------------------------------
+
+    def action_link_used(self, link_id: str) -> bool:
+        statement = select(t.UsedActionLink.link_id).where(t.UsedActionLink.link_id == link_id)
+        with self._connection() as connection:
+            return connection.execute(statement).first() is not None
+
+    def use_action_link(self, link_id: str, reference: str, action: str, used_by: str) -> bool:
+        """Mark an emailed action link used; False if it already was."""
+        insert = postgresql_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        statement = insert(t.UsedActionLink).on_conflict_do_nothing(index_elements=["link_id"])
+        row = {
+            "link_id": link_id,
+            "reference": reference,
+            "action": action,
+            "used_by": used_by,
+            "used_at": datetime.now(UTC),
+        }
+        with self._writing, self._connection() as connection, connection.begin():
+            return bool(connection.execute(statement, row).rowcount)
+
 
 @contextmanager
 def _reachable() -> Iterator[None]:
