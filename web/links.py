@@ -92,7 +92,8 @@ def _read(request: Request, token: str) -> ActionLink:
             400,
             "This link does not work",
             "The link is not one this service sent, or it was changed or cut short on the "
-            "way. Copy the whole link from the email, or sign in and open the case.",
+            "way. Nothing has been changed. Copy the whole link from the email, or sign in "
+            "and open the case.",
             None,
         ) from None
 

@@ -44,7 +44,7 @@ def notice(template: str, policy: str = "merton", stage: int = 0, **context: str
     return Notice(
         notice_id=f"MER-TEST0001-00007-{template}",
         reference="MER-TEST0001",
-        template=template,  # type: ignore[arg-type]
+        template=template,
         policy_id=policy,
         partnership=policy,
         area="merton",
