@@ -23,6 +23,9 @@ one message per recipient (``OutgoingEmail.copies``), each under its own
 ledger key (``<email key>~to-<digest of the address>``), and record the
 email's own key once every copy has gone. An activity retried after a crash
 half-way through an email's recipients sends only the copies not yet sent.
+Where the notice asks a recipient for one thing (acknowledge, confirm the
+outcome in writing), their copy alone carries the link that does it
+(``escalation.action_links``), in words of its own (``OutgoingEmail.personal``).
 
 Sinks: ``MemorySink`` (``escalation simulate`` and the tests),
 ``OutboxSink`` (development: one readable ``.eml`` file per email under the

@@ -35,8 +35,9 @@ from policies.directory import load_directory
 from register import Register
 from workers.worker import action_links, build_worker
 
-TOM = "tom.okafor@csc.merton.example"  # Merton children's social care: the receiving side
-PRIYA = "priya.shah@health.merton.example"  # Merton health: raises the concerns
+# Merton children's social care (the receiving side) and Merton health (raising the concerns).
+TOM = "tom.okafor@merton-childrens-social-care.example.org"
+PRIYA = "priya.shah@health.merton.example"
 DIRECTORY = f"""\
 partnerships:
   merton:

@@ -258,7 +258,7 @@ async def test_a_link_that_may_not_act_changes_nothing_and_says_why(
     )
     token = path(link).removeprefix("/act/")
     forged = f"{link_stack.site}/act/{token[:-3]}{'xyz' if not token.endswith('xyz') else 'abc'}"
-    nobody = minted(link_stack, reference, "someone.else@csc.merton.example")
+    nobody = minted(link_stack, reference, "someone.else@merton-childrens-social-care.example.org")
 
     async with httpx.AsyncClient(base_url=link_stack.site) as http:
         cases: list[tuple[str, int, str]] = [
