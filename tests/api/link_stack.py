@@ -11,18 +11,22 @@ The same Temporal dev server, register and users file as the other API tests.
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import secrets
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from email import policy as email_policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
-from api_helpers import eventually
+from api_helpers import Api, eventually
 from canary_helpers import free_port
 from fastapi import FastAPI
 from page_helpers import serve
@@ -30,6 +34,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.notices import OutboxSink
 from api.main import create_app
+from escalation.action_links import PATH, ActionLink, LinkSigner, recipient_digest
 from escalation.settings import Settings
 from policies.directory import load_directory
 from register import Register
@@ -85,6 +90,31 @@ class LinkStack:
             ):
                 found.append(message)
         return found
+
+    def mint(self, reference: str, to: str, **changes: Any) -> str:
+        """A link as the worker would make it, with ``changes`` (an expiry
+        passed, another address): what the service's key signs, by other means."""
+        link = ActionLink(
+            link_id=secrets.token_hex(16),
+            action="acknowledge",
+            reference=reference,
+            recipient=recipient_digest(self.secret, to),
+            expires_at=datetime.now(UTC) + timedelta(days=1),
+        )
+        link = dataclasses.replace(link, **changes)
+        return f"{self.site}{PATH}{LinkSigner(self.secret).token(link)}"
+
+    async def resolved_link(self, api: Api, reference: str) -> str:
+        """The receiving manager resolves the Merton case at its practitioners
+        stage (either party then confirms in writing): the link in the copy of
+        the person who raised it."""
+        response = await api.post(
+            f"/disagreements/{reference}/resolve",
+            "merton-csc-manager",
+            {"outcome": "Agreed at the strategy discussion"},
+        )
+        assert response.status_code == 200, response.text
+        return await self.emailed_link(reference, PRIYA, "resolved")
 
     async def emailed_link(self, reference: str, to: str, template: str) -> str:
         """The action link in this person's copy of the case's notice, once sent."""

@@ -10,27 +10,13 @@ done page or any refusal.
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from api_helpers import Api
-from link_stack import PRIYA, TOM, LinkStack
+from link_stack import TOM, LinkStack
 from page_helpers import assert_accessible, sign_in_as, sign_out
-
-from escalation.action_links import ActionLink, LinkSigner, recipient_digest
-
-
-def expired_link(stack: LinkStack, reference: str) -> str:
-    link = ActionLink(
-        link_id=secrets.token_hex(16),
-        action="acknowledge",
-        reference=reference,
-        recipient=recipient_digest(stack.secret, TOM),
-        expires_at=datetime.now(UTC) - timedelta(hours=1),
-    )
-    return f"{stack.site}/act/{LinkSigner(stack.secret).token(link)}"
 
 
 async def refused(page: Any, url: str, status: int, heading: str) -> None:
@@ -76,7 +62,8 @@ async def test_acting_from_the_emailed_links_in_a_browser(
 
         # The same link again, an expired one and a forged one: nothing changes.
         await refused(page, link, 410, "This link has already been used")
-        await refused(page, expired_link(link_stack, other), 410, "This link has expired")
+        expired = link_stack.mint(other, TOM, expires_at=datetime.now(UTC) - timedelta(hours=1))
+        await refused(page, expired, 410, "This link has expired")
         await refused(page, others_link[:-4] + "AAAA", 400, "This link does not work")
         await page.get_by_role("button", name="Sign in").click()
         await page.get_by_role("heading", name="Sign in").wait_for()
@@ -98,13 +85,7 @@ async def test_acting_from_the_emailed_links_in_a_browser(
 
         # Resolved at Merton's practitioners stage, either party confirms the
         # outcome in writing: Priya, who raised it, from her own copy.
-        resolved = await api.post(
-            f"/disagreements/{reference}/resolve",
-            "merton-csc-manager",
-            {"outcome": "Agreed at the strategy discussion"},
-        )
-        assert resolved.status_code == 200, resolved.text
-        confirm = await link_stack.emailed_link(reference, PRIYA, "resolved")
+        confirm = await link_stack.resolved_link(api, reference)
         await page.goto(confirm)
         await page.get_by_role("heading", name="Confirm the outcome in writing").wait_for()
         await assert_accessible(page)

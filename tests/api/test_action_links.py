@@ -236,29 +236,15 @@ async def test_the_receiving_manager_acknowledges_from_the_emailed_link(
     assert len([e for e in record["events"] if e["type"] == "acknowledged"]) == 1
 
 
-def minted(stack: LinkStack, reference: str, to: str, **changes: Any) -> str:
-    link = ActionLink(
-        link_id=secrets.token_hex(16),
-        action="acknowledge",
-        reference=reference,
-        recipient=recipient_digest(stack.secret, to),
-        expires_at=datetime.now(UTC) + timedelta(days=1),
-    )
-    link = ActionLink(**{**link.__dict__, **changes})
-    return f"{stack.site}/act/{LinkSigner(stack.secret).token(link)}"
-
-
 async def test_a_link_that_may_not_act_changes_nothing_and_says_why(
     link_stack: LinkStack, api: Api
 ) -> None:
     reference = await raised(api)
     link = await link_stack.emailed_link(reference, TOM, "stage-started")
-    expired = minted(
-        link_stack, reference, TOM, expires_at=datetime.now(UTC) - timedelta(minutes=1)
-    )
+    expired = link_stack.mint(reference, TOM, expires_at=datetime.now(UTC) - timedelta(minutes=1))
     token = path(link).removeprefix("/act/")
     forged = f"{link_stack.site}/act/{token[:-3]}{'xyz' if not token.endswith('xyz') else 'abc'}"
-    nobody = minted(link_stack, reference, "someone.else@merton-childrens-social-care.example.org")
+    nobody = link_stack.mint(reference, "someone.else@merton-childrens-social-care.example.org")
 
     async with httpx.AsyncClient(base_url=link_stack.site) as http:
         cases: list[tuple[str, int, str]] = [
@@ -286,7 +272,7 @@ async def test_a_link_that_may_not_act_changes_nothing_and_says_why(
     async with httpx.AsyncClient(base_url=link_stack.site) as http:
         await sign_in(http, "merton-police-practitioner")
         page, _ = await open_link(http, link)
-        missing, _ = await open_link(http, minted(link_stack, "MER-00000000", TOM))
+        missing, _ = await open_link(http, link_stack.mint("MER-00000000", TOM))
         assert page.status_code == missing.status_code == 404
         assert "Page not found" in page.text
         assert _main(page.text) == _main(missing.text)
@@ -306,13 +292,7 @@ async def test_a_practitioner_confirms_in_writing_where_the_policy_names_them(
     link_stack: LinkStack, api: Api
 ) -> None:
     reference = await raised(api)
-    response = await api.post(
-        f"/disagreements/{reference}/resolve",
-        "merton-csc-manager",
-        {"outcome": "Agreed at the strategy discussion"},
-    )
-    assert response.status_code == 200, response.text
-    link = await link_stack.emailed_link(reference, PRIYA, "resolved")
+    link = await link_stack.resolved_link(api, reference)
     async with httpx.AsyncClient(base_url=link_stack.site) as http:
         page, csrf = await open_link(http, link)
         assert page.status_code == 200 and "Confirm the outcome in writing" in page.text
