@@ -37,6 +37,7 @@ from escalation.action_links import (
 )
 from policies.model import Policy
 from register import RegisterUnavailableError
+from web.dates import long_date
 from web.routes import NOT_FOUND, PageError, _policy_of, _record, _secret, _user, posted, render
 from workflows import ladder
 from workflows.disagreement import DisagreementWorkflow
@@ -129,8 +130,8 @@ async def _check(request: Request, token: str) -> Checked:
         raise LinkRefused(
             410,
             "This link has expired",
-            f"Links in emails work for {request.app.state.settings.action_link_days:g} days, "
-            "and this one has run out. Nothing has been changed. Sign in to act on the case.",
+            f"The link worked until {long_date(link.expires_at)}. Nothing has been changed. "
+            "Sign in to act on the case.",
             link.reference,
         )
     if await _used(request, link):
