@@ -23,6 +23,9 @@ one message per recipient (``OutgoingEmail.copies``), each under its own
 ledger key (``<email key>~to-<digest of the address>``), and record the
 email's own key once every copy has gone. An activity retried after a crash
 half-way through an email's recipients sends only the copies not yet sent.
+Where the notice asks a recipient for one thing (acknowledge, confirm the
+outcome in writing), their copy alone carries the link that does it
+(``escalation.action_links``), in words of its own (``OutgoingEmail.personal``).
 
 Sinks: ``MemorySink`` (``escalation simulate`` and the tests),
 ``OutboxSink`` (development: one readable ``.eml`` file per email under the
@@ -43,6 +46,7 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -53,6 +57,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.templates import render
+from escalation.action_links import LinkMaker
 from policies.directory import Directory
 from workflows.messages import Notice, NoticeReceipt, Recipient
 
@@ -105,16 +110,30 @@ class OutgoingEmail:
     html: str
     attachments: list[Attachment] = field(default_factory=list)
     roles: list[str] = field(default_factory=list)
+    # A recipient's own words (text, HTML) by lower-cased address, where
+    # their copy differs: the action link made for them alone.
+    personal: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def copies(self) -> list[OutgoingEmail]:
         """The email as each recipient gets it: to them alone, under their
-        own ledger key. An email to nobody (capture mode) stays as it is."""
+        own ledger key, in their own words. An email to nobody (capture mode)
+        stays as it is."""
         if not self.to:
             return [self]
-        return [
-            dataclasses.replace(self, key=recipient_key(self.key, person.email), to=[person])
-            for person in self.to
-        ]
+        out = []
+        for person in self.to:
+            text, html = self.personal.get(person.email.lower(), (self.text, self.html))
+            out.append(
+                dataclasses.replace(
+                    self,
+                    key=recipient_key(self.key, person.email),
+                    to=[person],
+                    text=text,
+                    html=html,
+                    personal={},
+                )
+            )
+        return out
 
     @property
     def categories(self) -> list[str]:
@@ -254,6 +273,8 @@ class Resolution:
     to: list[Addressee]
     audience: list[str]
     unfilled: list[Recipient]
+    # The recipient (role) each address was reached as, by lower-cased address.
+    reached_as: dict[str, Recipient] = field(default_factory=dict)
 
 
 def _raiser_name(recipient: Recipient) -> str:
@@ -274,7 +295,7 @@ def resolve(directory: Directory | None, notice: Notice) -> Resolution:
     """The people a notice goes to, who it is for (by role), and the roles
     nobody holds."""
     to: list[Addressee] = []
-    seen: set[str] = set()
+    reached_as: dict[str, Recipient] = {}
     audience: list[str] = []
     unfilled: list[Recipient] = []
     for recipient in notice.recipients:
@@ -295,10 +316,10 @@ def resolve(directory: Directory | None, notice: Notice) -> Resolution:
             if not people:
                 unfilled.append(recipient)
         for person in people:
-            if person.email.lower() not in seen:
-                seen.add(person.email.lower())
+            if person.email.lower() not in reached_as:
+                reached_as[person.email.lower()] = recipient
                 to.append(person)
-    return Resolution(to=to, audience=audience, unfilled=unfilled)
+    return Resolution(to=to, audience=audience, unfilled=unfilled, reached_as=reached_as)
 
 
 def _describe(recipients: Sequence[Recipient]) -> str:
@@ -346,11 +367,29 @@ class NoticeActivities:
         directory: Directory | None = None,
         sender: Addressee | None = None,
         public_url: str | None = None,
+        links: LinkMaker | None = None,
     ) -> None:
         self.sink = sink
         self.directory = directory
         self.sender = sender or Addressee("Escalation service", "escalation@example.org")
         self.public_url = public_url.rstrip("/") if public_url else None
+        self.links = links
+
+    def _personal(self, notice: Notice, resolution: Resolution) -> dict[str, tuple[str, str]]:
+        """Each recipient's own words where the notice asks them for one
+        thing: their copy carries a link for that action and for them."""
+        if self.links is None:
+            return {}
+        now = datetime.now(UTC)
+        personal = {}
+        for person in resolution.to:
+            recipient = resolution.reached_as[person.email.lower()]
+            key = recipient_key(notice.notice_id, person.email)
+            offer = self.links.offer(notice, recipient, person.email, key, now)
+            if offer is not None:
+                words = render(notice, resolution.audience, act=offer)
+                personal[person.email.lower()] = (words.text, words.html)
+        return personal
 
     def compose(self, notice: Notice) -> tuple[list[OutgoingEmail], list[Recipient]]:
         """The emails a notice becomes (its own first), and the unfilled roles."""
@@ -382,6 +421,7 @@ class NoticeActivities:
             html=rendered.html,
             attachments=attachments,
             roles=roles,
+            personal=self._personal(notice, resolution),
         )
         emails = [own]
         if resolution.unfilled and self.directory is not None:
@@ -409,7 +449,8 @@ class NoticeActivities:
                 )
             )
         for email in emails:
-            check_not_identifying(notice, email)
+            for each in email.copies():
+                check_not_identifying(notice, each)
         return emails, resolution.unfilled
 
     @activity.defn(name="send_notice")

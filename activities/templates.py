@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import get_args
 
+from escalation.action_links import Offer
 from workflows.messages import Notice, NoticeTemplate
 
 
@@ -304,15 +305,26 @@ def wording(notice: Notice) -> Wording:
     return TEMPLATES[notice.template](notice)
 
 
+def _act_words(offer: Offer) -> str:
+    return (
+        f"This link is for you alone. It works once, until {offer.expires_text}. Opening it "
+        "changes nothing: the page it opens says what it will do, and acts only when you "
+        "press its button."
+    )
+
+
 def render(
     notice: Notice,
     audience: Sequence[str] = (),
     preface: str | None = None,
+    act: Offer | None = None,
 ) -> Rendered:
     """The notice as an email: subject, plain text and HTML.
 
     ``audience`` lists who is told, by role (not address); ``preface`` is a
-    paragraph put first (e.g. to the business team, which roles nobody holds).
+    paragraph put first (e.g. to the business team, which roles nobody holds);
+    ``act`` is the recipient's own action link (``escalation.action_links``),
+    for their copy alone.
     """
     w = wording(notice)
     subject = f"[{notice.reference}] {w.subject}"
@@ -323,6 +335,8 @@ def render(
     if preface:
         sections.append(("Please note", preface))
     sections += [("What happened", w.happened), ("What is due", w.due)]
+    if act is not None:
+        sections.append(("Do it from this email", f"{act.label}: {act.url}\n{_act_words(act)}"))
     stage_words = f"{notice.stage_name}: {notice.stage_summary}"
     sections.append(("What the policy says for this stage", stage_words))
     case_line = f"Open the case: {link}" if link else f"Case reference {notice.reference}"
@@ -360,6 +374,11 @@ def render(
     for title, body in sections:
         if title == "The case" and link:
             content = f'<a href="{e(link, quote=True)}">Open case {e(notice.reference)}</a>'
+        elif title == "Do it from this email" and act is not None:
+            content = (
+                f'<a href="{e(act.url, quote=True)}" style="font-weight: bold;">'
+                f"{e(act.label)}</a><br>{e(_act_words(act))}"
+            )
         else:
             content = e(body)
         if title == "What the policy says for this stage":

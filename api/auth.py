@@ -99,6 +99,12 @@ class UsersFileAuthenticator:
             raise AuthError("the bearer token is not recognised")
         return found.public()
 
+    def users(self) -> list[User]:
+        """Everyone in the file as it is now (an emailed action link finds
+        its recipient among them by address)."""
+        self._refresh()
+        return [stored.public() for stored in self._users]
+
     def user(self, user_id: str) -> User | None:
         """The user with this id as the file now has them, or None: a signed-in
         page session is checked against the file on every request, so a user

@@ -30,6 +30,7 @@ from api.users import ensure_demo_users
 from escalation.converter import data_converter
 from escalation.settings import Settings, get_settings
 from register import Register
+from web import links
 from web import routes as pages
 
 log = logging.getLogger("escalation.api")
@@ -140,6 +141,7 @@ def create_app(
     app.include_router(webhooks.router)
     app.include_router(reports.router)
     pages.install(app)
+    app.include_router(links.router)
     install_assets(app)
 
     def refusal_headers(scope: MutableMapping[str, Any]) -> dict[str, str]:

@@ -159,7 +159,7 @@ DEMO_USERS: tuple[User, ...] = (
     User(
         id="merton-csc-manager",
         name="Tom Okafor",
-        email="tom.okafor@csc.merton.example",
+        email="tom.okafor@merton-childrens-social-care.example.org",
         agency="merton-childrens-social-care",
         partnership="merton",
         role="manager",

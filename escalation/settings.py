@@ -101,9 +101,10 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("ESCALATION_API_SECRET"),
         description="Key (at least 32 characters) that derives case references from "
-        "Idempotency-Key headers and fingerprints raise requests. Unset in the embedded "
-        "default: one is generated once and kept in <data dir>/api-secret. Required in "
-        "production, where every API replica must share it.",
+        "Idempotency-Key headers, fingerprints raise requests, signs page sessions and the "
+        "action links in notices. Unset in the embedded default: one is generated once and "
+        "kept in <data dir>/api-secret. Required in production, where every API replica and "
+        "worker must share it.",
     )
     users_file: Path | None = Field(
         default=None,
@@ -156,8 +157,19 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("ESCALATION_PUBLIC_URL"),
-        description="Public base URL of the API, used for the case link in notices "
-        "(e.g. https://escalation.merton.example).",
+        description="Public base URL of the API, used for the case link and the action links "
+        "in notices (e.g. https://escalation.merton.example). The worker needs it too: "
+        "without it, notices carry no action links.",
+    )
+    action_link_days: float = Field(
+        default=7.0,
+        gt=0,
+        le=30,
+        validation_alias=AliasChoices("ESCALATION_ACTION_LINK_DAYS"),
+        description="How long the action link in a notice (acknowledge, confirm the outcome "
+        "in writing) works, in days: a working week and its weekend by default, longer than "
+        "any acknowledgement or confirmation the policies allow. The worker signs links "
+        "with ESCALATION_API_SECRET, so it needs the API's secret and public URL.",
     )
     raise_wait_seconds: float = Field(
         default=10.0,

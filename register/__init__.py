@@ -14,7 +14,7 @@ The map:
   payload codec's key ring, bound to the row they belong to).
 - ``register.store``: ``Register``, the one door: ``record`` (the workflow's
   writes, through the ``record_case`` activity), ``case`` and ``list_cases``
-  (the API's reads), ``export``, and the notice ledger.
+  (the API's reads), ``export``, the notice ledger and the used action links.
 - ``register.listing``: the filters, sort orders and page tokens of a list.
 - ``register.migrate``: ``upgrade(url)``, run by ``make run`` and by the
   production setup's migration step; ``register/migrations`` holds the
@@ -22,7 +22,9 @@ The map:
 
 One writer: only the workflow writes a case, through its activity, keyed by
 the case reference and the event's sequence number, so a retried write or a
-replay changes nothing twice. The API only reads.
+replay changes nothing twice. The API reads cases and writes none: it
+writes only the ids of the emailed action links that have been used
+(``use_action_link``), so each link works once.
 """
 
 from register.store import Register, RegisterUnavailableError

@@ -610,16 +610,23 @@ class Register:
     # Checked and written for every copy of every email: plain statements on
     # a connection, no ORM session (which cost more than the email itself).
 
-    def email_sent(self, key: str) -> bool:
-        statement = select(t.SentEmail.key).where(t.SentEmail.key == key)
+    def _exists(self, column: Any, value: str) -> bool:
         with self._connection() as connection:
-            return connection.execute(statement).first() is not None
+            return connection.execute(select(column).where(column == value)).first() is not None
+
+    def _insert_once(self, model: type[t.Base], key: str, row: dict[str, Any]) -> bool:
+        """Insert the row unless its key is there already; True if it was new."""
+        insert = postgresql_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        statement = insert(model).on_conflict_do_nothing(index_elements=[key])
+        with self._writing, self._connection() as connection, connection.begin():
+            return bool(connection.execute(statement, row).rowcount)
+
+    def email_sent(self, key: str) -> bool:
+        return self._exists(t.SentEmail.key, key)
 
     def record_email(
         self, key: str, notice_id: str, reference: str, message_id: str | None
     ) -> None:
-        insert = postgresql_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
-        statement = insert(t.SentEmail).on_conflict_do_nothing(index_elements=["key"])
         row = {
             "key": key,
             "notice_id": notice_id,
@@ -627,8 +634,7 @@ class Register:
             "sent_at": datetime.now(UTC),
             "message_id": message_id,
         }
-        with self._writing, self._connection() as connection, connection.begin():
-            connection.execute(statement, row)
+        self._insert_once(t.SentEmail, "key", row)
 
     def emails(self) -> list[dict[str, Any]]:
         with self._session() as session:
@@ -643,6 +649,22 @@ class Register:
                 }
                 for r in rows
             ]
+
+    # --- Used action links -------------------------------------------------------
+
+    def action_link_used(self, link_id: str) -> bool:
+        return self._exists(t.UsedActionLink.link_id, link_id)
+
+    def use_action_link(self, link_id: str, reference: str, action: str, used_by: str) -> bool:
+        """Mark an emailed action link used; False if it already was."""
+        row = {
+            "link_id": link_id,
+            "reference": reference,
+            "action": action,
+            "used_by": used_by,
+            "used_at": datetime.now(UTC),
+        }
+        return self._insert_once(t.UsedActionLink, "link_id", row)
 
 
 @contextmanager

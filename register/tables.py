@@ -208,6 +208,19 @@ class SentEmail(Base):
     message_id: Mapped[str | None] = mapped_column(String(255))
 
 
+class UsedActionLink(Base):
+    """An emailed action link that has done its one action (``web.links``):
+    its id, never the token, so a link followed again changes nothing."""
+
+    __tablename__ = "used_action_links"
+
+    link_id: Mapped[str] = mapped_column(String(KEY), primary_key=True)
+    reference: Mapped[str] = mapped_column(String(REF), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    used_by: Mapped[str] = mapped_column(String(200))
+    used_at: Mapped[datetime]
+
+
 class Report(Base):
     """A partnership's theme report as it was built and sent: anonymised by
     construction (``reports.figures``), so nothing in it is sealed."""

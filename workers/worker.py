@@ -21,6 +21,7 @@ from activities.deadlines import DeadlineActivities
 from activities.notices import Addressee, NoticeActivities, NoticeSink
 from activities.record import RecordActivities
 from activities.report import ReportActivities, report_mailer
+from escalation.action_links import LinkMaker
 from escalation.codec import KeyRing
 from escalation.converter import data_converter
 from escalation.settings import Settings
@@ -79,6 +80,7 @@ def build_worker(
     directory: Directory | None = None,
     sender: Addressee | None = None,
     public_url: str | None = None,
+    links: LinkMaker | None = None,
     sandboxed: bool = True,
     **options: object,
 ) -> Worker:
@@ -91,10 +93,13 @@ def build_worker(
     workflow module for every case (issue 7, README's Performance section).
 
     ``register`` is where the cases record themselves; without one (the
-    simulator, most tests) a throwaway register in memory."""
+    simulator, most tests) a throwaway register in memory. ``links`` makes
+    the action links in the notices (none without it)."""
     deadlines = DeadlineActivities(extra_closures)
     # Without a directory (simulation, tests) notices are captured unresolved.
-    notices = NoticeActivities(sink, directory=directory, sender=sender, public_url=public_url)
+    notices = NoticeActivities(
+        sink, directory=directory, sender=sender, public_url=public_url, links=links
+    )
     # Without one (simulation, most tests), a register in memory: the cases
     # still record themselves exactly as in production.
     register = register or Register.in_memory(KeyRing.generate())
@@ -130,6 +135,18 @@ async def connect(settings: Settings) -> Client:
     )
 
 
+def action_links(settings: Settings) -> LinkMaker | None:
+    """The notices' action links, signed with the key the API checks them
+    with; none where the service has no public address to link to."""
+    if not settings.public_url:
+        return None
+    from api.cases import load_secret
+
+    return LinkMaker(
+        load_secret(settings), settings.public_url, timedelta(days=settings.action_link_days)
+    )
+
+
 async def run_worker(settings: Settings) -> None:
     from activities.email import notice_setup
 
@@ -146,6 +163,7 @@ async def run_worker(settings: Settings) -> None:
         directory=setup.directory,
         sender=setup.sender,
         public_url=settings.public_url,
+        links=action_links(settings),
         sandboxed=settings.worker_sandbox,
         max_cached_workflows=settings.worker_cached_cases,
     )

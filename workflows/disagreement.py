@@ -366,6 +366,9 @@ class DisagreementWorkflow:
             # Issue 5: the forms filled from the case, for the PDF attachments
             # (activity input only: no change to the commands issued).
             filled_forms=self._fill_forms(planned.forms),
+            # Activity input only, like the filled forms: who is on which side,
+            # for the action links in each recipient's copy.
+            receiving_agency=state.receiving_agency.key,
         )
         kind = "reminder" if planned.template in REMINDER_TEMPLATES else "notice"
         try:

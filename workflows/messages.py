@@ -519,6 +519,10 @@ class Notice(_Model):
     # The forms in ``forms``, filled from the case (attached as PDFs to the
     # business team's notice). Empty for every other notice.
     filled_forms: list[FilledForm] = Field(default_factory=list)
+    # The key of the agency the concern was raised with: which recipients
+    # are on its side, for the action links in their copies. None in notices
+    # sent before it was carried.
+    receiving_agency: str | None = None
 
 
 class ClockRequest(_Model):

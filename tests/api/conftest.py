@@ -21,6 +21,8 @@ import pytest
 import pytest_asyncio
 from api_helpers import Api
 from fastapi import FastAPI
+from link_stack import link_stack  # noqa: F401 - a session fixture, for the action-link tests
+from page_helpers import browser  # noqa: F401 - a session fixture, for the browser tests
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notices import MemorySink

@@ -1,0 +1,94 @@
+"""What the browser tests share (imported as ``page_helpers``): the app on a
+real loopback port, Debian's Chromium driven by Playwright, axe-core's WCAG
+2.2 A and AA checks, and signing in as a demonstration user."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest_asyncio
+import uvicorn
+from canary_helpers import free_port
+from fastapi import FastAPI
+
+CHROMIUM = Path("/usr/bin/chromium")
+AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22a", "wcag22aa"]
+
+
+@asynccontextmanager
+async def serve(app: FastAPI, port: int | None = None) -> AsyncIterator[str]:
+    """The app on a loopback port (uvicorn in the session's event loop); its
+    lifespan is the caller's to run."""
+    port = port or free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + 20
+    while not server.started:
+        if task.done() or loop.time() > give_up:
+            raise RuntimeError("the app did not start on its port")
+        await asyncio.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest_asyncio.fixture(scope="session")
+async def browser() -> AsyncIterator[Any]:
+    # Never a skip: `make test` installs Chromium where it is missing, and
+    # `make install` brings axe-core.
+    assert CHROMIUM.exists(), "the browser tests need /usr/bin/chromium (apt-get install chromium)"
+    assert AXE.exists(), "the accessibility checks need axe-core: run `make install`"
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        chromium = await p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+async def axe_violations(page: Any) -> list[str]:
+    await page.add_script_tag(path=str(AXE))
+    result = await page.evaluate(
+        "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG_TAGS
+    )
+    return [
+        f"{v['id']}: {v['help']} ({len(v['nodes'])} x, e.g. {v['nodes'][0]['html'][:120]})"
+        for v in result["violations"]
+    ]
+
+
+async def assert_accessible(page: Any) -> None:
+    found = await axe_violations(page)
+    assert not found, f"{page.url}: " + "; ".join(found)
+
+
+async def sign_in_as(page: Any, site: str, name: str) -> None:
+    await page.goto(f"{site}/sign-in")
+    await page.get_by_role("button", name=re.compile(f"Sign in as {name}")).click()
+    await page.get_by_role("heading", name="Your cases").wait_for()
+
+
+async def sign_out(page: Any) -> None:
+    await page.get_by_role("button", name="Sign out").click()
+    await page.get_by_text("You have signed out").wait_for()
