@@ -5,7 +5,9 @@ action will do and a button, so a mail scanner that follows every link in an
 email does no harm. Only the POST from that page (with the session's CSRF
 token, like every form) acts, as the link's recipient: the user of this
 service with the address the link was sent to, whom the case's timeline
-then names. A link acts once (its id is kept in the register), until it
+then names. Where people sign in through the identity provider the service
+knows them only once signed in: the link asks them to sign in and brings them
+back to its page. A link acts once (its id is kept in the register), until it
 expires; a forged or altered link, a used or expired one, or one followed by
 someone signed in as another person changes nothing and says why, offering
 sign-in. Someone signed in whose agency is not a party to the case gets the
@@ -30,6 +32,7 @@ from api.problems import ProblemError
 from api.users import User
 from escalation.action_links import (
     ACTIONS,
+    PATH,
     ActionLink,
     ForgedLinkError,
     LinkSigner,
@@ -38,6 +41,7 @@ from escalation.action_links import (
 from policies.model import Policy
 from register import RegisterUnavailableError
 from web.dates import long_date
+from web.oidc import sign_in_client
 from web.routes import NOT_FOUND, PageError, _policy_of, _record, _secret, _user, posted, render
 from workflows import ladder
 from workflows.disagreement import DisagreementWorkflow
@@ -68,12 +72,21 @@ DONE = {
 class LinkRefused(Exception):
     """The link does nothing: why, in the person's words, and its case if known."""
 
-    def __init__(self, status: int, title: str, message: str, reference: str | None) -> None:
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        message: str,
+        reference: str | None,
+        come_back: str | None = None,
+    ) -> None:
         super().__init__(title)
         self.status = status
         self.title = title
         self.message = message
         self.reference = reference
+        # Where sign-in returns to: the case, unless signing in lets the link act.
+        self.come_back = come_back
 
 
 @dataclass
@@ -99,15 +112,21 @@ def _read(request: Request, token: str) -> ActionLink:
         ) from None
 
 
-def _recipient(request: Request, link: ActionLink) -> User | None:
-    """The user of this service the link was sent to, by their address."""
-    authenticator = request.app.state.authenticator
-    if not isinstance(authenticator, UsersFileAuthenticator):
-        return None
+def _recipient(request: Request, link: ActionLink, viewer: User | None) -> User | None:
+    """The user of this service the link was sent to, by their address: the
+    person signed in, if it is them, or whoever the users file holds with
+    that address. People who sign in through the identity provider are
+    known only once signed in, so for them signing in is what lets the link act."""
     secret = _secret(request)
-    for user in authenticator.users():
-        if user.email and recipient_digest(secret, user.email) == link.recipient:
-            return user
+
+    def is_recipient(user: User) -> bool:
+        return bool(user.email) and recipient_digest(secret, user.email) == link.recipient
+
+    if viewer is not None and is_recipient(viewer):
+        return viewer
+    authenticator = request.app.state.authenticator
+    if isinstance(authenticator, UsersFileAuthenticator):
+        return next((user for user in authenticator.users() if is_recipient(user)), None)
     return None
 
 
@@ -142,7 +161,24 @@ async def _check(request: Request, token: str) -> Checked:
             "Nothing more has been changed. Sign in to see the case.",
             link.reference,
         )
-    recipient = _recipient(request, link)
+    recipient = _recipient(request, link, viewer)
+    if recipient is None and viewer is None and sign_in_client(request) is not None:
+        raise LinkRefused(
+            403,
+            "Sign in to use this link",
+            "Sign in with the account this email was sent to, and you will come back here "
+            "to confirm. Nothing has been changed yet.",
+            link.reference,
+            come_back=f"{PATH}{token}",
+        )
+    if recipient is None and viewer is not None:
+        raise LinkRefused(
+            403,
+            "This link was sent to someone else",
+            f"You are signed in as {viewer.name}, and the link works only for the person it "
+            "was emailed to. Nothing has been changed. Open the case to act on it yourself.",
+            link.reference,
+        )
     if recipient is None:
         raise LinkRefused(
             403,
@@ -190,14 +226,14 @@ def _refused(request: Request, exc: LinkRefused) -> Response:
         "action_link_refused.html",
         status=exc.status,
         refusal=exc,
-        sign_in=_sign_in(exc.reference),
+        sign_in=_sign_in(exc.reference, exc.come_back),
     )
 
 
-def _sign_in(reference: str | None) -> str:
-    if reference is None:
+def _sign_in(reference: str | None, come_back: str | None = None) -> str:
+    if come_back is None and reference is None:
         return "/sign-in"
-    return "/sign-in?" + urlencode({"next": cases.page_path(reference)})
+    return "/sign-in?" + urlencode({"next": come_back or cases.page_path(reference or "")})
 
 
 def _page(request: Request, token: str, checked: Checked, **context: Any) -> Response:

@@ -30,6 +30,7 @@ from api_helpers import Api, eventually
 from canary_helpers import free_port
 from fastapi import FastAPI
 from page_helpers import serve
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notices import OutboxSink
@@ -72,6 +73,8 @@ class LinkStack:
     site: str
     outbox: Path
     settings: Settings
+    client: Client
+    register: Register
 
     @property
     def secret(self) -> bytes:
@@ -162,4 +165,4 @@ async def link_stack(
     )
     app: FastAPI = create_app(own, client=dev_env.client, register=register)
     async with worker, app.router.lifespan_context(app), serve(app, port) as site:
-        yield LinkStack(site, outbox.folder, own)
+        yield LinkStack(site, outbox.folder, own, dev_env.client, register)

@@ -14,14 +14,19 @@ import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
 import pytest_asyncio
 from api_helpers import Api, eventually
+from canary_helpers import free_port
 from link_stack import PRIYA, TOM, LinkStack
+from page_helpers import serve
+from pydantic import SecretStr
 
 from activities.notices import NoticeActivities, OutboxSink
+from api.main import create_app
 from escalation.action_links import (
     ActionLink,
     ForgedLinkError,
@@ -305,3 +310,79 @@ async def test_a_practitioner_confirms_in_writing_where_the_policy_names_them(
     await eventually(closed, what="the case closed by the confirmation")
     confirmed = [e for e in (await case(api, reference))["events"] if e["type"] == "confirmed"]
     assert [e["by"] for e in confirmed] == ["merton-health-practitioner"]
+
+
+# --- Where people sign in through the identity provider -------------------------------
+
+
+@pytest_asyncio.fixture
+async def provider_site(link_stack: LinkStack) -> AsyncIterator[str]:
+    """The link stack's service as production runs it: nobody in a users file,
+    people known only once signed in through a real OIDC provider."""
+    from oidc_provider_mock import User, run_server_in_thread
+
+    # Tom as the identity provider knows him, with a subject of its own.
+    tom = User(
+        sub="okafor-t-0042",
+        claims={
+            "name": "Tom Okafor",
+            "email": TOM,
+            "agency": "merton-childrens-social-care",
+            "partnership": "merton",
+            "role": "manager",
+        },
+    )
+    port = free_port()
+    site = f"http://127.0.0.1:{port}"
+    with run_server_in_thread(
+        require_client_registration=True, require_nonce=True, user_claims=[tom]
+    ) as server:
+        provider = f"http://localhost:{server.server_port}"
+        async with httpx.AsyncClient() as http:
+            registered = await http.post(
+                f"{provider}/oauth2/clients", json={"redirect_uris": [f"{site}/sign-in/callback"]}
+            )
+            registered.raise_for_status()
+        client = registered.json()
+        settings = link_stack.settings.model_copy(
+            update={
+                "oidc_issuer": provider,
+                "oidc_audience": client["client_id"],
+                "oidc_client_id": client["client_id"],
+                "oidc_client_secret": SecretStr(client["client_secret"]),
+                "demo_users": False,
+                "public_url": site,
+            }
+        )
+        app = create_app(settings, client=link_stack.client, register=link_stack.register)
+        async with app.router.lifespan_context(app), serve(app, port):
+            yield site
+
+
+async def test_a_link_asks_whoever_signs_in_through_the_provider_to_sign_in_first(
+    link_stack: LinkStack, provider_site: str, api: Api
+) -> None:
+    reference = await raised(api)
+    link = path(await link_stack.emailed_link(reference, TOM, "stage-started"))
+    async with httpx.AsyncClient(base_url=provider_site) as http:
+        page, _ = await open_link(http, link)
+        assert page.status_code == 403 and "Sign in to use this link" in page.text
+        # Signing in comes back to the link, not to the case.
+        assert "/sign-in?next=" + quote(link, safe="") in page.text
+        assert (await case(api, reference))["acknowledged_by"] is None
+
+        start = await http.get("/sign-in/provider", params={"next": link})
+        answer = await http.post(start.headers["location"], data={"sub": "okafor-t-0042"})
+        assert answer.status_code == 302, answer.text
+        back = await http.get(answer.headers["location"])
+        assert back.status_code == 303 and back.headers["location"] == link
+
+        page, csrf = await open_link(http, link)
+        assert page.status_code == 200 and "Acknowledge the concern" in page.text
+        done = await http.post(link, data={"csrf_token": csrf})
+        assert done.status_code == 303
+
+    acknowledged = [
+        e for e in (await case(api, reference))["events"] if e["type"] == "acknowledged"
+    ]
+    assert [(e["by"], e["by_name"]) for e in acknowledged] == [("okafor-t-0042", "Tom Okafor")]
