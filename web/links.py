@@ -120,7 +120,7 @@ def _recipient(request: Request, link: ActionLink, viewer: User | None) -> User 
     secret = _secret(request)
 
     def is_recipient(user: User) -> bool:
-        return bool(user.email) and recipient_digest(secret, user.email) == link.recipient
+        return user.email is not None and recipient_digest(secret, user.email) == link.recipient
 
     if viewer is not None and is_recipient(viewer):
         return viewer
