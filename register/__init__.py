@@ -25,6 +25,6 @@ the case reference and the event's sequence number, so a retried write or a
 replay changes nothing twice. The API only reads.
 """
 
-from register.store import Register, RegisterUnavailableError
+from register.store import Register, RegisterUnavailableError, SentEmail
 
-__all__ = ["Register", "RegisterUnavailableError"]
+__all__ = ["Register", "RegisterUnavailableError", "SentEmail"]

@@ -12,7 +12,7 @@
 - ``export(...)``: the rows ``escalation register export`` prints.
 - ``save_report`` / ``reports`` / ``report``: the partnerships' theme
   reports as built and sent (``reports``, ``activities.report``).
-- ``email_sent`` / ``record_email``: the notice ledger, shared by every
+- ``emails_sent`` / ``record_emails``: the notice ledger, shared by every
   worker host that uses the same database.
 
 Free text and the child's details are sealed (``register.sealing``) before
@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -78,6 +78,16 @@ _NO_DEADLINE = datetime(9999, 12, 31, tzinfo=UTC)
 
 class RegisterUnavailableError(RuntimeError):
     """The register's database cannot be reached (or refused the work)."""
+
+
+@dataclass(frozen=True)
+class SentEmail:
+    """One email SendGrid accepted, as the notice ledger keeps it."""
+
+    key: str
+    notice_id: str
+    reference: str
+    message_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -582,27 +592,36 @@ class Register:
     # --- The notice ledger --------------------------------------------------------
 
     # Checked and written for every copy of every email: plain statements on
-    # a connection, no ORM session (which cost more than the email itself).
+    # a connection, no ORM session (which cost more than the email itself),
+    # and one statement for all of a notice's keys rather than one a key.
 
-    def email_sent(self, key: str) -> bool:
-        statement = select(t.SentEmail.key).where(t.SentEmail.key == key)
+    def emails_sent(self, keys: Collection[str]) -> set[str]:
+        """Which of these ledger keys SendGrid has accepted."""
+        if not keys:
+            return set()
+        statement = select(t.SentEmail.key).where(t.SentEmail.key.in_(list(keys)))
         with self._connection() as connection:
-            return connection.execute(statement).first() is not None
+            return set(connection.scalars(statement))
 
-    def record_email(
-        self, key: str, notice_id: str, reference: str, message_id: str | None
-    ) -> None:
+    def record_emails(self, sent: Collection[SentEmail]) -> None:
+        """Record accepted emails; a key recorded before keeps its first row."""
+        if not sent:
+            return
         insert = postgresql_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
         statement = insert(t.SentEmail).on_conflict_do_nothing(index_elements=["key"])
-        row = {
-            "key": key,
-            "notice_id": notice_id,
-            "reference": reference,
-            "sent_at": datetime.now(UTC),
-            "message_id": message_id,
-        }
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "key": s.key,
+                "notice_id": s.notice_id,
+                "reference": s.reference,
+                "sent_at": now,
+                "message_id": s.message_id,
+            }
+            for s in sent
+        ]
         with self._writing, self._connection() as connection, connection.begin():
-            connection.execute(statement, row)
+            connection.execute(statement, rows)
 
     def emails(self) -> list[dict[str, Any]]:
         with self._session() as session:
