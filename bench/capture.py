@@ -118,9 +118,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         if self.path.rstrip("/") == "/stats":
-            self._answer(200, json.dumps(
-                {"received": self.server.received, "connections": self.server.connections}
-            ).encode())
+            self._answer(
+                200,
+                json.dumps(
+                    {"received": self.server.received, "connections": self.server.connections}
+                ).encode(),
+            )
         else:
             self._answer(404)
 
