@@ -223,7 +223,10 @@ class SendGridSink:
                 f"email {email.key} has no recipient", type="NoticeRejected", non_retryable=True
             )
         copies = [copy for copy in email.copies() if copy.key not in sent]
-        outcomes = list(self._copies.map(self._send, copies))
+        if len(copies) == 1:
+            outcomes = [self._send(copies[0])]
+        else:
+            outcomes = list(self._copies.map(self._send, copies))
         accepted = [o for o in outcomes if isinstance(o, SentEmail)]
         failures = [o for o in outcomes if isinstance(o, ApplicationError)]
         if not failures:
