@@ -65,6 +65,7 @@ from bench.stats import (
     summary,
 )
 from bench.trivial import WORKFLOW_NAME
+from escalation.settings import Settings
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -546,14 +547,18 @@ def workers_rss_kib(stack: Stack) -> tuple[int, int]:
 
 def scenario_memory(stack: Stack, baseline_kib: int, cases: int) -> dict[str, Any]:
     rss, hwm = workers_rss_kib(stack)
+    workers = len(stack.all_workers)
     per_case = (rss - baseline_kib) / cases if cases else None
     result = {
         "cases_open": cases,
-        "workers": len(stack.all_workers),
+        "workers": workers,
         "baseline_mib": round(baseline_kib / 1024, 1),
         "rss_mib": round(rss / 1024, 1),
         "peak_mib": round(hwm / 1024, 1),
         "per_case_kib": round(per_case, 1) if per_case is not None else None,
+        # A worker keeps at most this many cases (the product's default);
+        # past it, memory per case open falls and per case cached is the cost.
+        "cached": min(cases, Settings.model_fields["worker_cached_cases"].default * workers),
         "target_mib": TARGETS["worker_rss_mib" if cases <= 1000 else "scale_rss_mib"],
     }
     say(
@@ -816,11 +821,15 @@ def table(results: dict[str, Any]) -> str:
     burst = results.get("burst")
     if burst:
         s = burst["lag_s"]
+        moved = ""
+        if burst["deadline_moved"] < burst["cases"]:
+            moved = f"; only {burst['deadline_moved']} of {burst['cases']} deadlines moved in time"
         rows.append(
             f"| Burst: {burst['cases']} deadlines at one instant | lag p50 {_fmt(s['p50'], ' s')}, "
             f"p99 {_fmt(s['p99'], ' s')}, max {_fmt(s['max'], ' s')}; last notice at "
             f"T+{_fmt(s['max'], ' s')}; {burst['notices']}/{burst['deadline_moved']} notices, "
-            f"{burst['lost']} lost | all within 60 s, none lost | {mark[ok.get('burst')]} |"
+            f"{burst['lost']} lost{moved} | all within 60 s, none lost | "
+            f"{mark[ok.get('burst')]} |"
         )
     spread = results.get("spread")
     if spread and spread.get("cases"):
@@ -865,12 +874,17 @@ def table(results: dict[str, Any]) -> str:
     memory = results.get("memory")
     if memory:
         workers = memory.get("workers", 1)
+        cached = memory.get("cached", memory["cases_open"])
+        per_cached = ""
+        if cached < memory["cases_open"]:
+            kib = (memory["rss_mib"] - memory["baseline_mib"]) * 1024 / cached
+            per_cached = f", {kib:.1f} KiB per case cached ({cached})"
         who = "Worker" if workers == 1 else f"{workers} workers"
         rows.append(
             f"| {who} memory, {memory['cases_open']} cases open | VmRSS "
             f"{memory['rss_mib']} MiB (idle {memory['baseline_mib']} MiB, "
-            f"{memory['per_case_kib']} KiB per case) | ≤ {memory['target_mib']:g} MiB | "
-            f"{mark[ok.get('memory')]} |"
+            f"{memory['per_case_kib']} KiB per case{per_cached}) | "
+            f"≤ {memory['target_mib']:g} MiB | {mark[ok.get('memory')]} |"
         )
     capture = results.get("capture")
     if capture:
@@ -1014,7 +1028,9 @@ async def run_stack_scenarios(cfg: Config, stack: Stack, results: dict[str, Any]
             # The cases go on after their escalation notice (records to the
             # business team, search attributes): let them finish first.
             results["burst"]["settle_s"] = round(await settle(stack, "after the burst"), 1)
-            results["memory"] = scenario_memory(stack, baseline, len(preloaded) + len(escalated))
+            # Every case raised is open, escalated or not.
+            open_cases = len(preloaded) + results["burst"]["raised"]
+            results["memory"] = scenario_memory(stack, baseline, open_cases)
         if "spread" not in cfg.skip and escalated:
             meter.start()
             results["spread"] = await scenario_spread(
