@@ -321,6 +321,23 @@ async def settle(stack: Stack, why: str, limit: float = 90.0) -> float:
     return waited
 
 
+async def planned(stack: Stack, before: dict[str, float], cases: int, limit: float) -> float:
+    """Wait until the worker has completed a workflow task for each of
+    ``cases`` new cases (a raise's first task plans it), counted from
+    ``before``: a worker far behind can pause for seconds (a full cache
+    makes new cases wait), which ``settle`` would take for the end."""
+    started = time.monotonic()
+    key = "RespondWorkflowTaskCompleted"
+    progress = Progress("planned", cases)
+    while time.monotonic() - started < limit:
+        done = frontend_requests(stack.metrics_port).get(key, 0.0) - before.get(key, 0.0)
+        progress.set(min(int(done), cases))
+        if done >= cases:
+            break
+        await asyncio.sleep(2.0)
+    return time.monotonic() - started
+
+
 async def sleep_until(epoch: float, why: str) -> None:
     delay = epoch - time.time()
     if delay > 0:
@@ -1008,11 +1025,15 @@ async def run_stack_scenarios(cfg: Config, stack: Stack, results: dict[str, Any]
         if cfg.preload:
             say(f"\n[preload] {cfg.preload} open cases before the burst")
             meter.start()
+            tasks_before = frontend_requests(stack.metrics_port)
             preloaded, preload_s = await raise_many(api, cfg.preload, cfg.concurrency, "preload")
             results["preload"] = {
                 "cases": cfg.preload,
                 "raised": len(preloaded),
                 "raise_s": round(preload_s, 1),
+                "planned_after_s": round(
+                    await planned(stack, tasks_before, len(preloaded), limit=900), 1
+                ),
                 "settle_s": round(await settle(stack, "after the preload", limit=600), 1),
             }
             cpu["preload"] = meter.stop()
