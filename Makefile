@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run worker test lint histories clean bench
+.PHONY: install run worker test lint histories clean bench bench-scale
 
 $(STAMP): pyproject.toml package.json package-lock.json
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found " + sys.version.split()[0] + ")")'
@@ -45,6 +45,12 @@ histories: $(STAMP)
 ## Benchmarks against issue 7's targets; BENCH_N=100 make bench for a quick run.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+## At scale: 10,000 open cases with 1,000 deadlines at one instant, on one
+## worker and then on two workers sharing the task queue (about 15 minutes).
+bench-scale: $(STAMP)
+	BENCH_PRELOAD=9000 BENCH_N=1000 BENCH_SKIP=simulate,register,spread,api $(BIN)/python -m bench.run
+	BENCH_PRELOAD=9000 BENCH_N=1000 BENCH_WORKERS=2 BENCH_SKIP=simulate,register,spread,api $(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) node_modules web/static build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -6,14 +6,16 @@ package and records what SendGrid accepted in a ledger, so a retried
 activity never mails the same notice twice.
 
 - **One message per recipient.** Each recipient's copy is its own request,
-  addressed to them alone, so no recipient sees another's address.
+  addressed to them alone, so no recipient sees another's address. A
+  notice's copies go out at once, over connections the sink keeps open (the
+  ``sendgrid`` package builds the request; httpx carries it).
 - **Exactly once, as far as email allows.** The ledger (the register's
-  ``sent_emails`` table, shared by every worker host) is checked before
-  every recipient's send and written, keyed per recipient, only after
-  SendGrid answered 2xx; the email's own key once every copy is accepted.
-  The one window left is a crash after SendGrid accepted and before the
-  ledger row is committed: the retry then sends again. SendGrid has no
-  idempotency key to close it.
+  ``sent_emails`` table, shared by every worker host) is asked once for all
+  of a notice's keys before anything is sent, and written once its copies
+  have answered: each copy SendGrid accepted under its own key (2xx only),
+  and the email's own key once every copy is accepted. The one window left
+  is a crash after SendGrid accepted and before that write is committed:
+  the retry then sends again. SendGrid has no idempotency key to close it.
 - **Failures.** 429 and 5xx (and a network failure or timeout) raise a
   retryable ``ApplicationError``: Temporal retries the activity with backoff
   (after the ``Retry-After`` SendGrid gives for 429). Any other 4xx (a bad
@@ -35,13 +37,15 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import urllib.error
+from collections.abc import Collection
+from collections.abc import Set as AbstractSet
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from python_http_client.exceptions import HTTPError
+import httpx
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import (
     Attachment,
@@ -66,12 +70,14 @@ from activities.notices import Addressee, NoticeSink, OutboxSink, OutgoingEmail
 from escalation.clitools import CliError
 from escalation.settings import Settings
 from policies.directory import Directory, DirectoryFileError, example_directory, load_directory
-from register import Register
+from register import Register, SentEmail
 from workflows.messages import Notice
 
 log = logging.getLogger("escalation.sendgrid")
 
 DEFAULT_TIMEOUT = 20.0
+# Copies of notices in flight at once (and connections kept to SendGrid).
+COPIES_AT_ONCE = 8
 # How long to wait after a 429 when SendGrid gives no Retry-After.
 DEFAULT_RATE_LIMIT_DELAY = timedelta(seconds=30)
 
@@ -84,11 +90,11 @@ class Ledger:
     def __init__(self, register: Register) -> None:
         self.register = register
 
-    def __contains__(self, key: str) -> bool:
-        return self.register.email_sent(key)
+    def sent(self, keys: Collection[str]) -> set[str]:
+        return self.register.emails_sent(keys)
 
-    def record(self, key: str, notice_id: str, reference: str, message_id: str | None) -> None:
-        self.register.record_email(key, notice_id, reference, message_id)
+    def record(self, accepted: Collection[SentEmail]) -> None:
+        self.register.record_emails(accepted)
 
     def entries(self) -> list[dict[str, Any]]:
         return self.register.emails()
@@ -172,58 +178,91 @@ class SendGridSink:
         host: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
+        # The sendgrid package gives the host (with its data residency) and
+        # the headers it sends; its own transport (python_http_client, on
+        # urllib) opens a connection for every request, so the requests go
+        # through one httpx client that keeps its connections.
         if host:
-            self.client = SendGridAPIClient(api_key=api_key, host=host.rstrip("/"))
+            client = SendGridAPIClient(api_key=api_key, host=host.rstrip("/"))
         else:
-            self.client = SendGridAPIClient(api_key=api_key)
+            client = SendGridAPIClient(api_key=api_key)
             if eu_residency:
-                self.client.set_sendgrid_data_residency("eu")
-        # python_http_client waits for ever by default; the activity must not.
-        self.client.client.timeout = timeout
+                client.set_sendgrid_data_residency("eu")
+        self.host = str(client.host)
+        self.http = httpx.Client(
+            base_url=self.host,
+            headers=client.client.request_headers,
+            # python_http_client waits for ever by default; the activity must not.
+            timeout=timeout,
+            limits=httpx.Limits(
+                max_connections=COPIES_AT_ONCE, max_keepalive_connections=COPIES_AT_ONCE
+            ),
+        )
+        # A notice's copies go out together, each on its own connection.
+        self._copies = ThreadPoolExecutor(COPIES_AT_ONCE, thread_name_prefix="sendgrid")
         self.sandbox = sandbox
         self.ledger = Ledger(register)
 
-    @property
-    def host(self) -> str:
-        return str(self.client.host)
+    def close(self) -> None:
+        self._copies.shutdown()
+        self.http.close()
 
-    def already_sent(self, key: str) -> bool:
-        return key in self.ledger
+    def sent(self, keys: Collection[str]) -> set[str]:
+        return self.ledger.sent(keys)
 
-    def deliver(self, notice: Notice, email: OutgoingEmail) -> None:
-        """One request per recipient, each to them alone, each recorded in the
-        ledger under its own key once accepted; then the email's own key."""
-        if email.key in self.ledger:
+    def deliver(
+        self, notice: Notice, email: OutgoingEmail, sent: AbstractSet[str] = frozenset()
+    ) -> None:
+        """One request per recipient, each to them alone and all at once; the
+        accepted ones recorded in the ledger under their own keys, and the
+        email's own key once every copy is accepted, in one write."""
+        if email.key in sent:
             return
         if not email.to:
             raise ApplicationError(
                 f"email {email.key} has no recipient", type="NoticeRejected", non_retryable=True
             )
-        for copy in email.copies():
-            if copy.key not in self.ledger:
-                self._send(copy)
-        self.ledger.record(email.key, email.notice_id, email.reference, None)
+        copies = [copy for copy in email.copies() if copy.key not in sent]
+        if len(copies) == 1:
+            outcomes = [self._send(copies[0])]
+        else:
+            outcomes = list(self._copies.map(self._send, copies))
+        accepted = [o for o in outcomes if isinstance(o, SentEmail)]
+        failures = [o for o in outcomes if isinstance(o, ApplicationError)]
+        if not failures:
+            accepted.append(SentEmail(email.key, email.notice_id, email.reference))
+        self.ledger.record(accepted)
+        if failures:
+            # The first copy's failure, in the order of the recipients: the
+            # others accepted are recorded and not sent again on the retry.
+            raise failures[0]
 
-    def _send(self, email: OutgoingEmail) -> None:
-        body = request_body(email, sandbox=self.sandbox)
+    def post(self, body: dict[str, Any]) -> httpx.Response:
+        """POST /v3/mail/send on the kept connection. Not reached, or no
+        answer: SendGrid may or may not have it, so the activity retries."""
         try:
-            response = self.client.send(body)
-        except HTTPError as exc:
-            raise self._failure(email, exc.status_code, exc.body, exc.headers) from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-            # Not reached, or no answer: SendGrid may or may not have it. Retry.
+            return self.http.post("/v3/mail/send", json=body)
+        except httpx.TransportError as exc:
             raise ApplicationError(
-                f"SendGrid could not be reached for {email.key}: {type(exc).__name__}",
+                f"SendGrid could not be reached: {type(exc).__name__}",
                 type="SendGridUnavailable",
             ) from None
-        status = int(getattr(response, "status_code", 0) or 0)
-        if not 200 <= status < 300:
-            raise self._failure(email, status, getattr(response, "body", b""), None)
-        message_id = _header(getattr(response, "headers", None), "X-Message-Id")
-        self.ledger.record(email.key, email.notice_id, email.reference, message_id)
-        log.info("SendGrid accepted %s (%s)", email.key, message_id or "no message id")
 
-    def _failure(self, email: OutgoingEmail, status: int, body: Any, headers: Any) -> Exception:
+    def _send(self, email: OutgoingEmail) -> SentEmail | ApplicationError:
+        """One copy: what the ledger records if SendGrid accepted it, or why not."""
+        try:
+            response = self.post(request_body(email, sandbox=self.sandbox))
+        except ApplicationError as exc:
+            return ApplicationError(f"{exc.message} ({email.key})", type=exc.type)
+        if not response.is_success:
+            return self._failure(email, response.status_code, response.content, response.headers)
+        message_id = response.headers.get("X-Message-Id")
+        log.info("SendGrid accepted %s (%s)", email.key, message_id or "no message id")
+        return SentEmail(email.key, email.notice_id, email.reference, message_id)
+
+    def _failure(
+        self, email: OutgoingEmail, status: int, body: Any, headers: Any
+    ) -> ApplicationError:
         detail = _sendgrid_errors(body)
         what = f"SendGrid answered {status} for {email.key}" + (f": {detail}" if detail else "")
         if status == 429:

@@ -44,7 +44,8 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.headerregistry import Address
@@ -190,9 +191,17 @@ class OutgoingEmail:
 
 
 class NoticeSink(Protocol):
-    def already_sent(self, key: str) -> bool: ...
+    def sent(self, keys: Collection[str]) -> set[str]:
+        """Which of these email keys (an email's own, or a recipient's
+        copy's) the ledger holds: asked once for a notice's keys."""
+        ...
 
-    def deliver(self, notice: Notice, email: OutgoingEmail) -> None: ...
+    def deliver(
+        self, notice: Notice, email: OutgoingEmail, sent: AbstractSet[str] = frozenset()
+    ) -> None:
+        """Send what of ``email`` is not in ``sent`` (the ledger's keys of its
+        copies, as ``sent`` answered just before)."""
+        ...
 
 
 class MemorySink:
@@ -206,11 +215,16 @@ class MemorySink:
         self.emails: list[OutgoingEmail] = []
         self._ids: set[str] = set()
 
-    def already_sent(self, key: str) -> bool:
+    def sent(self, keys: Collection[str]) -> set[str]:
         with self._lock:
-            return key in self._ids
+            return self._ids.intersection(keys)
 
-    def deliver(self, notice: Notice, email: OutgoingEmail | None = None) -> None:
+    def deliver(
+        self,
+        notice: Notice,
+        email: OutgoingEmail | None = None,
+        sent: AbstractSet[str] = frozenset(),
+    ) -> None:
         key = email.key if email is not None else notice.notice_id
         with self._lock:
             if key in self._ids:
@@ -247,11 +261,13 @@ class OutboxSink:
     def _done(self, key: str) -> Path:
         return self.folder / ".sent" / _safe_name(key)
 
-    def already_sent(self, key: str) -> bool:
+    def sent(self, keys: Collection[str]) -> set[str]:
         # An email's own file: written whole before each recipient had a copy.
-        return self._done(key).exists() or self.path(key).exists()
+        return {key for key in keys if self._done(key).exists() or self.path(key).exists()}
 
-    def deliver(self, notice: Notice, email: OutgoingEmail) -> None:
+    def deliver(
+        self, notice: Notice, email: OutgoingEmail, sent: AbstractSet[str] = frozenset()
+    ) -> None:
         for copy in email.copies():
             path = self.path(copy.key)
             if path.exists():
@@ -455,11 +471,23 @@ class NoticeActivities:
 
     @activity.defn(name="send_notice")
     async def send_notice(self, notice: Notice) -> NoticeReceipt:
-        duplicate = self.sink.already_sent(notice.notice_id)
+        # Composing (templates, forms' PDFs), the ledger and the sends are all
+        # synchronous: one thread for the lot keeps the worker's event loop
+        # free, with one hand-over rather than one a step.
+        return await asyncio.to_thread(self._send_notice, notice)
+
+    def _send_notice(self, notice: Notice) -> NoticeReceipt:
         emails, unfilled = self.compose(notice)
+        # The ledger asked once for every key the notice may have used.
+        keys = {notice.notice_id}
+        for email in emails:
+            keys.add(email.key)
+            keys.update(copy.key for copy in email.copies())
+        sent = self.sink.sent(keys)
+        duplicate = notice.notice_id in sent
         delivered = duplicate
         for email in emails:
-            if self.sink.already_sent(email.key):
+            if email.key in sent:
                 # Logged by id only: a notice's context is case data.
                 activity.logger.info("email %s already sent; not sending again", email.key)
                 continue
@@ -468,7 +496,7 @@ class NoticeActivities:
                     "email %s has nobody to go to (roles: %s)", email.key, ", ".join(email.roles)
                 )
                 continue
-            await asyncio.to_thread(self.sink.deliver, notice, email)
+            self.sink.deliver(notice, email, sent)
             if email.key == notice.notice_id:
                 delivered = True
         if unfilled:

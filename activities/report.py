@@ -32,7 +32,7 @@ from activities.notices import Addressee, Attachment, NoticeSink, OutboxSink
 from policies.calendar import WorkingDayCalendar
 from policies.directory import Directory
 from policies.loader import get_policy
-from register import Register
+from register import Register, SentEmail
 from register import tables as t
 from reports.build import build
 from reports.period import Period
@@ -85,7 +85,7 @@ class OutboxReportMailer:
         self.outbox = outbox
 
     def already_sent(self, key: str) -> bool:
-        return self.outbox.already_sent(key)
+        return key in self.outbox.sent([key])
 
     def send(self, email: ReportEmail) -> None:
         path = self.outbox.path(email.key)
@@ -112,10 +112,9 @@ class SendGridReportMailer:
         self.sink = sink
 
     def already_sent(self, key: str) -> bool:
-        return self.sink.already_sent(key)
+        return key in self.sink.sent([key])
 
     def send(self, email: ReportEmail) -> None:
-        from python_http_client.exceptions import HTTPError
         from sendgrid.helpers.mail import (
             Attachment as SgAttachment,
         )
@@ -146,17 +145,17 @@ class SendGridReportMailer:
                     Disposition("attachment"),
                 )
             )
-        try:
-            response = self.sink.client.send(mail.get())
-        except HTTPError as exc:
-            retry = exc.status_code == 429 or exc.status_code >= 500
+        response = self.sink.post(mail.get())
+        if not response.is_success:
+            status = response.status_code
+            retry = status == 429 or status >= 500
             raise ApplicationError(
-                f"SendGrid answered {exc.status_code} for report {email.key}",
+                f"SendGrid answered {status} for report {email.key}",
                 type="SendGridUnavailable" if retry else "ReportRejected",
                 non_retryable=not retry,
-            ) from None
-        message_id = getattr(response, "headers", {}).get("X-Message-Id")
-        self.sink.ledger.record(email.key, email.key, "", message_id)
+            )
+        message_id = response.headers.get("X-Message-Id")
+        self.sink.ledger.record([SentEmail(email.key, email.key, "", message_id)])
 
 
 def report_mailer(sink: NoticeSink) -> ReportMailer:

@@ -12,8 +12,9 @@ server's timers use on this machine). The reference and template come from
 the email's ``custom_args`` (top level or per personalization), which carry
 nothing identifying. The body itself is not kept.
 
-``GET /stats`` answers ``{"received": N}``; anything else is 404. It binds
-to 127.0.0.1 only.
+``GET /stats`` answers ``{"received": N, "connections": C}`` (C: the TCP
+connections opened to it, so a run shows whether the sink keeps its
+connection); anything else is 404. It binds to 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class CaptureServer(ThreadingHTTPServer):
         super().__init__(address, Handler)
         self.lock = threading.Lock()
         self.received = 0
+        self.connections = 0
         self.out = out.open("a", encoding="utf-8")
 
     def record(self, line: dict[str, Any]) -> None:
@@ -74,6 +76,11 @@ class CaptureServer(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: CaptureServer
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.lock:
+            self.server.connections += 1
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
@@ -111,7 +118,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         if self.path.rstrip("/") == "/stats":
-            self._answer(200, json.dumps({"received": self.server.received}).encode())
+            self._answer(
+                200,
+                json.dumps(
+                    {"received": self.server.received, "connections": self.server.connections}
+                ).encode(),
+            )
         else:
             self._answer(404)
 

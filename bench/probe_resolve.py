@@ -8,22 +8,33 @@ second later. It prints the resolve latency, the event times of the slowest
 resolutions' histories (where the wait falls: on the task queue, or in the
 worker) and the dev server's own mean latency per operation from its
 Prometheus metrics (persistence, matching, frontend).
+
+It also prints the CPU milliseconds each process spent per raise and
+resolve (the figure to compare on a shared machine, where latency is not),
+and with ``PROBE_PROFILE=DIR`` it records the worker and the API with
+``py-spy`` (on the PATH or beside this Python) for the raise-and-resolve
+phase, as raw stacks in ``DIR/worker.txt`` and ``DIR/api.txt`` (``--gil``:
+only the samples where Python holds the GIL, i.e. its CPU).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 import urllib.request
 from collections import defaultdict
+from pathlib import Path
 
 from temporalio.client import Client
 
 from bench.run import RESULTS, Api, paced, raise_many, read_tokens, settle, warm_up
 from bench.stack import Stack
+from bench.stats import CpuMeter
 
 SERVER_LATENCIES = (
     "asyncmatch_latency",
@@ -77,9 +88,21 @@ async def probe(stack: Stack, count: int, preload: int) -> None:
         return ok
 
     before = _metrics(stack)
+    meter = CpuMeter({name: proc.pid for name, proc in stack.procs.items()})
+    profilers = _profile(stack)
+    meter.start()
     began = time.monotonic()
     await paced(count, 20.0, raise_and_resolve, "raise+resolve", count / 20 + 90)
     wall = time.monotonic() - began
+    used = meter.stop()
+    for profiler in profilers:
+        profiler.send_signal(2)  # py-spy writes its file on SIGINT
+        profiler.wait(60)
+    print("\nCPU ms per raise and resolve, by process:")
+    for name, seconds in used.items():
+        if isinstance(seconds, float) and name not in ("wall_s", "machine_busy_pct"):
+            print(f"  {name:16} {seconds * 1000 / count:7.1f}")
+    print(f"  (machine busy {used['machine_busy_pct']}%)")
     busy = persistence_seconds(_metrics(stack)) - persistence_seconds(before)
     print(
         f"\nwhile raising and resolving: {busy:.1f} s in persistence calls in {wall:.1f} s "
@@ -101,6 +124,23 @@ async def probe(stack: Stack, count: int, preload: int) -> None:
     for mean, n, key in server_latencies(metrics):
         print(f"  {mean * 1000:9.1f} ms  n={n:<6} {key}")
     await api.close()
+
+
+def _profile(stack: Stack) -> list[subprocess.Popen[bytes]]:
+    folder = os.environ.get("PROBE_PROFILE")
+    if not folder:
+        return []
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    return [
+        subprocess.Popen(
+            [spy, "record", "--gil", "--nonblocking", "-r", "200", "-f", "raw"]
+            + ["-o", str(out / f"{name}.txt"), "-p", str(stack.procs[name].pid)],
+            stdout=subprocess.DEVNULL,
+        )
+        for name in ("worker", "api")
+    ]
 
 
 def _metrics(stack: Stack) -> str:

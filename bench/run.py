@@ -22,8 +22,10 @@ the deadline, resolve):
 Environment: BENCH_N (default 1000), BENCH_SPREAD_SECONDS (default 120),
 BENCH_API_RATE (20), BENCH_API_SECONDS (15), BENCH_SATURATION_COUNT (150),
 BENCH_CONCURRENCY (16), BENCH_SKIP (comma list of scenario names:
-simulate,register,burst,spread,api); for experiments on the server, BENCH_SQLITE_PRAGMAS
-and BENCH_SERVER_CONFIG (see bench.stack).
+simulate,register,burst,spread,api); for the scale scenarios, BENCH_PRELOAD (open
+cases raised before the burst, default 0) and BENCH_WORKERS (worker processes
+on the one task queue, default 1); for experiments on the server,
+BENCH_SQLITE_PRAGMAS and BENCH_SERVER_CONFIG (see bench.stack).
 
 Figures go to bench/results/latest.json (and a timestamped copy), the table
 to bench/results/latest.md and the terminal. Logs and the SQLite file of the
@@ -63,6 +65,7 @@ from bench.stats import (
     summary,
 )
 from bench.trivial import WORKFLOW_NAME
+from escalation.settings import Settings
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -85,6 +88,8 @@ TARGETS = {
     "resolve_p95_ms": 250.0,
     "throughput_ratio": 0.70,
     "worker_rss_mib": 350.0,
+    # More than 1,000 open (BENCH_PRELOAD): the scale target, 10,000 cases.
+    "scale_rss_mib": 1536.0,
     "simulate_s": 5.0,
     "register_list_p95_ms": 50.0,
 }
@@ -110,6 +115,10 @@ class Config:
         self.saturation_count = _env_int("BENCH_SATURATION_COUNT", min(150, self.api_count))
         self.concurrency = _env_int("BENCH_CONCURRENCY", 16)
         self.skip = {s.strip() for s in os.environ.get("BENCH_SKIP", "").split(",") if s.strip()}
+        # Scale: open cases raised before the burst (which raises N more), and
+        # worker processes on the one task queue.
+        self.preload = _env_int("BENCH_PRELOAD", 0)
+        self.workers = _env_int("BENCH_WORKERS", 1)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(self).items()}
@@ -310,6 +319,23 @@ async def settle(stack: Stack, why: str, limit: float = 90.0) -> float:
     waited = time.monotonic() - started
     say(f"    settled in {waited:.0f}s {why}")
     return waited
+
+
+async def planned(stack: Stack, before: dict[str, float], cases: int, limit: float) -> float:
+    """Wait until the worker has completed a workflow task for each of
+    ``cases`` new cases (a raise's first task plans it), counted from
+    ``before``: a worker far behind can pause for seconds (a full cache
+    makes new cases wait), which ``settle`` would take for the end."""
+    started = time.monotonic()
+    key = "RespondWorkflowTaskCompleted"
+    progress = Progress("planned", cases)
+    while time.monotonic() - started < limit:
+        done = frontend_requests(stack.metrics_port).get(key, 0.0) - before.get(key, 0.0)
+        progress.set(min(int(done), cases))
+        if done >= cases:
+            break
+        await asyncio.sleep(2.0)
+    return time.monotonic() - started
 
 
 async def sleep_until(epoch: float, why: str) -> None:
@@ -530,18 +556,31 @@ async def scenario_burst(
     return result, escalated, shorten_rate
 
 
+def workers_rss_kib(stack: Stack) -> tuple[int, int]:
+    """(VmRSS, VmHWM) summed over the worker processes, in KiB."""
+    sizes = [rss_kib(proc.pid) for proc in stack.all_workers]
+    return sum(r for r, _ in sizes), sum(h for _, h in sizes)
+
+
 def scenario_memory(stack: Stack, baseline_kib: int, cases: int) -> dict[str, Any]:
-    rss, hwm = rss_kib(stack.worker.pid)
+    rss, hwm = workers_rss_kib(stack)
+    workers = len(stack.all_workers)
     per_case = (rss - baseline_kib) / cases if cases else None
     result = {
         "cases_open": cases,
+        "workers": workers,
         "baseline_mib": round(baseline_kib / 1024, 1),
         "rss_mib": round(rss / 1024, 1),
         "peak_mib": round(hwm / 1024, 1),
         "per_case_kib": round(per_case, 1) if per_case is not None else None,
+        # A worker keeps at most this many cases (the product's default);
+        # past it, memory per case open falls and per case cached is the cost.
+        "cached": min(cases, Settings.model_fields["worker_cached_cases"].default * workers),
+        "target_mib": TARGETS["worker_rss_mib" if cases <= 1000 else "scale_rss_mib"],
     }
     say(
-        f"\n[memory] worker VmRSS {rss / 1024:.1f} MiB with {cases} open cases "
+        f"\n[memory] {result['workers']} worker(s) VmRSS {rss / 1024:.1f} MiB with {cases} open "
+        "cases "
         f"(idle {baseline_kib / 1024:.1f} MiB, {result['per_case_kib']} KiB per case; "
         f"peak {hwm / 1024:.1f} MiB)"
     )
@@ -775,7 +814,10 @@ def verdicts(results: dict[str, Any]) -> dict[str, bool | None]:
         out["throughput"] = ratio is not None and ratio >= TARGETS["throughput_ratio"]
     memory = results.get("memory")
     if memory:
-        out["memory"] = memory["rss_mib"] <= TARGETS["worker_rss_mib"]
+        out["memory"] = memory["rss_mib"] <= memory["target_mib"]
+    capture = results.get("capture")
+    if capture:
+        out["once"] = capture["duplicates"] == 0
     sim = results.get("simulate")
     if sim:
         out["simulate"] = sim["max_wall_s"] < TARGETS["simulate_s"]
@@ -796,11 +838,15 @@ def table(results: dict[str, Any]) -> str:
     burst = results.get("burst")
     if burst:
         s = burst["lag_s"]
+        moved = ""
+        if burst["deadline_moved"] < burst["cases"]:
+            moved = f"; only {burst['deadline_moved']} of {burst['cases']} deadlines moved in time"
         rows.append(
             f"| Burst: {burst['cases']} deadlines at one instant | lag p50 {_fmt(s['p50'], ' s')}, "
             f"p99 {_fmt(s['p99'], ' s')}, max {_fmt(s['max'], ' s')}; last notice at "
             f"T+{_fmt(s['max'], ' s')}; {burst['notices']}/{burst['deadline_moved']} notices, "
-            f"{burst['lost']} lost | all within 60 s, none lost | {mark[ok.get('burst')]} |"
+            f"{burst['lost']} lost{moved} | all within 60 s, none lost | "
+            f"{mark[ok.get('burst')]} |"
         )
     spread = results.get("spread")
     if spread and spread.get("cases"):
@@ -844,10 +890,24 @@ def table(results: dict[str, Any]) -> str:
         )
     memory = results.get("memory")
     if memory:
+        workers = memory.get("workers", 1)
+        cached = memory.get("cached", memory["cases_open"])
+        per_cached = ""
+        if cached < memory["cases_open"]:
+            kib = (memory["rss_mib"] - memory["baseline_mib"]) * 1024 / cached
+            per_cached = f", {kib:.1f} KiB per case cached ({cached})"
+        who = "Worker" if workers == 1 else f"{workers} workers"
         rows.append(
-            f"| Worker memory, {memory['cases_open']} cases open | VmRSS "
+            f"| {who} memory, {memory['cases_open']} cases open | VmRSS "
             f"{memory['rss_mib']} MiB (idle {memory['baseline_mib']} MiB, "
-            f"{memory['per_case_kib']} KiB per case) | ≤ 350 MiB | {mark[ok.get('memory')]} |"
+            f"{memory['per_case_kib']} KiB per case{per_cached}) | "
+            f"≤ {memory['target_mib']:g} MiB | {mark[ok.get('memory')]} |"
+        )
+    capture = results.get("capture")
+    if capture:
+        rows.append(
+            f"| Emails sent twice (same ledger key), of {capture['emails']} | "
+            f"{capture['duplicates']} | none | {mark[ok.get('once')]} |"
         )
     sim = results.get("simulate")
     if sim:
@@ -875,7 +935,8 @@ def cpu_table(results: dict[str, Any]) -> str:
     cpu = results.get("cpu_s") or {}
     if not cpu:
         return ""
-    names = ["server", "worker", "api", "capture", "trivial", "bench", "other_processes"]
+    workers = sorted({n for used in cpu.values() for n in used if n.startswith("worker")})
+    names = ["server", *workers, "api", "capture", "trivial", "bench", "other_processes"]
     rows = [
         "| Phase | wall s | " + " | ".join(names) + " | machine busy |",
         "| --- " * (len(names) + 3) + "|",
@@ -957,9 +1018,25 @@ async def run_stack_scenarios(cfg: Config, stack: Stack, results: dict[str, Any]
     try:
         await warm_up(api, client)
         await asyncio.sleep(2)
-        baseline, _ = rss_kib(stack.worker.pid)
+        baseline, _ = workers_rss_kib(stack)
         escalated: list[str] = []
+        preloaded: list[str] = []
         rate = 20.0
+        if cfg.preload:
+            say(f"\n[preload] {cfg.preload} open cases before the burst")
+            meter.start()
+            tasks_before = frontend_requests(stack.metrics_port)
+            preloaded, preload_s = await raise_many(api, cfg.preload, cfg.concurrency, "preload")
+            results["preload"] = {
+                "cases": cfg.preload,
+                "raised": len(preloaded),
+                "raise_s": round(preload_s, 1),
+                "planned_after_s": round(
+                    await planned(stack, tasks_before, len(preloaded), limit=900), 1
+                ),
+                "settle_s": round(await settle(stack, "after the preload", limit=600), 1),
+            }
+            cpu["preload"] = meter.stop()
         if "burst" not in cfg.skip:
             meter.start()
             results["burst"], escalated, rate = await scenario_burst(
@@ -972,7 +1049,9 @@ async def run_stack_scenarios(cfg: Config, stack: Stack, results: dict[str, Any]
             # The cases go on after their escalation notice (records to the
             # business team, search attributes): let them finish first.
             results["burst"]["settle_s"] = round(await settle(stack, "after the burst"), 1)
-            results["memory"] = scenario_memory(stack, baseline, len(escalated))
+            # Every case raised is open, escalated or not.
+            open_cases = len(preloaded) + results["burst"]["raised"]
+            results["memory"] = scenario_memory(stack, baseline, open_cases)
         if "spread" not in cfg.skip and escalated:
             meter.start()
             results["spread"] = await scenario_spread(
@@ -981,7 +1060,7 @@ async def run_stack_scenarios(cfg: Config, stack: Stack, results: dict[str, Any]
             cpu["spread"] = meter.stop()
             say(f"    CPU seconds: {cpu['spread']}")
             if "memory" in results:
-                rss, _ = rss_kib(stack.worker.pid)
+                rss, _ = workers_rss_kib(stack)
                 results["memory"]["rss_after_spread_mib"] = round(rss / 1024, 1)
             results["spread"]["errors"] = dict(api.errors)
             api.errors.clear()
@@ -989,7 +1068,7 @@ async def run_stack_scenarios(cfg: Config, stack: Stack, results: dict[str, Any]
             await settle(stack, "before the API scenario")
             results["api"] = await scenario_api(cfg, stack, api, client, meter, cpu)
             if "memory" in results:
-                rss, hwm = rss_kib(stack.worker.pid)
+                rss, hwm = workers_rss_kib(stack)
                 results["memory"]["rss_after_api_mib"] = round(rss / 1024, 1)
                 results["memory"]["peak_after_api_mib"] = round(hwm / 1024, 1)
         capture.poll()
@@ -1023,7 +1102,7 @@ def main() -> int:
     if "register" not in cfg.skip:
         say("\nListing a register of 10,000 cases ...")
         results["register"] = scenario_register()
-    stack = Stack(run_dir)
+    stack = Stack(run_dir, workers=cfg.workers)
     say(f"\nStarting the stack (dev server with WAL, worker, API, capture) in {run_dir} ...")
     status = 0
     try:

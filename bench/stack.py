@@ -72,6 +72,8 @@ class Stack:
     metrics_port: int = 0
     procs: dict[str, Service] = field(default_factory=dict)
     worker_env: dict[str, str] = field(default_factory=dict)
+    # Worker processes on the one task queue (a deployment that outgrew one).
+    workers: int = 1
 
     @property
     def temporal_address(self) -> str:
@@ -88,6 +90,11 @@ class Stack:
     @property
     def worker(self) -> Service:
         return self.procs["worker"]
+
+    @property
+    def all_workers(self) -> list[Service]:
+        """The worker, then any others (``worker2``, ...)."""
+        return [self.procs[k] for k in self.procs if k.startswith("worker")]
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -196,6 +203,15 @@ class Stack:
             upgrade(f"sqlite:///{(self.data_dir / 'register.sqlite3').resolve()}")
             self._launch(worker)
             _wait_log(worker, "worker polling task queue")
+            for i in range(2, self.workers + 1):
+                other = Service(
+                    f"worker {i}",
+                    [py, "-m", "escalation.cli", "worker"],
+                    self.data_dir / f"worker{i}.log",
+                    env=self.worker_env,
+                )
+                self._launch(other, f"worker{i}")
+                _wait_log(other, "worker polling task queue")
             self._launch(trivial)
             _wait_log(trivial, "trivial worker polling")
             self._launch(api)
@@ -204,14 +220,17 @@ class Stack:
             self.stop()
             raise
 
-    def _launch(self, proc: Service) -> None:
-        key = {
-            "Temporal dev server": "server",
-            "capture server": "capture",
-            "worker": "worker",
-            "API": "api",
-            "baseline worker": "trivial",
-        }[proc.name]
+    def _launch(self, proc: Service, key: str | None = None) -> None:
+        key = (
+            key
+            or {
+                "Temporal dev server": "server",
+                "capture server": "capture",
+                "worker": "worker",
+                "API": "api",
+                "baseline worker": "trivial",
+            }[proc.name]
+        )
         proc.start()
         self.procs[key] = proc
 
@@ -221,7 +240,8 @@ class Stack:
                 raise StackError(f"the {proc.name} stopped unexpectedly:\n{proc.tail()}")
 
     def stop(self) -> None:
-        for key in ("api", "trivial", "worker", "server", "capture"):
+        others = [k for k in self.procs if k.startswith("worker") and k != "worker"]
+        for key in ("api", "trivial", *others, "worker", "server", "capture"):
             proc = self.procs.get(key)
             if proc is not None:
                 proc.stop()

@@ -24,6 +24,9 @@ def _worker(args: argparse.Namespace) -> int:
     from workers.worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # The SendGrid sink's transport would log every request at INFO; the sink
+    # logs each copy SendGrid accepted, by ledger key, itself.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = get_settings()
     try:
         asyncio.run(run_worker(settings))

@@ -27,6 +27,6 @@ writes only the ids of the emailed action links that have been used
 (``use_action_link``), so each link works once.
 """
 
-from register.store import Register, RegisterUnavailableError
+from register.store import Register, RegisterUnavailableError, SentEmail
 
-__all__ = ["Register", "RegisterUnavailableError"]
+__all__ = ["Register", "RegisterUnavailableError", "SentEmail"]

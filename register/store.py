@@ -12,7 +12,7 @@
 - ``export(...)``: the rows ``escalation register export`` prints.
 - ``save_report`` / ``reports`` / ``report``: the partnerships' theme
   reports as built and sent (``reports``, ``activities.report``).
-- ``email_sent`` / ``record_email``: the notice ledger, shared by every
+- ``emails_sent`` / ``record_emails``: the notice ledger, shared by every
   worker host that uses the same database.
 
 Free text and the child's details are sealed (``register.sealing``) before
@@ -24,15 +24,16 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import (
     Connection,
     Engine,
+    Table,
     and_,
     create_engine,
     delete,
@@ -81,6 +82,16 @@ class RegisterUnavailableError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class SentEmail:
+    """One email SendGrid accepted, as the notice ledger keeps it."""
+
+    key: str
+    notice_id: str
+    reference: str
+    message_id: str | None = None
+
+
+@dataclass(frozen=True)
 class CasePage:
     rows: list[t.Case]
     last: tuple[str, str] | None
@@ -123,7 +134,7 @@ class Register:
         self.engine = engine
         self.sealer = Sealer(ring)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
-        self._upserts: dict[type[t.Base], Any] = {}
+        self._upserts: dict[tuple[type[t.Base], frozenset[str]], Any] = {}
         # A database in memory is one connection, which the worker's threads
         # must take in turn; a file or a server gives each its own.
         self._one_at_a_time = (
@@ -176,78 +187,89 @@ class Register:
     # --- Writing: the workflow's record -----------------------------------------
 
     def record(self, update: RecordCase) -> RecordReceipt:
+        # Plain statements on a connection, no ORM session: a write for every
+        # change a case makes, and the session's unit of work cost more than
+        # the statements themselves.
         state = update.case
         ref = state.reference
         upto = state.next_seq - 1
-        seal = self.sealer.seal
-        with self._writing, self._session() as session, session.begin():
-            row = session.get(t.Case, ref)
-            new = row is None
-            if row is None:
-                row = t.Case(reference=ref)
-                session.add(row)
-            categories_changed = new or list(row.categories or []) != list(state.categories)
-            self._fill_case(row, state)
-            if update.about is not None:
-                row.sealed_about = seal(update.about.model_dump_json(), f"cases.about:{ref}")
-            if categories_changed:
-                session.execute(delete(t.CaseCategory).where(t.CaseCategory.reference == ref))
-                session.flush()
-                session.add_all(t.CaseCategory(reference=ref, category=c) for c in state.categories)
-
-            known = set(
-                session.scalars(
-                    select(t.Event.seq).where(
-                        t.Event.reference == ref, t.Event.seq > update.after_seq
+        c, e = _table(t.Case), _table(t.Event)
+        row = self._case_row(state)
+        if update.about is not None:
+            row["sealed_about"] = self.sealer.seal(
+                update.about.model_dump_json(), f"cases.about:{ref}"
+            )
+        with self._writing, self._connection() as connection, connection.begin():
+            before = connection.execute(
+                select(c.c.categories).where(c.c.reference == ref)
+            ).one_or_none()
+            # What the case is about is written once; later writes keep it.
+            keep = frozenset() if "sealed_about" in row else frozenset({"sealed_about"})
+            connection.execute(self._upsert_statement(t.Case, keep), row)
+            if before is None or list(before[0] or []) != list(state.categories):
+                cc = _table(t.CaseCategory)
+                connection.execute(delete(cc).where(cc.c.reference == ref))
+                if state.categories:
+                    connection.execute(
+                        cc.insert(), [{"reference": ref, "category": x} for x in state.categories]
                     )
+            known = set(
+                connection.scalars(
+                    select(e.c.seq).where(e.c.reference == ref, e.c.seq > update.after_seq)
                 )
             )
             if any(seq > upto for seq in known):
                 for table in (t.Event, t.Notice, t.FormSent, t.Confirmation):
-                    session.execute(delete(table).where(table.reference == ref, table.seq > upto))
-            self._write_events(session, ref, state.events)
+                    tc = _table(table).c
+                    connection.execute(
+                        delete(_table(table)).where(tc.reference == ref, tc.seq > upto)
+                    )
+            self._write_events(connection, ref, state.events)
             added = sum(ev.seq not in known for ev in state.events)
         return RecordReceipt(reference=ref, recorded_seq=upto, events_added=added)
 
-    def _fill_case(self, row: t.Case, state: CaseState) -> None:
+    def _case_row(self, state: CaseState) -> dict[str, Any]:
         clock = state.clock
         passed = clock.deadline_passed
-        row.policy_id = state.policy_id
-        row.policy_version = state.policy_version
-        row.partnership_name = state.partnership
-        row.area = state.area
-        row.raising_agency = state.raising_agency.key
-        row.raising_agency_name = state.raising_agency.name
-        row.raising_agency_kind = state.raising_agency.kind
-        row.receiving_agency = state.receiving_agency.key
-        row.receiving_agency_name = state.receiving_agency.name
-        row.receiving_agency_kind = state.receiving_agency.kind
-        row.categories = list(state.categories)
-        row.raised_by_id = state.raised_by.id
-        row.raised_by_role = state.raised_by.role
-        row.raised_by_agency = state.raised_by.agency
-        row.stage = state.stage
-        row.stage_key = state.stage_key
-        row.stage_name = state.stage_name
-        row.highest_stage_reached = state.highest_stage_reached
-        row.status = state.status
-        row.deadline = clock.deadline if state.is_open and not passed else None
-        row.deadline_text = clock.deadline_text if state.is_open else None
-        row.deadline_basis = clock.deadline_basis if state.is_open else None
-        row.deadline_passed = passed
-        row.acknowledgement_due = clock.acknowledgement_due
-        row.acknowledged_by_id = state.acknowledged_by.id if state.acknowledged_by else None
-        row.immediate_risk = state.immediate_risk
-        row.risk_from_stage = state.risk_from_stage
-        row.raised_at = state.raised_at
-        row.resolved_at = state.resolved_at
-        row.closed_at = state.closed_at
-        row.recorded_seq = state.next_seq - 1
-        row.recorded_at = datetime.now(UTC)
         rest = state.model_dump_json(exclude={"events", "notes"})
-        row.sealed_state = self.sealer.seal(rest, f"cases.state:{state.reference}") or ""
+        return {
+            "reference": state.reference,
+            "policy_id": state.policy_id,
+            "policy_version": state.policy_version,
+            "partnership_name": state.partnership,
+            "area": state.area,
+            "raising_agency": state.raising_agency.key,
+            "raising_agency_name": state.raising_agency.name,
+            "raising_agency_kind": state.raising_agency.kind,
+            "receiving_agency": state.receiving_agency.key,
+            "receiving_agency_name": state.receiving_agency.name,
+            "receiving_agency_kind": state.receiving_agency.kind,
+            "categories": list(state.categories),
+            "raised_by_id": state.raised_by.id,
+            "raised_by_role": state.raised_by.role,
+            "raised_by_agency": state.raised_by.agency,
+            "stage": state.stage,
+            "stage_key": state.stage_key,
+            "stage_name": state.stage_name,
+            "highest_stage_reached": state.highest_stage_reached,
+            "status": state.status,
+            "deadline": clock.deadline if state.is_open and not passed else None,
+            "deadline_text": clock.deadline_text if state.is_open else None,
+            "deadline_basis": clock.deadline_basis if state.is_open else None,
+            "deadline_passed": passed,
+            "acknowledgement_due": clock.acknowledgement_due,
+            "acknowledged_by_id": state.acknowledged_by.id if state.acknowledged_by else None,
+            "immediate_risk": state.immediate_risk,
+            "risk_from_stage": state.risk_from_stage,
+            "raised_at": state.raised_at,
+            "resolved_at": state.resolved_at,
+            "closed_at": state.closed_at,
+            "recorded_seq": state.next_seq - 1,
+            "recorded_at": datetime.now(UTC),
+            "sealed_state": self.sealer.seal(rest, f"cases.state:{state.reference}") or "",
+        }
 
-    def _write_events(self, session: Session, ref: str, events: list[CaseEvent]) -> None:
+    def _write_events(self, connection: Connection, ref: str, events: list[CaseEvent]) -> None:
         """The events and what they tell of notices, forms and confirmations,
         each written by (reference, sequence number): one statement a table."""
         seal = self.sealer.seal
@@ -323,34 +345,37 @@ class Register:
                     }
                 )
         for model, values in rows.items():
-            self._upsert(session, model, values)
+            if values:
+                connection.execute(self._upsert_statement(model), values)
         if undelivered:
-            session.execute(
-                update(t.Notice)
-                .where(t.Notice.reference == ref, t.Notice.notice_id.in_(undelivered))
+            n = _table(t.Notice)
+            connection.execute(
+                update(n)
+                .where(n.c.reference == ref, n.c.notice_id.in_(undelivered))
                 .values(outcome="undelivered")
             )
 
-    def _upsert(self, session: Session, model: type[t.Base], values: list[dict[str, Any]]) -> None:
-        if values:
-            session.execute(self._upsert_statement(model), values)
-
-    def _upsert_statement(self, model: type[t.Base]) -> Any:
-        """INSERT ... ON CONFLICT (primary key) DO UPDATE, made once per table
-        so that SQLAlchemy compiles it once and runs it as executemany."""
-        statement = self._upserts.get(model)
+    def _upsert_statement(self, model: type[t.Base], keep: frozenset[str] = frozenset()) -> Any:
+        """INSERT ... ON CONFLICT (primary key) DO UPDATE of every column but
+        ``keep``, made once per table so that SQLAlchemy compiles it once and
+        runs it as executemany."""
+        statement = self._upserts.get((model, keep))
         if statement is None:
-            table = model.__table__
+            table = _table(model)
             insert = (
                 postgresql_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
             )
-            statement = insert(model)
+            statement = insert(table)
             keys = [c.name for c in table.primary_key]
             statement = statement.on_conflict_do_update(
                 index_elements=keys,
-                set_={c.name: statement.excluded[c.name] for c in table.c if c.name not in keys},
+                set_={
+                    c.name: statement.excluded[c.name]
+                    for c in table.c
+                    if c.name not in keys and c.name not in keep
+                },
             )
-            self._upserts[model] = statement
+            self._upserts[(model, keep)] = statement
         return statement
 
     # --- Reading ------------------------------------------------------------------
@@ -608,33 +633,50 @@ class Register:
     # --- The notice ledger --------------------------------------------------------
 
     # Checked and written for every copy of every email: plain statements on
-    # a connection, no ORM session (which cost more than the email itself).
+    # a connection, no ORM session (which cost more than the email itself),
+    # and one statement for all of a notice's keys rather than one a key.
 
     def _exists(self, column: Any, value: str) -> bool:
         with self._connection() as connection:
             return connection.execute(select(column).where(column == value)).first() is not None
 
+    def _insert_ignoring_known(self, model: type[t.Base], key: str) -> Any:
+        """An insert that leaves a row whose key is there already as it was."""
+        insert = postgresql_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        return insert(model).on_conflict_do_nothing(index_elements=[key])
+
     def _insert_once(self, model: type[t.Base], key: str, row: dict[str, Any]) -> bool:
         """Insert the row unless its key is there already; True if it was new."""
-        insert = postgresql_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
-        statement = insert(model).on_conflict_do_nothing(index_elements=[key])
+        statement = self._insert_ignoring_known(model, key)
         with self._writing, self._connection() as connection, connection.begin():
             return bool(connection.execute(statement, row).rowcount)
 
-    def email_sent(self, key: str) -> bool:
-        return self._exists(t.SentEmail.key, key)
+    def emails_sent(self, keys: Collection[str]) -> set[str]:
+        """Which of these ledger keys SendGrid has accepted."""
+        if not keys:
+            return set()
+        statement = select(t.SentEmail.key).where(t.SentEmail.key.in_(list(keys)))
+        with self._connection() as connection:
+            return set(connection.scalars(statement))
 
-    def record_email(
-        self, key: str, notice_id: str, reference: str, message_id: str | None
-    ) -> None:
-        row = {
-            "key": key,
-            "notice_id": notice_id,
-            "reference": reference,
-            "sent_at": datetime.now(UTC),
-            "message_id": message_id,
-        }
-        self._insert_once(t.SentEmail, "key", row)
+    def record_emails(self, sent: Collection[SentEmail]) -> None:
+        """Record accepted emails; a key recorded before keeps its first row."""
+        if not sent:
+            return
+        statement = self._insert_ignoring_known(t.SentEmail, "key")
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "key": s.key,
+                "notice_id": s.notice_id,
+                "reference": s.reference,
+                "sent_at": now,
+                "message_id": s.message_id,
+            }
+            for s in sent
+        ]
+        with self._writing, self._connection() as connection, connection.begin():
+            connection.execute(statement, rows)
 
     def emails(self) -> list[dict[str, Any]]:
         with self._session() as session:
@@ -677,6 +719,10 @@ def _reachable() -> Iterator[None]:
         raise RegisterUnavailableError(
             f"the register cannot be reached ({type(exc.orig).__name__})"
         ) from None
+
+
+def _table(model: type[t.Base]) -> Table:
+    return cast(Table, model.__table__)
 
 
 def _position(after: tuple[str, str]) -> tuple[datetime, str]:

@@ -11,6 +11,7 @@ import email.policy
 import io
 import re
 from collections.abc import AsyncIterator, Callable
+from collections.abc import Set as AbstractSet
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -591,12 +592,17 @@ class RejectingSink(MemorySink):
         super().__init__()
         self.template = template
 
-    def deliver(self, notice: Notice, email: OutgoingEmail | None = None) -> None:
+    def deliver(
+        self,
+        notice: Notice,
+        email: OutgoingEmail | None = None,
+        sent: AbstractSet[str] = frozenset(),
+    ) -> None:
         if notice.template == self.template:
             raise ApplicationError(
                 "SendGrid answered 400", type="NoticeRejected", non_retryable=True
             )
-        super().deliver(notice, email)
+        super().deliver(notice, email, sent)
 
 
 async def test_a_refused_notice_does_not_stop_the_case(

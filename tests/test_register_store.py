@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select, text, update
 
 from escalation.codec import CodecDecodeError, KeyRing
-from register import Register
+from register import Register, SentEmail
 from register import tables as t
 from register.listing import CaseQuery, Scope
 from tests.conftest import make_request
@@ -257,14 +257,11 @@ def test_the_notice_ledger_is_shared_by_every_worker_on_the_database(
 ) -> None:
     other_host = Register.from_url(empty_database, ring)
     try:
-        assert not other_host.email_sent("MER-1-00003-stage-started")
-        register.record_email(
-            "MER-1-00003-stage-started", "MER-1-00003-stage-started", "MER-1", "m1"
-        )
-        assert other_host.email_sent("MER-1-00003-stage-started")
-        register.record_email(
-            "MER-1-00003-stage-started", "MER-1-00003-stage-started", "MER-1", "m2"
-        )
+        key = "MER-1-00003-stage-started"
+        assert other_host.emails_sent([key, "other"]) == set()
+        register.record_emails([SentEmail(key, key, "MER-1", "m1")])
+        assert other_host.emails_sent([key, "other"]) == {key}
+        register.record_emails([SentEmail(key, key, "MER-1", "m2")])
         assert [e["message_id"] for e in other_host.emails()] == ["m1"]
     finally:
         other_host.close()
