@@ -147,6 +147,9 @@ def write_users(path: Path, users: list[StoredUser]) -> None:
 
 # Every policy has a health practitioner who raises and a children's social care
 # manager who answers, so a case of each can be run from the pages by a browser alone.
+# Each manager's address is the one `make run`'s example directory
+# (policies/data/directory.example.yaml) gives them, so the action links in
+# their copies of a notice act for them.
 DEMO_USERS: tuple[User, ...] = (
     User(
         id="merton-health-practitioner",
@@ -205,7 +208,7 @@ DEMO_USERS: tuple[User, ...] = (
     User(
         id="staffordshire-csc-manager",
         name="Gareth Price",
-        email="gareth.price@csc.staffordshire.example",
+        email="gareth.price@staffordshire-childrens-social-care.example.org",
         agency="staffordshire-childrens-social-care",
         partnership="staffordshire-stoke",
         role="manager",
@@ -228,7 +231,7 @@ DEMO_USERS: tuple[User, ...] = (
     User(
         id="cheshire-west-csc-manager",
         name="Kwame Mensah",
-        email="kwame.mensah@csc.cheshire-west.example",
+        email="kwame.mensah@cheshire-west-childrens-social-care.example.org",
         agency="cheshire-west-childrens-social-care",
         partnership="cheshire",
         role="manager",
@@ -244,7 +247,7 @@ DEMO_USERS: tuple[User, ...] = (
     User(
         id="wirral-csc-manager",
         name="Ian Roberts",
-        email="ian.roberts@csc.wirral.example",
+        email="ian.roberts@wirral-childrens-social-care.example.org",
         agency="wirral-childrens-social-care",
         partnership="wirral",
         role="manager",
@@ -260,7 +263,7 @@ DEMO_USERS: tuple[User, ...] = (
     User(
         id="hillingdon-csc-manager",
         name="Lewis Grant",
-        email="lewis.grant@csc.hillingdon.example",
+        email="lewis.grant@hillingdon-childrens-social-care.example.org",
         agency="hillingdon-childrens-social-care",
         partnership="hillingdon",
         role="manager",
