@@ -377,6 +377,10 @@ def _banner(host: str, args: argparse.Namespace, data_dir: Path, with_api: bool)
         "(namespace default, closed cases kept 30 days)",
     ]
     if with_api:
+        lines.append(
+            f"  Pages           http://{shown}:{args.api_port}/ "
+            "(sign in as a demonstration user to raise and act on cases)"
+        )
         lines.append(f"  API docs        http://{shown}:{args.api_port}/docs")
         lines.append(
             f"  Codec sign-in   http://{shown}:{args.api_port}/codec/login "
