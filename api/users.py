@@ -186,8 +186,8 @@ DEMO_USERS: tuple[User, ...] = (
     User(
         id="cheshire-police-practitioner",
         name="Sam Lee",
-        email="sam.lee@police.cheshire.example",
-        agency="cheshire-police",
+        email="sam.lee@cheshire-west-police.example.org",
+        agency="cheshire-west-police",
         partnership="cheshire",
         role="practitioner",
     ),
@@ -271,7 +271,7 @@ DEMO_USERS: tuple[User, ...] = (
     ),
     User(
         id="operator",
-        name="Olu Adeyemi (operator)",
+        name="Olu Adeyemi",
         email="operator@escalation.example",
         role="operator",
     ),

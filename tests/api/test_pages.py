@@ -11,6 +11,7 @@ port, with a second app configured for it that shares the same stack.
 from __future__ import annotations
 
 import asyncio
+import html
 import io
 import os
 import re
@@ -35,6 +36,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.notices import MemorySink
 from api.main import create_app
+from api.users import DEMO_USERS
 from escalation.settings import Settings
 from register import Register
 
@@ -286,6 +288,23 @@ async def test_a_form_without_its_csrf_token_is_refused(site: str) -> None:
         assert "Your form could not be sent" in response.text
         signed_in = await http.get("/cases", follow_redirects=False)
         assert signed_in.status_code == 303  # still signed out
+
+
+async def test_the_demonstration_users_are_offered_in_words(site: str) -> None:
+    """Each sign-in button says who the person is as a user would: their role
+    and their agency's name, never the agency's key."""
+    async with httpx.AsyncClient(base_url=site) as http:
+        page = await http.get("/sign-in")
+    buttons = [
+        html.unescape(re.sub(r"<[^>]+>", "", b)).strip()
+        for b in re.findall(r"<button[^>]*>(Sign in as .*?)</button>", page.text)
+    ]
+    assert "Sign in as Tom Okafor, (manager, Merton children's social care)" in buttons
+    assert "Sign in as Sam Lee, (practitioner, Cheshire West and Chester police)" in buttons
+    assert "Sign in as Olu Adeyemi, (operator)" in buttons
+    assert len(buttons) == 16
+    keys = {user.agency for user in DEMO_USERS if user.agency}
+    assert not [b for b in buttons if any(key in b for key in keys)], buttons
 
 
 async def test_empty_pages_are_accessible(browser: Any, site: str) -> None:
