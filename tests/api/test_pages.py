@@ -133,6 +133,11 @@ async def raise_case(page: Any, site: str, who: Partnership, child: str) -> str:
     await page.get_by_role("heading", name="Disagreement raised").wait_for()
     reference = (await page.locator(".govuk-panel__body strong").inner_text()).strip()
     assert re.fullmatch(rf"{who.prefix}-[0-9A-Z]{{8}}", reference)
+    # What happens next says by when, or that the stage has no timescale.
+    main = await main_text(page)
+    assert re.search(r"It must be resolved by \w+day", main) or (
+        "This stage has no written timescale" in main and "Deadline\tNo written timescale" in main
+    ), main
     return reference
 
 
