@@ -21,7 +21,7 @@ import pytest
 import pytest_asyncio
 from api_helpers import Api, eventually
 from canary_helpers import free_port
-from link_stack import PRIYA, TOM, LinkStack
+from link_stack import PRIYA, TOM, LinkStack, Outbox
 from page_helpers import serve
 from pydantic import SecretStr
 
@@ -248,10 +248,10 @@ async def test_the_receiving_manager_acknowledges_from_the_emailed_link(
 ) -> None:
     reference = await raised(api)
     link = await link_stack.emailed_link(reference, TOM, "stage-started")
-    (email,) = link_stack.emails(reference, TOM, "stage-started")
+    (email,) = Outbox(link_stack.outbox).emails(reference, TOM, "stage-started")
     assert CHILD not in email.as_string() and CHILD not in link
     # Priya's copy of the same notice asks nothing of her.
-    (hers,) = link_stack.emails(reference, PRIYA, "stage-started")
+    (hers,) = Outbox(link_stack.outbox).emails(reference, PRIYA, "stage-started")
     assert "/act/" not in hers.as_string()
 
     async with httpx.AsyncClient(base_url=link_stack.site) as http:

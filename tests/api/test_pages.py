@@ -17,7 +17,6 @@ import os
 import re
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,17 @@ import pytest
 import pytest_asyncio
 from canary_helpers import free_port
 from fastapi import FastAPI
-from page_helpers import assert_accessible, serve, sign_in_as, sign_out
+from page_helpers import (
+    PARTNERSHIPS,
+    Partnership,
+    assert_accessible,
+    escalate,
+    main_text,
+    raise_case,
+    serve,
+    sign_in_as,
+    sign_out,
+)
 from pydantic import SecretStr
 from pypdf import PdfReader
 from temporalio.testing import WorkflowEnvironment
@@ -59,10 +68,6 @@ async def site(app: FastAPI, tokens: dict[str, str]) -> AsyncIterator[str]:
         yield url
 
 
-async def main_text(page: Any) -> str:
-    return str(await page.locator("main").inner_text())
-
-
 async def notice_for(sink: MemorySink, reference: str) -> None:
     """Wait until the case's first notice has reached the outbox."""
     loop = asyncio.get_running_loop()
@@ -70,75 +75,6 @@ async def notice_for(sink: MemorySink, reference: str) -> None:
     while not any(n.reference == reference for n in sink.notices):
         assert loop.time() < give_up, f"no notice of {reference} reached the outbox"
         await asyncio.sleep(0.1)
-
-
-@dataclass(frozen=True)
-class Partnership:
-    policy: str
-    prefix: str
-    raiser: str
-    receiver: str
-    area: str | None
-    receiving_agency: str
-
-
-PARTNERSHIPS = [
-    Partnership("merton", "MER", "Priya Shah", "Tom Okafor", None, "Merton children's social care"),
-    Partnership(
-        "staffordshire-stoke",
-        "STA",
-        "Amira Hussain",
-        "Gareth Price",
-        "Staffordshire",
-        "Staffordshire children's social care",
-    ),
-    Partnership(
-        "cheshire",
-        "CHE",
-        "Ruth Ellison",
-        "Kwame Mensah",
-        "Cheshire West and Chester",
-        "Cheshire West and Chester children's social care",
-    ),
-    Partnership(
-        "wirral", "WIR", "Siobhan Kelly", "Ian Roberts", None, "Wirral children's social care"
-    ),
-    Partnership(
-        "hillingdon",
-        "HIL",
-        "Meera Patel",
-        "Lewis Grant",
-        None,
-        "Hillingdon children's social care",
-    ),
-]
-
-
-async def raise_case(page: Any, site: str, who: Partnership, child: str) -> str:
-    """Raise a case from the raise form, as the partnership's practitioner
-    (signed in), with the mouse; the reference it answers with."""
-    await page.goto(f"{site}/cases/new")
-    await page.get_by_role("heading", name="Raise a disagreement").wait_for()
-    if who.area:
-        await page.get_by_label(who.area, exact=True).check()
-    await page.get_by_label("The agency whose decision you disagree with").select_option(
-        label=who.receiving_agency
-    )
-    await page.get_by_label("Levels of need or thresholds").check()
-    await page.get_by_label("What is the disagreement about?").fill(
-        "The referral was closed with no further action; health believes the threshold is met."
-    )
-    await page.get_by_label(re.compile("Child's full name")).fill(child)
-    await page.get_by_role("button", name="Raise the disagreement").click()
-    await page.get_by_role("heading", name="Disagreement raised").wait_for()
-    reference = (await page.locator(".govuk-panel__body strong").inner_text()).strip()
-    assert re.fullmatch(rf"{who.prefix}-[0-9A-Z]{{8}}", reference)
-    # What happens next says by when, or that the stage has no timescale.
-    main = await main_text(page)
-    assert re.search(r"It must be resolved by \w+day", main) or (
-        "This stage has no written timescale" in main and "Deadline\tNo written timescale" in main
-    ), main
-    return reference
 
 
 async def open_case(page: Any, site: str, reference: str) -> None:
@@ -156,12 +92,6 @@ async def raised_for_the_receiver(page: Any, site: str, who: Partnership, child:
     await sign_in_as(page, site, who.receiver)
     await open_case(page, site, reference)
     return reference
-
-
-async def escalate(page: Any, reason: str) -> None:
-    await page.locator("#escalate-reason").fill(reason)
-    await page.get_by_role("button", name="Escalate").click()
-    await page.get_by_text("You escalated the case").wait_for()
 
 
 # --- Local sign-in, the raise form, refusals -------------------------------------------
