@@ -400,6 +400,7 @@ def _demo_users(data_dir: Path) -> list[str]:
     except ImportError:
         return []
     lines = ["", f"Demo users (tokens also in {data_dir / 'demo-tokens.txt'}):"]
+    rows = []
     for user, token in ensure_demo_users(data_dir):
         if user.agency:
             where = user.agency
@@ -407,5 +408,11 @@ def _demo_users(data_dir: Path) -> list[str]:
             where = f"{user.partnership} (all its cases)"
         else:
             where = "every partnership"
-        lines.append(f"  {user.id:<30} {user.role:<14} {where:<36} {token}")
+        rows.append((user.id, user.role, where, token))
+    # Columns as wide as their longest entry, so each token lines up.
+    widths = [max((len(row[i]) for row in rows), default=0) for i in range(3)]
+    for user_id, role, where, token in rows:
+        lines.append(
+            f"  {user_id:<{widths[0]}}  {role:<{widths[1]}}  {where:<{widths[2]}}  {token}"
+        )
     return lines
