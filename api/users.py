@@ -21,8 +21,9 @@ nothing to guess. To add a user, generate a token, store its hash with
 embedded default runs, and writes their plaintext tokens to
 ``<data dir>/demo-tokens.txt`` (one ``user-id<TAB>token`` line each, with
 ``#`` comments) so that ``make run`` can print them and a developer can
-copy them into ``curl -H "Authorization: Bearer ..."``. Never use demo users
-outside a developer's machine.
+copy them into ``curl -H "Authorization: Bearer ..."``; each later start
+brings them up to date with ``DEMO_USERS``, keeping their tokens. Never use
+demo users outside a developer's machine.
 """
 
 from __future__ import annotations
@@ -147,6 +148,9 @@ def write_users(path: Path, users: list[StoredUser]) -> None:
 
 # Every policy has a health practitioner who raises and a children's social care
 # manager who answers, so a case of each can be run from the pages by a browser alone.
+# Each manager's address is the one `make run`'s example directory
+# (policies/data/directory.example.yaml) gives them, so the action links in
+# their copies of a notice act for them.
 DEMO_USERS: tuple[User, ...] = (
     User(
         id="merton-health-practitioner",
@@ -182,8 +186,8 @@ DEMO_USERS: tuple[User, ...] = (
     User(
         id="cheshire-police-practitioner",
         name="Sam Lee",
-        email="sam.lee@police.cheshire.example",
-        agency="cheshire-police",
+        email="sam.lee@cheshire-west-police.example.org",
+        agency="cheshire-west-police",
         partnership="cheshire",
         role="practitioner",
     ),
@@ -205,7 +209,7 @@ DEMO_USERS: tuple[User, ...] = (
     User(
         id="staffordshire-csc-manager",
         name="Gareth Price",
-        email="gareth.price@csc.staffordshire.example",
+        email="gareth.price@staffordshire-childrens-social-care.example.org",
         agency="staffordshire-childrens-social-care",
         partnership="staffordshire-stoke",
         role="manager",
@@ -228,7 +232,7 @@ DEMO_USERS: tuple[User, ...] = (
     User(
         id="cheshire-west-csc-manager",
         name="Kwame Mensah",
-        email="kwame.mensah@csc.cheshire-west.example",
+        email="kwame.mensah@cheshire-west-childrens-social-care.example.org",
         agency="cheshire-west-childrens-social-care",
         partnership="cheshire",
         role="manager",
@@ -244,7 +248,7 @@ DEMO_USERS: tuple[User, ...] = (
     User(
         id="wirral-csc-manager",
         name="Ian Roberts",
-        email="ian.roberts@csc.wirral.example",
+        email="ian.roberts@wirral-childrens-social-care.example.org",
         agency="wirral-childrens-social-care",
         partnership="wirral",
         role="manager",
@@ -260,14 +264,14 @@ DEMO_USERS: tuple[User, ...] = (
     User(
         id="hillingdon-csc-manager",
         name="Lewis Grant",
-        email="lewis.grant@csc.hillingdon.example",
+        email="lewis.grant@hillingdon-childrens-social-care.example.org",
         agency="hillingdon-childrens-social-care",
         partnership="hillingdon",
         role="manager",
     ),
     User(
         id="operator",
-        name="Olu Adeyemi (operator)",
+        name="Olu Adeyemi",
         email="operator@escalation.example",
         role="operator",
     ),
@@ -286,17 +290,26 @@ def _read_tokens(path: Path) -> dict[str, str]:
     return tokens
 
 
+def _tokens_lines(pairs: list[tuple[User, str]]) -> list[str]:
+    lines = []
+    for user, token in pairs:
+        where = ", ".join(x for x in (user.role, user.agency, user.partnership) if x)
+        lines.append(f"# {user.name} ({where})")
+        lines.append(f"{user.id}\t{token}")
+    return lines
+
+
 def _tokens_text(pairs: list[tuple[User, str]]) -> str:
     lines = [
         "# Demonstration bearer tokens for the escalation API (development only).",
         "# One line per user: USER-ID<TAB>TOKEN. Use as: Authorization: Bearer TOKEN",
         "# users.yaml beside this file keeps only their SHA-256 hashes.",
     ]
-    for user, token in pairs:
-        where = ", ".join(x for x in (user.role, user.agency, user.partnership) if x)
-        lines.append(f"# {user.name} ({where})")
-        lines.append(f"{user.id}\t{token}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _tokens_lines(pairs)) + "\n"
+
+
+def _stored(user: User, token_sha256: str) -> StoredUser:
+    return StoredUser(**user.model_dump(), token_sha256=token_sha256)
 
 
 def ensure_demo_users(data_dir: Path, users_file: Path | None = None) -> list[tuple[User, str]]:
@@ -304,8 +317,13 @@ def ensure_demo_users(data_dir: Path, users_file: Path | None = None) -> list[tu
 
     - No users file yet: create it with ``DEMO_USERS`` (hashed tokens) and
       write the plaintext tokens to ``<data_dir>/demo-tokens.txt``.
-    - Users file and tokens file both present: return the demo users whose
-      token still matches the stored hash.
+    - Users file and tokens file both present (the demonstration's own):
+      bring the demo users up to date with ``DEMO_USERS``, keeping their
+      tokens: a demo user whose token still matches takes its current name,
+      address, agency and role (the action links in notices find a person by
+      address, so a stale one would make their links act for nobody), and a
+      demo user the file lacks is added with a new token. Other users are
+      kept as they are. Returns the demo users whose token matches.
     - A users file without a tokens file is a deployment's own: leave it
       alone and return nothing.
     """
@@ -315,16 +333,28 @@ def ensure_demo_users(data_dir: Path, users_file: Path | None = None) -> list[tu
         if not tokens_path.exists():
             return []
         tokens = _read_tokens(tokens_path)
-        out = []
-        for stored in load_users(users_path):
+        current = {user.id: user for user in DEMO_USERS}
+        stored_users = load_users(users_path)
+        kept: list[StoredUser] = []
+        out: list[tuple[User, str]] = []
+        for stored in stored_users:
             token = tokens.get(stored.id)
             if token is not None and secrets.compare_digest(hash_token(token), stored.token_sha256):
+                demo = current.get(stored.id)
+                if demo is not None and stored.public() != demo:
+                    stored = _stored(demo, stored.token_sha256)
                 out.append((stored.public(), token))
-        return out
+            kept.append(stored)
+        known = {stored.id for stored in stored_users}
+        added = [(user, new_token()) for user in DEMO_USERS if user.id not in known]
+        kept += [_stored(user, hash_token(token)) for user, token in added]
+        if kept != stored_users:
+            write_users(users_path, kept)
+        if added:
+            text = tokens_path.read_text(encoding="utf-8").rstrip("\n")
+            _write_private(tokens_path, "\n".join([text, *_tokens_lines(added)]) + "\n")
+        return out + added
     pairs = [(user, new_token()) for user in DEMO_USERS]
-    stored_users = [
-        StoredUser(**user.model_dump(), token_sha256=hash_token(token)) for user, token in pairs
-    ]
-    write_users(users_path, stored_users)
+    write_users(users_path, [_stored(user, hash_token(token)) for user, token in pairs])
     _write_private(tokens_path, _tokens_text(pairs))
     return pairs

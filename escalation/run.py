@@ -377,6 +377,10 @@ def _banner(host: str, args: argparse.Namespace, data_dir: Path, with_api: bool)
         "(namespace default, closed cases kept 30 days)",
     ]
     if with_api:
+        lines.append(
+            f"  Pages           http://{shown}:{args.api_port}/ "
+            "(sign in as a demonstration user to raise and act on cases)"
+        )
         lines.append(f"  API docs        http://{shown}:{args.api_port}/docs")
         lines.append(
             f"  Codec sign-in   http://{shown}:{args.api_port}/codec/login "
@@ -396,6 +400,7 @@ def _demo_users(data_dir: Path) -> list[str]:
     except ImportError:
         return []
     lines = ["", f"Demo users (tokens also in {data_dir / 'demo-tokens.txt'}):"]
+    rows = []
     for user, token in ensure_demo_users(data_dir):
         if user.agency:
             where = user.agency
@@ -403,5 +408,11 @@ def _demo_users(data_dir: Path) -> list[str]:
             where = f"{user.partnership} (all its cases)"
         else:
             where = "every partnership"
-        lines.append(f"  {user.id:<30} {user.role:<14} {where:<36} {token}")
+        rows.append((user.id, user.role, where, token))
+    # Columns as wide as their longest entry, so each token lines up.
+    widths = [max((len(row[i]) for row in rows), default=0) for i in range(3)]
+    for user_id, role, where, token in rows:
+        lines.append(
+            f"  {user_id:<{widths[0]}}  {role:<{widths[1]}}  {where:<{widths[2]}}  {token}"
+        )
     return lines

@@ -277,7 +277,7 @@ async def run_cases(api: Api, stack: Stack) -> dict[str, Case]:
         CHESHIRE_POLICE,
         policy="cheshire",
         area="cheshire-west",
-        raising_agency=agency("cheshire-police", "Cheshire police", "police"),
+        raising_agency=agency("cheshire-west-police", "Cheshire West and Chester police", "police"),
         receiving_agency=agency(
             "cheshire-west-childrens-social-care",
             "Cheshire West children's social care",

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from api.users import DEMO_USERS
 from escalation import directory_cli
 from escalation.clitools import CliError
 from policies.directory import (
@@ -74,6 +75,19 @@ def test_example_has_agencies_simulate_uses_per_area() -> None:
             for kind in ("health", "childrens-social-care", "police", "education"):
                 entry = directory.agency(policy.id, area.key, f"{area.key}-{kind}")
                 assert entry is not None and entry.kind == kind
+
+
+def test_every_demonstration_users_agency_is_one_of_make_runs_directory() -> None:
+    """The pages name a demonstration user's agency, and the notices reach
+    their side, only if `make run`'s example directory knows the agency."""
+    directory = example_directory()
+    for user in DEMO_USERS:
+        if user.agency is None:
+            continue
+        entry = directory.partnership(user.partnership or "")
+        assert entry is not None, user.id
+        pools = [entry.agencies, *(area.agencies for area in entry.areas.values())]
+        assert any(user.agency in pool for pool in pools), (user.id, user.agency)
 
 
 # --- Lookups ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@ case keeps its stage and deadline, and its timer still fires afterwards."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,12 +12,26 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client, WorkflowHandle
 
+from escalation import run
 from escalation.converter import data_converter
 from escalation.simulate import parties
 from policies.loader import get_policy
 from tests.canary_helpers import Stack
 from workflows.disagreement import DisagreementWorkflow
 from workflows.messages import Actor, CaseState, RaiseDisagreement, ShortenDeadline
+
+
+def test_the_banner_says_where_to_open_the_pages(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Someone who is not a developer starts from the address printed: the
+    pages, not the API's documentation."""
+    ports = argparse.Namespace(ui_port=28233, temporal_port=27233, api_port=28001)
+    run._banner("127.0.0.1", ports, tmp_path, with_api=True)
+    printed = capsys.readouterr().out
+    assert "Pages           http://localhost:28001/ (sign in as a demonstration user" in printed
+    run._banner("127.0.0.1", ports, tmp_path, with_api=False)
+    assert "Pages" not in capsys.readouterr().out
 
 
 @pytest.fixture

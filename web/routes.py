@@ -277,13 +277,25 @@ async def home(request: Request) -> Response:
     return RedirectResponse("/cases" if _user(request) else "/sign-in", status_code=303)
 
 
-def _by_partnership(users: list[User]) -> list[tuple[str, list[User]]]:
-    groups: dict[str, list[User]] = {}
+def _by_partnership(
+    settings: Settings, users: list[User]
+) -> list[tuple[str, list[tuple[User, str]]]]:
+    """The demonstration users by partnership, each with what they are in
+    words (their role and their agency's name, not its key)."""
+    groups: dict[str, list[tuple[User, str]]] = {}
+    names: dict[str, dict[str, Agency]] = {}
     for user in users:
         name = "Every partnership"
+        what = user.role.replace("-", " ")
         if user.partnership in builtin_policies():
-            name = get_policy(user.partnership or "").partnership
-        groups.setdefault(name, []).append(user)
+            policy = get_policy(user.partnership or "")
+            name = policy.partnership
+            if user.agency:
+                if policy.id not in names:
+                    names[policy.id] = _agencies(settings, policy)
+                agency = names[policy.id].get(user.agency)
+                what += f", {agency.name if agency else user.agency}"
+        groups.setdefault(name, []).append((user, what))
     return list(groups.items())
 
 
@@ -296,7 +308,7 @@ def _sign_in_page(
         "sign_in.html",
         status=status,
         next=target,
-        demo_users=_by_partnership(_demo_users(settings)),
+        demo_users=_by_partnership(settings, _demo_users(settings)),
         local=not settings.oidc_issuer,
         provider=sign_in_client(request) is not None,
         errors=errors or Errors(),

@@ -69,6 +69,44 @@ LINK = re.compile(r"https?://[^\s\"'<>]+/act/[A-Za-z0-9_.-]+")
 
 
 @dataclass
+class Outbox:
+    """The worker's ``.eml`` outbox, read as a person reads their email."""
+
+    folder: Path
+
+    def emails(self, reference: str, to: str, template: str) -> list[EmailMessage]:
+        found = []
+        for path in sorted(self.folder.glob("*.eml")):
+            message = BytesParser(policy=email_policy.default).parsebytes(path.read_bytes())
+            assert isinstance(message, EmailMessage)
+            if (
+                message["X-Escalation-Reference"] == reference
+                and message["X-Escalation-Template"] == template
+                and to in str(message["To"])
+            ):
+                found.append(message)
+        return found
+
+    async def email(self, reference: str, to: str, template: str) -> str:
+        """The text of this person's copy of the case's notice, once sent."""
+
+        async def sent() -> bool:
+            return bool(self.emails(reference, to, template))
+
+        await eventually(sent, timeout=30, what=f"the {template} notice to {to}")
+        (message,) = self.emails(reference, to, template)
+        body = message.get_body(("plain",))
+        assert body is not None
+        return str(body.get_content())
+
+    async def emailed_link(self, reference: str, to: str, template: str) -> str:
+        """The action link in this person's copy of the case's notice, once sent."""
+        links = LINK.findall(await self.email(reference, to, template))
+        assert len(links) == 1, f"expected one action link, found {links}"
+        return str(links[0])
+
+
+@dataclass
 class LinkStack:
     site: str
     outbox: Path
@@ -80,19 +118,6 @@ class LinkStack:
     def secret(self) -> bytes:
         assert self.settings.api_secret is not None
         return self.settings.api_secret.get_secret_value().encode()
-
-    def emails(self, reference: str, to: str, template: str) -> list[EmailMessage]:
-        found = []
-        for path in sorted(self.outbox.glob("*.eml")):
-            message = BytesParser(policy=email_policy.default).parsebytes(path.read_bytes())
-            assert isinstance(message, EmailMessage)
-            if (
-                message["X-Escalation-Reference"] == reference
-                and message["X-Escalation-Template"] == template
-                and to in str(message["To"])
-            ):
-                found.append(message)
-        return found
 
     def mint(self, reference: str, to: str, **changes: Any) -> str:
         """A link as the worker would make it, with ``changes`` (an expiry
@@ -120,18 +145,7 @@ class LinkStack:
         return await self.emailed_link(reference, PRIYA, "resolved")
 
     async def emailed_link(self, reference: str, to: str, template: str) -> str:
-        """The action link in this person's copy of the case's notice, once sent."""
-
-        async def sent() -> bool:
-            return bool(self.emails(reference, to, template))
-
-        await eventually(sent, timeout=30, what=f"the {template} notice to {to}")
-        (message,) = self.emails(reference, to, template)
-        body = message.get_body(("plain",))
-        assert body is not None
-        links = LINK.findall(body.get_content())
-        assert len(links) == 1, f"expected one action link, found {links}"
-        return links[0]
+        return await Outbox(self.outbox).emailed_link(reference, to, template)
 
 
 @pytest_asyncio.fixture(scope="session")

@@ -1,6 +1,7 @@
 """What the browser tests share (imported as ``page_helpers``): the app on a
 real loopback port, Debian's Chromium driven by Playwright, axe-core's WCAG
-2.2 A and AA checks, and signing in as a demonstration user."""
+2.2 A and AA checks, signing in as a demonstration user, and each of the five
+policies' practitioner raising a case with its manager to answer."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +94,82 @@ async def sign_in_as(page: Any, site: str, name: str) -> None:
 async def sign_out(page: Any) -> None:
     await page.get_by_role("button", name="Sign out").click()
     await page.get_by_text("You have signed out").wait_for()
+
+
+async def main_text(page: Any) -> str:
+    return str(await page.locator("main").inner_text())
+
+
+async def escalate(page: Any, reason: str) -> None:
+    await page.locator("#escalate-reason").fill(reason)
+    await page.get_by_role("button", name="Escalate").click()
+    await page.get_by_text("You escalated the case").wait_for()
+
+
+@dataclass(frozen=True)
+class Partnership:
+    policy: str
+    prefix: str
+    raiser: str
+    receiver: str
+    area: str | None
+    receiving_agency: str
+
+
+PARTNERSHIPS = [
+    Partnership("merton", "MER", "Priya Shah", "Tom Okafor", None, "Merton children's social care"),
+    Partnership(
+        "staffordshire-stoke",
+        "STA",
+        "Amira Hussain",
+        "Gareth Price",
+        "Staffordshire",
+        "Staffordshire children's social care",
+    ),
+    Partnership(
+        "cheshire",
+        "CHE",
+        "Ruth Ellison",
+        "Kwame Mensah",
+        "Cheshire West and Chester",
+        "Cheshire West and Chester children's social care",
+    ),
+    Partnership(
+        "wirral", "WIR", "Siobhan Kelly", "Ian Roberts", None, "Wirral children's social care"
+    ),
+    Partnership(
+        "hillingdon",
+        "HIL",
+        "Meera Patel",
+        "Lewis Grant",
+        None,
+        "Hillingdon children's social care",
+    ),
+]
+
+
+async def raise_case(page: Any, site: str, who: Partnership, child: str) -> str:
+    """Raise a case from the raise form, as the partnership's practitioner
+    (signed in), with the mouse; the reference it answers with."""
+    await page.goto(f"{site}/cases/new")
+    await page.get_by_role("heading", name="Raise a disagreement").wait_for()
+    if who.area:
+        await page.get_by_label(who.area, exact=True).check()
+    await page.get_by_label("The agency whose decision you disagree with").select_option(
+        label=who.receiving_agency
+    )
+    await page.get_by_label("Levels of need or thresholds").check()
+    await page.get_by_label("What is the disagreement about?").fill(
+        "The referral was closed with no further action; health believes the threshold is met."
+    )
+    await page.get_by_label(re.compile("Child's full name")).fill(child)
+    await page.get_by_role("button", name="Raise the disagreement").click()
+    await page.get_by_role("heading", name="Disagreement raised").wait_for()
+    reference = (await page.locator(".govuk-panel__body strong").inner_text()).strip()
+    assert re.fullmatch(rf"{who.prefix}-[0-9A-Z]{{8}}", reference)
+    # What happens next says by when, or that the stage has no timescale.
+    main = await main_text(page)
+    assert re.search(r"It must be resolved by \w+day", main) or (
+        "This stage has no written timescale" in main and "Deadline\tNo written timescale" in main
+    ), main
+    return reference

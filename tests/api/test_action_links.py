@@ -21,12 +21,13 @@ import pytest
 import pytest_asyncio
 from api_helpers import Api, eventually
 from canary_helpers import free_port
-from link_stack import PRIYA, TOM, LinkStack
+from link_stack import PRIYA, TOM, LinkStack, Outbox
 from page_helpers import serve
 from pydantic import SecretStr
 
 from activities.notices import NoticeActivities, OutboxSink
 from api.main import create_app
+from api.users import DEMO_USERS, User
 from escalation.action_links import (
     ActionLink,
     ForgedLinkError,
@@ -35,7 +36,8 @@ from escalation.action_links import (
     action_for,
     recipient_digest,
 )
-from policies.directory import load_directory
+from policies.directory import example_directory, load_directory
+from policies.loader import get_policy
 from workflows.messages import Notice, Recipient
 
 CHILD = "Zebedee Quillfeather"
@@ -157,6 +159,52 @@ def test_each_recipient_gets_only_their_own_link(tmp_path: Any) -> None:
     assert ids[0] == ids[1]
 
 
+@pytest.mark.parametrize(
+    "manager",
+    [u for u in DEMO_USERS if u.role == "manager"],
+    ids=lambda u: str(u.partnership),
+)
+def test_make_runs_directory_sends_each_demonstration_manager_links_that_act_for_them(
+    tmp_path: Any, manager: User
+) -> None:
+    """Under `make run` (the example directory), the demonstration manager of
+    each policy is among the receiving side's owners of the stage a case is
+    raised at and of the next, so their own copy of the notice carries an
+    acknowledgement link that acts for their demonstration user: a link sent
+    only to a duty inbox would say it is "not for an account of this
+    service"."""
+    assert manager.partnership and manager.agency and manager.email
+    policy = get_policy(manager.partnership)
+    directory = example_directory()
+    entry = directory.partnership(policy.id)
+    assert entry is not None
+    (area,) = [key for key, a in entry.areas.items() if manager.agency in a.agencies]
+    kind = entry.areas[area].agencies[manager.agency].kind
+    maker = LinkMaker(secrets.token_bytes(32), "https://escalation.example", timedelta(days=7))
+    activities = NoticeActivities(OutboxSink(tmp_path), directory=directory, links=maker)
+    for stage in (0, 1):
+        owner = policy.stages[stage].owner_for(kind)
+        receiving = Recipient(role=owner.role, title=owner.title, agency=manager.agency, area=area)
+        n = notice("stage-started", reason="raised" if stage == 0 else "escalated").model_copy(
+            update={
+                "policy_id": policy.id,
+                "partnership": policy.id,
+                "area": area,
+                "stage": stage,
+                "receiving_agency": manager.agency,
+                "recipients": [receiving],
+            }
+        )
+        (email,), unfilled = activities.compose(n)
+        assert unfilled == []
+        copies = {c.to[0].email.lower(): c for c in email.copies()}
+        assert manager.email.lower() in copies, (stage, owner.role, sorted(copies))
+        (token,) = re.findall(r"/act/(\S+)", copies[manager.email.lower()].text)
+        link = LinkSigner(maker.secret).read(token)
+        assert link.action == "acknowledge"
+        assert link.recipient == recipient_digest(maker.secret, manager.email)
+
+
 # --- Following a link ------------------------------------------------------------------------
 
 
@@ -200,10 +248,10 @@ async def test_the_receiving_manager_acknowledges_from_the_emailed_link(
 ) -> None:
     reference = await raised(api)
     link = await link_stack.emailed_link(reference, TOM, "stage-started")
-    (email,) = link_stack.emails(reference, TOM, "stage-started")
+    (email,) = Outbox(link_stack.outbox).emails(reference, TOM, "stage-started")
     assert CHILD not in email.as_string() and CHILD not in link
     # Priya's copy of the same notice asks nothing of her.
-    (hers,) = link_stack.emails(reference, PRIYA, "stage-started")
+    (hers,) = Outbox(link_stack.outbox).emails(reference, PRIYA, "stage-started")
     assert "/act/" not in hers.as_string()
 
     async with httpx.AsyncClient(base_url=link_stack.site) as http:

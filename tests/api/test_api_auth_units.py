@@ -79,6 +79,56 @@ def test_demo_users_are_created_once_with_only_hashes_stored(tmp_path: Path) -> 
     assert [u.id for u in stored] == [u.id for u in DEMO_USERS]
 
 
+def test_demo_users_from_an_earlier_make_run_are_brought_up_to_date(tmp_path: Path) -> None:
+    """A checkout that ran `make run` before a demo user's address changed, or
+    before a demo user was added: the next start gives them their current
+    details (the action links find people by address) and adds the missing
+    ones, keeping every token and any user the developer added."""
+    pairs = ensure_demo_users(tmp_path)
+    tokens = {user.id: token for user, token in pairs}
+    users_file = tmp_path / "users.yaml"
+    earlier = [
+        u.model_copy(update={"email": "ian.roberts@csc.wirral.example"})
+        if u.id == "wirral-csc-manager"
+        else u
+        for u in load_users(users_file)
+        if u.id != "hillingdon-csc-manager"
+    ]
+    own = StoredUser(
+        id="alice", name="Alice", role="operator", token_sha256=hash_token("alice-token")
+    )
+    write_users(users_file, [*earlier, own])
+    tokens_file = tmp_path / TOKENS_FILE
+    tokens_file.write_text(
+        "\n".join(
+            f"{user_id}\t{token}"
+            for user_id, token in tokens.items()
+            if user_id != "hillingdon-csc-manager"
+        )
+        + "\nalice\talice-token\n"
+    )
+
+    now = {user.id: (user, token) for user, token in ensure_demo_users(tmp_path)}
+    assert set(now) == {u.id for u in DEMO_USERS} | {"alice"}
+    wirral = next(u for u in DEMO_USERS if u.id == "wirral-csc-manager")
+    assert now["wirral-csc-manager"] == (wirral, tokens["wirral-csc-manager"])
+    added, token = now["hillingdon-csc-manager"]
+    assert token != tokens["hillingdon-csc-manager"]
+    assert f"hillingdon-csc-manager\t{token}" in tokens_file.read_text()
+    assert "alice\talice-token" in tokens_file.read_text()
+    stored = {u.id: u for u in load_users(users_file)}
+    assert stored["alice"] == own
+    assert stored["wirral-csc-manager"].email == wirral.email
+    assert stored["hillingdon-csc-manager"].token_sha256 == hash_token(token)
+    for user_id, (_user, kept) in now.items():
+        if user_id not in ("hillingdon-csc-manager", "alice"):
+            assert kept == tokens[user_id]
+    # Up to date: the next start writes nothing.
+    before = (users_file.read_text(), tokens_file.read_text())
+    assert ensure_demo_users(tmp_path) == list(now.values())
+    assert (users_file.read_text(), tokens_file.read_text()) == before
+
+
 def test_a_deployments_own_users_file_is_left_alone(tmp_path: Path) -> None:
     own = StoredUser(
         id="alice",

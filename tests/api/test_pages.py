@@ -11,12 +11,12 @@ port, with a second app configured for it that shares the same stack.
 from __future__ import annotations
 
 import asyncio
+import html
 import io
 import os
 import re
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,13 +28,24 @@ import pytest
 import pytest_asyncio
 from canary_helpers import free_port
 from fastapi import FastAPI
-from page_helpers import assert_accessible, serve, sign_in_as, sign_out
+from page_helpers import (
+    PARTNERSHIPS,
+    Partnership,
+    assert_accessible,
+    escalate,
+    main_text,
+    raise_case,
+    serve,
+    sign_in_as,
+    sign_out,
+)
 from pydantic import SecretStr
 from pypdf import PdfReader
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notices import MemorySink
 from api.main import create_app
+from api.users import DEMO_USERS
 from escalation.settings import Settings
 from register import Register
 
@@ -57,10 +68,6 @@ async def site(app: FastAPI, tokens: dict[str, str]) -> AsyncIterator[str]:
         yield url
 
 
-async def main_text(page: Any) -> str:
-    return str(await page.locator("main").inner_text())
-
-
 async def notice_for(sink: MemorySink, reference: str) -> None:
     """Wait until the case's first notice has reached the outbox."""
     loop = asyncio.get_running_loop()
@@ -68,70 +75,6 @@ async def notice_for(sink: MemorySink, reference: str) -> None:
     while not any(n.reference == reference for n in sink.notices):
         assert loop.time() < give_up, f"no notice of {reference} reached the outbox"
         await asyncio.sleep(0.1)
-
-
-@dataclass(frozen=True)
-class Partnership:
-    policy: str
-    prefix: str
-    raiser: str
-    receiver: str
-    area: str | None
-    receiving_agency: str
-
-
-PARTNERSHIPS = [
-    Partnership("merton", "MER", "Priya Shah", "Tom Okafor", None, "Merton children's social care"),
-    Partnership(
-        "staffordshire-stoke",
-        "STA",
-        "Amira Hussain",
-        "Gareth Price",
-        "Staffordshire",
-        "Staffordshire children's social care",
-    ),
-    Partnership(
-        "cheshire",
-        "CHE",
-        "Ruth Ellison",
-        "Kwame Mensah",
-        "Cheshire West and Chester",
-        "Cheshire West and Chester children's social care",
-    ),
-    Partnership(
-        "wirral", "WIR", "Siobhan Kelly", "Ian Roberts", None, "Wirral children's social care"
-    ),
-    Partnership(
-        "hillingdon",
-        "HIL",
-        "Meera Patel",
-        "Lewis Grant",
-        None,
-        "Hillingdon children's social care",
-    ),
-]
-
-
-async def raise_case(page: Any, site: str, who: Partnership, child: str) -> str:
-    """Raise a case from the raise form, as the partnership's practitioner
-    (signed in), with the mouse; the reference it answers with."""
-    await page.goto(f"{site}/cases/new")
-    await page.get_by_role("heading", name="Raise a disagreement").wait_for()
-    if who.area:
-        await page.get_by_label(who.area, exact=True).check()
-    await page.get_by_label("The agency whose decision you disagree with").select_option(
-        label=who.receiving_agency
-    )
-    await page.get_by_label("Levels of need or thresholds").check()
-    await page.get_by_label("What is the disagreement about?").fill(
-        "The referral was closed with no further action; health believes the threshold is met."
-    )
-    await page.get_by_label(re.compile("Child's full name")).fill(child)
-    await page.get_by_role("button", name="Raise the disagreement").click()
-    await page.get_by_role("heading", name="Disagreement raised").wait_for()
-    reference = (await page.locator(".govuk-panel__body strong").inner_text()).strip()
-    assert re.fullmatch(rf"{who.prefix}-[0-9A-Z]{{8}}", reference)
-    return reference
 
 
 async def open_case(page: Any, site: str, reference: str) -> None:
@@ -149,12 +92,6 @@ async def raised_for_the_receiver(page: Any, site: str, who: Partnership, child:
     await sign_in_as(page, site, who.receiver)
     await open_case(page, site, reference)
     return reference
-
-
-async def escalate(page: Any, reason: str) -> None:
-    await page.locator("#escalate-reason").fill(reason)
-    await page.get_by_role("button", name="Escalate").click()
-    await page.get_by_text("You escalated the case").wait_for()
 
 
 # --- Local sign-in, the raise form, refusals -------------------------------------------
@@ -286,6 +223,23 @@ async def test_a_form_without_its_csrf_token_is_refused(site: str) -> None:
         assert "Your form could not be sent" in response.text
         signed_in = await http.get("/cases", follow_redirects=False)
         assert signed_in.status_code == 303  # still signed out
+
+
+async def test_the_demonstration_users_are_offered_in_words(site: str) -> None:
+    """Each sign-in button says who the person is as a user would: their role
+    and their agency's name, never the agency's key."""
+    async with httpx.AsyncClient(base_url=site) as http:
+        page = await http.get("/sign-in")
+    buttons = [
+        html.unescape(re.sub(r"<[^>]+>", "", b)).strip()
+        for b in re.findall(r"<button[^>]*>(Sign in as .*?)</button>", page.text)
+    ]
+    assert "Sign in as Tom Okafor, (manager, Merton children's social care)" in buttons
+    assert "Sign in as Sam Lee, (practitioner, Cheshire West and Chester police)" in buttons
+    assert "Sign in as Olu Adeyemi, (operator)" in buttons
+    assert len(buttons) == 16
+    keys = {user.agency for user in DEMO_USERS if user.agency}
+    assert not [b for b in buttons if any(key in b for key in keys)], buttons
 
 
 async def test_empty_pages_are_accessible(browser: Any, site: str) -> None:
