@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import shutil
@@ -567,7 +568,7 @@ class Result:
             ("Emails received", str(e.arrived)),
             ("Lost", f"{e.losses} (notices the record marks failed: {len(e.failed)})"),
             ("Sent twice (same email)", str(len(e.twice))),
-            ("Sent again under another notice id", str(len(e.again_under_another_id))),
+            ("Sent again under another notice id", _again(e.again_under_another_id)),
             ("Not in the record", str(len(e.not_in_record))),
             (
                 "Deadlines set",
@@ -615,6 +616,35 @@ class Result:
                 out.append(f"{title} ({len(items)}):")
                 out += [f"  {i}" for i in items[:limit]]
         return "\n".join(out)
+
+
+def _again(emails: list[str]) -> str:
+    """How many emails, and of how many notices of how many cases."""
+    if not emails:
+        return "0"
+    notices = {line.split(" (", 1)[1].split("~", 1)[0] for line in emails}
+    cases = {line.split(" ", 1)[0] for line in emails}
+    return f"{len(emails)} ({len(notices)} notices of {len(cases)} cases)"
+
+
+def as_json(result: Result) -> dict[str, Any]:
+    """The run's figures, for a closer look than the table gives."""
+    return {
+        "config": vars(result.cfg),
+        "failures": result.failures(),
+        "emails": {
+            k: getattr(result.emails, k) for k in ("required", "arrived", "lost", "failed", "twice")
+        }
+        | {
+            "again_under_another_id": result.emails.again_under_another_id,
+            "not_in_record": result.emails.not_in_record,
+        },
+        "deadlines": [vars(d) for d in result.deadlines],
+        "recoveries": [vars(r) for r in result.recoveries],
+        "replay_failures": result.replay_failures,
+        "actions": {"sent": result.actions.sent, "outcome": result.actions.outcome},
+        "cpu": result.cpu,
+    }
 
 
 async def drill(
@@ -716,6 +746,9 @@ def main() -> int:
     text = result.table()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.md").write_text(text + "\n", encoding="utf-8")
+    (RESULTS / "latest.json").write_text(
+        json.dumps(as_json(result), indent=1, default=str), encoding="utf-8"
+    )
     say("\n" + text)
     details = result.details()
     if details:
