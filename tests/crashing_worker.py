@@ -1,7 +1,8 @@
 """A worker that dies like a SIGKILL (``os._exit(9)``) once, at a chosen
 instant, for the tests of what a crash mid-task leaves behind. Run as
 ``python -m tests.crashing_worker WHEN ADDRESS TASK_QUEUE FLAG OUTBOX
-REGISTER_URL`` with the test's key ring in ``ESCALATION_CODEC_KEYS``; the
+REGISTER_URL`` with the test's key ring in ``ESCALATION_CODEC_KEYS`` (or
+``CRASHING_WORKER_PLAIN=1``: no encryption, for recording a history); the
 flag file says it has died once (a restarted copy then runs normally).
 
 WHEN is ``register`` (after the register's commit, before the workflow task
@@ -23,7 +24,7 @@ from temporalio.client import Client
 
 from activities.notices import OutboxSink, OutgoingEmail
 from escalation.codec import KeyRing
-from escalation.converter import data_converter, payload_codec
+from escalation.converter import data_converter, payload_codec, plain_data_converter
 from register import Register
 from workers.worker import build_worker
 from workflows.messages import Notice
@@ -36,7 +37,8 @@ def _die_once(flag: Path) -> None:
 
 
 def main(when: str, address: str, task_queue: str, flag: str, outbox: str, url: str) -> None:
-    ring = KeyRing.parse(os.environ["ESCALATION_CODEC_KEYS"])
+    plain = os.environ.get("CRASHING_WORKER_PLAIN") == "1"
+    ring = KeyRing.generate() if plain else KeyRing.parse(os.environ["ESCALATION_CODEC_KEYS"])
 
     class DiesAfterWriting(Register):
         def record(self, update: Any) -> Any:
@@ -52,7 +54,8 @@ def main(when: str, address: str, task_queue: str, flag: str, outbox: str, url: 
                 _die_once(Path(flag))
 
     async def run() -> None:
-        client = await Client.connect(address, data_converter=data_converter())
+        converter = plain_data_converter() if plain else data_converter()
+        client = await Client.connect(address, data_converter=converter)
         worker = build_worker(
             client,
             task_queue,
@@ -66,13 +69,16 @@ def main(when: str, address: str, task_queue: str, flag: str, outbox: str, url: 
 
 
 def spawn(
-    when: str, client: Client, task_queue: str, folder: Path, url: str
+    when: str, client: Client, task_queue: str, folder: Path, url: str, *, plain: bool = False
 ) -> subprocess.Popen[bytes]:
     """Start the crashing worker on ``task_queue``, encrypting with this
-    process's key ring; its flag file is ``folder / "died"``, its outbox
-    ``folder / "outbox"``."""
+    process's key ring (``plain``: not encrypting); its flag file is
+    ``folder / "died"``, its outbox ``folder / "outbox"``."""
     ring = payload_codec().ring
     keys = ",".join(f"{i}:{base64.b64encode(k).decode()}" for i, k in ring.keys.items())
+    env = {**os.environ, "ESCALATION_CODEC_KEYS": keys}
+    if plain:
+        env = {**os.environ, "CRASHING_WORKER_PLAIN": "1"}
     address = client.service_client.config.target_host
     return subprocess.Popen(
         [
@@ -86,7 +92,7 @@ def spawn(
             str(folder / "outbox"),
             url,
         ],
-        env={**os.environ, "ESCALATION_CODEC_KEYS": keys},
+        env=env,
         cwd=Path(__file__).parent.parent,
         stderr=subprocess.PIPE,
     )
