@@ -90,6 +90,9 @@ class Config:
     recovery_limit: float = 10.0
     # How long to wait after the run for deadlines due and the register.
     drain_limit: float = 240.0
+    # Whether an email resent after a worker SIGKILL in SendGrid's window
+    # (accepted, then the worker died before its ledger row) fails the drill.
+    allow_crash_resends: bool = False
 
     @classmethod
     def from_env(cls) -> Config:
@@ -101,6 +104,7 @@ class Config:
             seed=_env_int("CHAOS_SEED", int(time.time())),
             recovery_limit=_env_float("CHAOS_RECOVERY_LIMIT", cls.recovery_limit),
             drain_limit=_env_float("CHAOS_DRAIN_LIMIT", cls.drain_limit),
+            allow_crash_resends=os.environ.get("CHAOS_ALLOW_CRASH_RESENDS", "") == "1",
         )
 
 
@@ -186,6 +190,8 @@ class Tally:
     outcome: Counter[str] = field(default_factory=Counter)
     # The first few refusals and failures, for the details.
     samples: list[str] = field(default_factory=list)
+    # (sent, seconds until answered) of every manager action, tries included.
+    answers: list[tuple[float, float]] = field(default_factory=list)
 
     def note(self, what: str, status: int, text: str) -> None:
         if len(self.samples) < 20:
@@ -215,6 +221,7 @@ class Api:
         if key:
             # A raise tried again after a lost answer is the same case.
             headers["Idempotency-Key"] = key
+        sent = time.time()
         for attempt in range(self.ATTEMPTS):
             try:
                 response = await self.http.post(path, json=body, headers=headers)
@@ -222,6 +229,8 @@ class Api:
                 status = 0
             else:
                 status = response.status_code
+                if (status < 300 or status in (409, 422)) and what != "raise":
+                    self.tally.answers.append((sent, time.time() - sent))
                 if status < 300:
                     self.tally.outcome["ok"] += 1
                     return response.json()
@@ -231,6 +240,7 @@ class Api:
                     return None
             if attempt + 1 < self.ATTEMPTS:
                 await asyncio.sleep(1.0 + attempt)
+        self.tally.answers.append((sent, time.time() - sent))
         self.tally.outcome[f"gave up ({status or 'no answer'})"] += 1
         self.tally.note(what, status, "gave up")
         return None
@@ -508,7 +518,7 @@ class Result:
 
     def slow(self) -> list[v.Recovery]:
         limit = self.cfg.recovery_limit
-        return [r for r in self.recoveries if limit and r.max_lag is not None and r.max_lag > limit]
+        return [r for r in self.recoveries if limit and r.worst is not None and r.worst > limit]
 
     def failures(self) -> list[str]:
         out = []
@@ -522,6 +532,10 @@ class Result:
             out.append(f"{self.emails.losses} emails lost")
         if self.emails.duplicates:
             out.append(f"{self.emails.duplicates} emails sent twice")
+        if self.emails.resent_after_crash and not self.cfg.allow_crash_resends:
+            out.append(
+                f"{len(self.emails.resent_after_crash)} emails resent after a worker SIGKILL"
+            )
         if self.missed:
             out.append(f"{len(self.missed)} deadlines not acted on at their instant")
         if self.replay_failures:
@@ -539,14 +553,22 @@ class Result:
         servers = [r for r in self.recoveries if r.kind.startswith("server")]
 
         def worst(rs: list[v.Recovery]) -> str:
-            measured = [r.max_lag for r in rs if r.max_lag is not None]
-            if not measured:
-                return "no deadline fell after one"
-            p50 = percentile(measured, 50)
-            return (
-                f"largest lag after each: median {p50:.1f} s, max {max(measured):.1f} s "
-                f"({len(measured)} of {len(rs)} had a deadline due after them)"
-            )
+            lags = [r.max_lag for r in rs if r.max_lag is not None]
+            waits = [r.max_answer for r in rs if r.max_answer is not None]
+            if not rs:
+                return "-"
+            parts = []
+            if lags:
+                parts.append(
+                    f"largest deadline lag after each: median {percentile(lags, 50):.1f} s, "
+                    f"max {max(lags):.1f} s ({len(lags)} of {len(rs)} had a deadline due)"
+                )
+            if waits:
+                parts.append(
+                    f"slowest answer to an action after each: median "
+                    f"{percentile(waits, 50):.1f} s, max {max(waits):.1f} s"
+                )
+            return "; ".join(parts) or "nothing was due after them"
 
         def back(rs: list[v.Recovery]) -> str:
             if not rs:
@@ -568,6 +590,10 @@ class Result:
             ("Emails received", str(e.arrived)),
             ("Lost", f"{e.losses} (notices the record marks failed: {len(e.failed)})"),
             ("Sent twice (same email)", str(len(e.twice))),
+            (
+                "Resent after a worker SIGKILL (same email, arrivals either side of it)",
+                str(len(e.resent_after_crash)),
+            ),
             ("Sent again under another notice id", _again(e.again_under_another_id)),
             ("Not in the record", str(len(e.not_in_record))),
             (
@@ -605,6 +631,7 @@ class Result:
         for title, items in (
             ("lost", self.emails.lost + self.emails.failed),
             ("sent twice", self.emails.twice),
+            ("resent after a worker SIGKILL", self.emails.resent_after_crash),
             ("sent again under another notice id", self.emails.again_under_another_id),
             ("not in the record", self.emails.not_in_record),
             ("deadlines missed", [f"{d.reference} stage {d.stage} {d.outcome}" for d in missed]),
@@ -632,13 +659,7 @@ def as_json(result: Result) -> dict[str, Any]:
     return {
         "config": vars(result.cfg),
         "failures": result.failures(),
-        "emails": {
-            k: getattr(result.emails, k) for k in ("required", "arrived", "lost", "failed", "twice")
-        }
-        | {
-            "again_under_another_id": result.emails.again_under_another_id,
-            "not_in_record": result.emails.not_in_record,
-        },
+        "emails": {k: x for k, x in vars(result.emails).items() if k != "first_arrival"},
         "deadlines": [vars(d) for d in result.deadlines],
         "recoveries": [vars(r) for r in result.recoveries],
         "replay_failures": result.replay_failures,
@@ -693,10 +714,11 @@ async def drill(
         record = await asyncio.to_thread(v.read_register, stack.register_url)
         capture.poll()
         expected = v.expected_emails(record, example_directory(), emails_of)
-        emails = v.compare(record, expected, capture.records)
+        kills = [at for at, _, kind in run.disruptions if kind == "worker SIGKILL"]
+        emails = v.compare(record, expected, capture.records, kills)
         dls = v.deadlines(record, emails.first_arrival, checked_at)
         fired = [d for d in dls if d.outcome == "fired"]
-        recs = v.recoveries(fired, run.disruptions, ends)
+        recs = v.recoveries(fired, api.tally.answers, run.disruptions, ends)
         failures = await v.replay_all(client, run.raised, converter)
         return Result(
             cfg=cfg,

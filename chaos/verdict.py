@@ -9,7 +9,10 @@ read. Then, from the capture:
 
 - **lost**: an email the record requires that never arrived (or a notice the
   record itself marks failed);
-- **sent twice**: the same email (ledger key) arrived more than once;
+- **sent twice**: the same email (ledger key) arrived more than once; apart,
+  **resent after a crash**: the two arrivals straddle a worker SIGKILL, the
+  window ``activities.email`` names (SendGrid accepted the copy, the worker
+  died before its ledger row was committed, the retry sent it again);
 - **sent again under another id**: an email for a case whose notice id the
   record does not hold, while it holds the same template at the same stage
   under another id (a step carried out twice after a crash);
@@ -197,6 +200,7 @@ class Emails:
     lost: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     twice: list[str] = field(default_factory=list)
+    resent_after_crash: list[str] = field(default_factory=list)
     again_under_another_id: list[str] = field(default_factory=list)
     not_in_record: list[str] = field(default_factory=list)
     # The first arrival of each notice id, for the deadlines' lag.
@@ -212,15 +216,23 @@ class Emails:
 
 
 def compare(
-    record: Record, expected: dict[str, Expected], captured: Iterable[dict[str, Any]]
+    record: Record,
+    expected: dict[str, Expected],
+    captured: Iterable[dict[str, Any]],
+    crashes: Iterable[float] = (),
 ) -> Emails:
+    """The capture against the record; ``crashes`` are the instants the
+    worker was killed."""
     result = Emails(required=len(expected))
     counts: Counter[str] = Counter()
     by_key: dict[str, dict[str, Any]] = {}
+    arrivals: dict[str, list[float]] = defaultdict(list)
+    kills = sorted(crashes)
     for email in captured:
         key = str(email.get("ledger_key"))
         counts[key] += 1
         by_key.setdefault(key, email)
+        arrivals[key].append(float(email["t"]))
         notice_id = str(email.get("notice_id"))
         t_arrived = float(email["t"])
         if t_arrived < result.first_arrival.get(notice_id, float("inf")):
@@ -231,7 +243,12 @@ def compare(
         if counts[key] == 0:
             result.lost.append(f"{what.reference} {what.template} ({key})")
         elif counts[key] > 1:
-            result.twice.append(f"{what.reference} {what.template} ×{counts[key]} ({key})")
+            line = f"{what.reference} {what.template} ×{counts[key]} ({key})"
+            times = sorted(arrivals[key])
+            straddled = all(
+                any(a < k <= b for k in kills) for a, b in zip(times, times[1:], strict=False)
+            )
+            (result.resent_after_crash if straddled else result.twice).append(line)
     recorded = {(n.reference, n.template, n.stage) for n in record.notices}
     for key, email in by_key.items():
         if key in expected:
@@ -333,20 +350,42 @@ class Recovery:
     back_at: float
     deadlines: int
     max_lag: float | None
+    # The slowest answer to a manager action sent from it until the next.
+    max_answer: float | None
+
+    @property
+    def worst(self) -> float | None:
+        """How long the slowest case waited to be picked up after it."""
+        values = [x for x in (self.max_lag, self.max_answer) if x is not None]
+        return max(values) if values else None
 
 
 def recoveries(
-    fired: list[Deadline], disruptions: list[tuple[float, float, str]], end: float
+    fired: list[Deadline],
+    answers: list[tuple[float, float]],
+    disruptions: list[tuple[float, float, str]],
+    end: float,
 ) -> list[Recovery]:
     """For each disruption (its instant, when the process served again, what
-    it was), the deadlines due from just before it until the next one, and
-    the largest lag among them: how long the cases waited to be picked up."""
+    it was): the deadlines due from just before it until the next one and
+    the largest lag among them, and the slowest answer to a manager action
+    sent in that time: how long the cases waited to be picked up."""
     out = []
     ordered = sorted(disruptions)
     for n, (at, back_at, kind) in enumerate(ordered):
         until = ordered[n + 1][0] if n + 1 < len(ordered) else end
         lags = [d.lag for d in fired if d.lag is not None and at - 2.0 <= d.due < until]
-        out.append(Recovery(kind, at, back_at, len(lags), max(lags) if lags else None))
+        waits = [took for sent, took in answers if at - 2.0 <= sent < until]
+        out.append(
+            Recovery(
+                kind,
+                at,
+                back_at,
+                len(lags),
+                max(lags) if lags else None,
+                max(waits) if waits else None,
+            )
+        )
     return out
 
 

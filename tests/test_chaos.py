@@ -1,7 +1,8 @@
 """`make chaos`, short: cases through worker SIGKILLs and a dev-server restart.
 
 The drill's own verdict is the assertion: every email the register requires
-arrived exactly once at the SendGrid stand-in, every deadline moved into the
+arrived at the SendGrid stand-in, none twice (but a copy resent after a kill
+in the window SendGrid cannot close, which only chance decides), every deadline moved into the
 run fired, every history replays. No lag is asserted (a loaded machine is
 slow, not wrong); the drill's bounds are generous waits, not limits.
 """
@@ -25,6 +26,11 @@ def test_cases_survive_worker_kills_and_a_server_restart_with_every_email_sent_o
         seed=7,
         recovery_limit=0,
         drain_limit=300.0,
+        # A SIGKILL between SendGrid accepting a copy and its ledger row
+        # resends that copy (activities.email names the window): whether a
+        # kill lands there is chance, so here it is reported, not judged.
+        # Every other duplicate, and every loss, fails.
+        allow_crash_resends=True,
     )
     # Its own thread: the drill runs its own event loop.
     with ThreadPoolExecutor(1) as pool:
