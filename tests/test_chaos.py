@@ -1,10 +1,11 @@
 """`make chaos`, short: cases through worker SIGKILLs and a dev-server restart.
 
 The drill's own verdict is the assertion: every email the register requires
-arrived at the SendGrid stand-in, none twice (but a copy resent after a kill
-in the window SendGrid cannot close, which only chance decides), every deadline moved into the
-run fired, every history replays. No lag is asserted (a loaded machine is
-slow, not wrong); the drill's bounds are generous waits, not limits.
+arrived at the SendGrid stand-in, none twice (but for a copy resent after a
+kill in the window SendGrid cannot close, which only chance decides), every
+deadline moved into the run fired, every history replays. No lag is asserted
+(a loaded machine is slow, not wrong); the drill's bounds are generous
+waits, not limits.
 """
 
 from __future__ import annotations

@@ -41,9 +41,7 @@ log = logging.getLogger("escalation.worker")
 # queue on the worker for longer than this, replays more (README,
 # Performance: the burst's lag and the chaos drill's recovery, both measured).
 # ESCALATION_WORKER_STICKY_TIMEOUT sets it for the worker process.
-STICKY_SCHEDULE_TO_START = timedelta(
-    seconds=Settings.model_fields["worker_sticky_timeout"].default
-)
+STICKY_SCHEDULE_TO_START = timedelta(seconds=Settings.model_fields["worker_sticky_timeout"].default)
 
 # How often the worker hands the allocator's free pages back to the system.
 TRIM_EVERY_SECONDS = 10.0
