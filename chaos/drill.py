@@ -359,6 +359,9 @@ class Run:
     raised: list[str] = field(default_factory=list)
     # (instant, back in service, what) of each disruption.
     disruptions: list[tuple[float, float, str]] = field(default_factory=list)
+    # When each killed worker was gone (reaped): whatever arrived after it
+    # came from a later worker.
+    worker_gone: list[float] = field(default_factory=list)
     worker_died_alone: int = 0
     stopped: bool = False
 
@@ -414,6 +417,7 @@ async def disrupt(run: Run, plan: list[Disruption]) -> None:
         at = time.time()
         if d.kind == "worker SIGKILL":
             await asyncio.to_thread(stack.kill, "worker", signal.SIGKILL)
+            run.worker_gone.append(time.time())
             await asyncio.to_thread(stack.restart, "worker")
         else:
             sig = signal.SIGKILL if d.kind.endswith("SIGKILL") else signal.SIGTERM
@@ -714,8 +718,7 @@ async def drill(
         record = await asyncio.to_thread(v.read_register, stack.register_url)
         capture.poll()
         expected = v.expected_emails(record, example_directory(), emails_of)
-        kills = [at for at, _, kind in run.disruptions if kind == "worker SIGKILL"]
-        emails = v.compare(record, expected, capture.records, kills)
+        emails = v.compare(record, expected, capture.records, run.worker_gone)
         dls = v.deadlines(record, emails.first_arrival, checked_at)
         fired = [d for d in dls if d.outcome == "fired"]
         recs = v.recoveries(fired, api.tally.answers, run.disruptions, ends)

@@ -221,8 +221,9 @@ def compare(
     captured: Iterable[dict[str, Any]],
     crashes: Iterable[float] = (),
 ) -> Emails:
-    """The capture against the record; ``crashes`` are the instants the
-    worker was killed."""
+    """The capture against the record; ``crashes`` are the instants a
+    killed worker was gone (a copy that arrived before one and again after
+    it was resent by the next worker)."""
     result = Emails(required=len(expected))
     counts: Counter[str] = Counter()
     by_key: dict[str, dict[str, Any]] = {}
