@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run worker test lint histories clean bench bench-scale
+.PHONY: install run worker test lint histories clean bench bench-scale chaos
 
 $(STAMP): pyproject.toml package.json package-lock.json
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found " + sys.version.split()[0] + ")")'
@@ -36,7 +36,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy policies workflows activities workers escalation api register reports web
+	$(BIN)/mypy policies workflows activities workers escalation api register reports web chaos
 
 ## Re-record the workflow histories that the replay tests check.
 histories: $(STAMP)
@@ -51,6 +51,12 @@ bench: $(STAMP)
 bench-scale: $(STAMP)
 	BENCH_PRELOAD=9000 BENCH_N=1000 BENCH_SKIP=simulate,register,spread,api $(BIN)/python -m bench.run
 	BENCH_PRELOAD=9000 BENCH_N=1000 BENCH_WORKERS=2 BENCH_SKIP=simulate,register,spread,api $(BIN)/python -m bench.run
+
+## The chaos drill: cases through worker SIGKILLs and dev-server restarts, every
+## email counted; CHAOS_CASES=20 CHAOS_WORKER_KILLS=5 CHAOS_SERVER_RESTARTS=1
+## CHAOS_SECONDS=90 make chaos for a quick run.
+chaos: $(STAMP)
+	$(BIN)/python -m chaos
 
 clean:
 	rm -rf $(VENV) node_modules web/static build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -82,6 +82,12 @@ WORKFLOW_TYPE = "Disagreement"
 WORKFLOW_ID_PREFIX = "disagreement-"
 FINGERPRINT_MEMO = "request_fingerprint"
 SECRET_FILE = "api-secret"
+# How long a worker may hold a case's step before the server gives it to
+# another: a worker killed in the middle of a step leaves the case waiting
+# this long (the server's 10 s default kept cases 10-12 s after a crash in
+# the chaos drill). A step that runs longer (its notices) is kept alive by
+# the SDK's heartbeat, so only a dead worker meets it. Continue-as-new keeps it.
+CASE_TASK_TIMEOUT = timedelta(seconds=5)
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 CODE_LENGTH = 8
@@ -241,6 +247,7 @@ async def start_case(
             memo=memo,
             search_attributes=start_search_attributes(request, deadline),
             static_summary=static_summary(request),
+            task_timeout=CASE_TASK_TIMEOUT,
         )
         response = getattr(handle, "_start_workflow_response", None)
         created = bool(getattr(response, "started", True))

@@ -4,7 +4,10 @@ Started directly rather than through ``escalation run`` so the benchmark can
 give each process its environment (notices to the capture server through the
 real SendGrid sink, demo users) and read the worker's own process id for its
 memory. Every port is chosen free at start; every process is stopped by its
-own id.
+own id. ``make chaos`` (``chaos.drill``) starts the same stack without the
+baseline worker, and kills and restarts the worker and the dev server in it
+(``Stack.kill``, ``Stack.restart``): each comes back on the same port, with
+the same files.
 """
 
 from __future__ import annotations
@@ -12,10 +15,14 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import socket
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from escalation import search_attributes
@@ -51,16 +58,27 @@ def _wait_port(proc: Service, port: int, timeout: float = START_TIMEOUT) -> None
     raise StackError(f"{proc.name} did not listen on {HOST}:{port} within {timeout:.0f}s")
 
 
-def _wait_log(proc: Service, needle: str, timeout: float = START_TIMEOUT) -> None:
+def _log_count(proc: Service, needle: str) -> int:
+    try:
+        return proc.log_path.read_text(errors="replace").count(needle)
+    except OSError:
+        return 0
+
+
+def _wait_log(proc: Service, needle: str, timeout: float = START_TIMEOUT, seen: int = 0) -> None:
+    """Until the log holds the needle more than ``seen`` times (a restarted
+    process appends to the log of the one before it)."""
     give_up = time.monotonic() + timeout
     while time.monotonic() < give_up:
         if not proc.running():
             raise StackError(f"{proc.name} exited while starting:\n{proc.tail()}")
-        with contextlib.suppress(OSError):
-            if needle in proc.log_path.read_text(errors="replace"):
-                return
-        time.sleep(0.2)
+        if _log_count(proc, needle) > seen:
+            return
+        time.sleep(0.1)
     raise StackError(f"{proc.name} did not report {needle!r} within {timeout:.0f}s")
+
+
+WORKER_READY = "worker polling task queue"
 
 
 @dataclass
@@ -70,10 +88,14 @@ class Stack:
     api_port: int = 0
     capture_port: int = 0
     metrics_port: int = 0
+    # The baseline: a worker for a trivial workflow (the bench's comparison).
+    baseline: bool = True
     procs: dict[str, Service] = field(default_factory=dict)
     worker_env: dict[str, str] = field(default_factory=dict)
     # Worker processes on the one task queue (a deployment that outgrew one).
     workers: int = 1
+    codec_keys: str = ""
+    _factories: dict[str, Callable[[], Service]] = field(default_factory=dict)
 
     @property
     def temporal_address(self) -> str:
@@ -103,6 +125,7 @@ class Stack:
         self.capture_port = free_port()
         self.metrics_port = free_port()
         py = sys.executable
+        self.codec_keys = _codec_keys()
         common = {
             "TEMPORAL_ADDRESS": self.temporal_address,
             "TEMPORAL_NAMESPACE": "default",
@@ -110,7 +133,7 @@ class Stack:
             "ESCALATION_DATA_DIR": str(self.data_dir),
             "PYTHONUNBUFFERED": "1",
             # One key for both processes, so neither races to create the file.
-            "ESCALATION_CODEC_KEYS": _codec_keys(),
+            "ESCALATION_CODEC_KEYS": self.codec_keys,
             "ESCALATION_EXTRA_CLOSURES": "[]",
         }
         self.worker_env = {
@@ -122,7 +145,8 @@ class Stack:
             "ESCALATION_SENDER_EMAIL": "escalation@bench.invalid",
         }
         api_env = {**common, "ESCALATION_DEMO_USERS": "true"}
-        server = Service(
+        server = partial(
+            Service,
             "Temporal dev server",
             [
                 temporal_cli(),
@@ -157,12 +181,14 @@ class Stack:
             ],
             self.data_dir / "capture.log",
         )
-        worker = Service(
+        worker = partial(
+            Service,
             "worker",
             [py, "-m", "escalation.cli", "worker"],
             self.data_dir / "worker.log",
             env=self.worker_env,
         )
+        self._factories = {"server": server, "worker": worker}
         api = Service(
             "API",
             [
@@ -197,12 +223,12 @@ class Stack:
         try:
             self._launch(capture)
             _wait_port(capture, self.capture_port)
-            self._launch(server)
-            _wait_port(server, self.temporal_port)
+            self._launch(server())
+            _wait_port(self.procs["server"], self.temporal_port)
             # The register, migrated as `make run` does it.
-            upgrade(f"sqlite:///{(self.data_dir / 'register.sqlite3').resolve()}")
-            self._launch(worker)
-            _wait_log(worker, "worker polling task queue")
+            upgrade(self.register_url)
+            self._launch(worker())
+            _wait_log(self.worker, WORKER_READY)
             for i in range(2, self.workers + 1):
                 other = Service(
                     f"worker {i}",
@@ -211,9 +237,10 @@ class Stack:
                     env=self.worker_env,
                 )
                 self._launch(other, f"worker{i}")
-                _wait_log(other, "worker polling task queue")
-            self._launch(trivial)
-            _wait_log(trivial, "trivial worker polling")
+                _wait_log(other, WORKER_READY)
+            if self.baseline:
+                self._launch(trivial)
+                _wait_log(trivial, "trivial worker polling")
             self._launch(api)
             _wait_port(api, self.api_port)
         except BaseException:
@@ -233,6 +260,38 @@ class Stack:
         )
         proc.start()
         self.procs[key] = proc
+
+    @property
+    def register_url(self) -> str:
+        return f"sqlite:///{(self.data_dir / 'register.sqlite3').resolve()}"
+
+    def kill(self, key: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Stop one process with a signal and wait for it to be gone: SIGKILL
+        as a crash, SIGTERM as an orderly stop (killed if it takes too long)."""
+        process = self.procs[key].process
+        assert process is not None
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(60.0)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log = self.procs[key].log
+        if log is not None:
+            log.close()
+
+    def restart(self, key: str) -> Service:
+        """Start the worker or the dev server again, as it was, and wait
+        until it serves: the server on its port, the worker polling."""
+        fresh = self._factories[key]()
+        seen = _log_count(fresh, WORKER_READY) if key == "worker" else 0
+        self._launch(fresh)
+        if key == "worker":
+            _wait_log(fresh, WORKER_READY, seen=seen)
+        else:
+            _wait_port(fresh, self.temporal_port)
+        return fresh
 
     def check(self) -> None:
         for proc in self.procs.values():

@@ -158,7 +158,7 @@ class CpuMeter:
 
     def stop(self) -> dict[str, Any]:
         end = self._sample()
-        used = {k: round(end[k] - self._start[k], 2) for k in end}
+        used: dict[str, Any] = {k: round(end[k] - self._start[k], 2) for k in end}
         ours = sum(v for k, v in used.items() if not k.startswith("_"))
         busy = used.pop("_machine_busy")
         used.pop("_machine_total")

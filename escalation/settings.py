@@ -87,6 +87,15 @@ class Settings(BaseSettings):
         "beyond it is replayed from its history when it next acts, and a full cache made "
         "new cases wait seconds for their first workflow task (README, Performance).",
     )
+    worker_sticky_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        le=600,
+        validation_alias=AliasChoices("ESCALATION_WORKER_STICKY_TIMEOUT"),
+        description="Seconds a case's next step may wait for the worker that holds it "
+        "before any worker takes it: how long a case waits after its worker crashed "
+        "(README, Performance).",
+    )
 
     database_url: str | None = Field(
         default=None,

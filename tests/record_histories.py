@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -28,10 +29,13 @@ from zoneinfo import ZoneInfo
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from activities.notices import MemorySink
+from activities.notices import MemorySink, OutboxSink
+from escalation import search_attributes as sa
 from escalation.converter import plain_data_converter
 from escalation.simulate import Act, parties, rehearse, start_test_server
+from escalation.temporal_bin import temporal_cli
 from policies.loader import get_policy
+from tests import crashing_worker
 from workers.worker import build_worker
 from workflows.disagreement import DisagreementWorkflow
 from workflows.messages import (
@@ -343,6 +347,74 @@ async def record_withdraw_by_receiving_side(env: WorkflowEnvironment, name: str)
         await save(name, handle)
 
 
+async def record_crash_and_interleave(name: str) -> None:
+    """A worker dies after the automatic escalation's notice went out and
+    before its workflow task completed; a manager's note arrives while no
+    worker holds the case, and the retried task applies it first
+    (workflow.patched 'notice-id-by-identity': the notice keeps its id, so
+    it is not sent again). Real time on a dev server: a worker is killed."""
+    from tests.conftest import barrier, receiving_manager
+    from tests.test_notice_identity import shorten_to_seconds_away
+    from tests.test_workflow_register import poll
+
+    policy = get_policy("merton")
+    raising, receiving, area = parties(policy)
+    task_queue = f"record-{uuid.uuid4()}"
+    env = await WorkflowEnvironment.start_local(
+        dev_server_startup_timeout=timedelta(seconds=60),
+        dev_server_existing_path=temporal_cli(),
+        data_converter=plain_data_converter(),
+        search_attributes=list(sa.ALL),
+        dev_server_log_level="error",
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        crashing = crashing_worker.spawn(
+            "escalated-automatically",
+            env.client,
+            task_queue,
+            Path(folder),
+            f"sqlite:///{folder}/register.sqlite3",
+            plain=True,
+        )
+        try:
+            request = RaiseDisagreement(
+                reference="REPLAY-CRASH",
+                policy=policy,
+                area=area,
+                raised_by=Actor(id="p-1", name="Raiser", agency=raising.key, role="practitioner"),
+                raising_agency=raising,
+                receiving_agency=receiving,
+                categories=["thresholds"],
+                summary="Recorded for replay",
+            )
+            manager = receiving_manager(request)
+            handle = await env.client.start_workflow(
+                DisagreementWorkflow.run,
+                request,
+                id="disagreement-REPLAY-CRASH",
+                task_queue=task_queue,
+            )
+            await barrier(handle)
+            await shorten_to_seconds_away(handle, manager)
+            assert await asyncio.to_thread(crashing.wait, 60) == 9
+            await handle.signal(DisagreementWorkflow.add_note_signal, AddNote(by=manager, text="x"))
+            async with build_worker(env.client, task_queue, OutboxSink(Path(folder) / "outbox")):
+                # The retried task escalates (after the note) before the outcome.
+                await poll(handle, lambda s: s.stage == 1, "the escalation", timeout=60)
+                await handle.execute_update(
+                    DisagreementWorkflow.resolve, Resolve(by=manager, outcome="Agreed")
+                )
+                await handle.execute_update(
+                    DisagreementWorkflow.confirm, ConfirmOutcome(by=manager)
+                )
+                await handle.result()
+                await save(name, handle)
+        finally:
+            if crashing.poll() is None:
+                crashing.kill()
+            await env.shutdown()
+
+
 async def save(name: str, handle: WorkflowHandle) -> None:
     history = await handle.fetch_history()
     HISTORIES.mkdir(exist_ok=True)
@@ -362,9 +434,17 @@ async def main(names: list[str]) -> None:
     jobs["merton-withdraw-by-receiving-side-refused"] = lambda env: (
         record_withdraw_by_receiving_side(env, "merton-withdraw-by-receiving-side-refused")
     )
+    crash = "merton-crash-after-notice-then-note"
+    # Its own dev server (a worker is killed in real time).
+    crash_jobs = {crash: lambda: record_crash_and_interleave(crash)}
     # Without names, only the histories not yet recorded: the others stand for
     # cases recorded under earlier code and must not be overwritten by today's.
+    for name in names or [n for n in crash_jobs if not (HISTORIES / f"{n}.json").exists()]:
+        if name in crash_jobs:
+            await crash_jobs[name]()
     for name in names or [n for n in jobs if not (HISTORIES / f"{n}.json").exists()]:
+        if name in crash_jobs:
+            continue
         # A server each: the time-skipping clock only moves forward.
         # Unencrypted: the histories hold fake cases and must replay with no key.
         env = await start_test_server(converter=plain_data_converter())

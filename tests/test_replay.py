@@ -69,6 +69,22 @@ def test_cases_since_the_register_patch_have_histories() -> None:
     assert b"record_case" not in _marker_payloads(older)
 
 
+def test_the_crash_and_interleave_path_has_a_history() -> None:
+    """Since the notice-id-by-identity patch: a worker died after the
+    escalation's notice went out, a note arrived before the retried task,
+    which applied it first and found the notice already sent."""
+    path = next(p for p in HISTORIES if p.stem == "merton-crash-after-notice-then-note")
+    types = [e["eventType"] for e in json.loads(path.read_text())["events"]]
+    timed_out = types.index("EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT")
+    assert types[timed_out + 1] == "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED"
+    payloads = _marker_payloads(path)
+    assert b'"id":"notice-id-by-identity"' in payloads
+    assert (
+        b'"notice_id":"REPLAY-CRASH-s1n1-escalated-automatically","delivered":true,'
+        b'"duplicate":true' in payloads
+    )
+
+
 def _marker_payloads(path: Path) -> bytes:
     history = json.loads(path.read_text())
     found = []

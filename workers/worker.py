@@ -34,13 +34,15 @@ from workflows.report import QuarterlyReportWorkflow
 log = logging.getLogger("escalation.worker")
 
 # How long a workflow task may wait on this worker's own (sticky) queue before
-# the server moves it to the shared queue. The SDK's 10 s default is shorter
-# than the queue a close-of-business burst builds (hundreds of deadlines at
-# 17:00): a moved task then waits again behind the whole shared queue, and its
-# escalation notice goes out tens of seconds late (issue 7, bench/README.md).
-# After a crash (a clean stop hands tasks back at once) a case waits at most
-# this long for another worker.
-STICKY_SCHEDULE_TO_START = timedelta(minutes=2)
+# the server moves it to the shared queue, where any worker takes it. A worker
+# killed outright (a clean stop hands its tasks back at once) leaves the cases
+# it held waiting this long, their deadlines and actions with them: two
+# minutes once delayed escalations by 120 s after a crash. A moved task costs
+# a replay of the case's history, so a close-of-business burst, whose tasks
+# queue on the worker for longer than this, replays more (README,
+# Performance: the burst's lag and the chaos drill's recovery, both measured).
+# ESCALATION_WORKER_STICKY_TIMEOUT sets it for the worker process.
+STICKY_SCHEDULE_TO_START = timedelta(seconds=Settings.model_fields["worker_sticky_timeout"].default)
 
 # How often the worker hands the allocator's free pages back to the system.
 TRIM_EVERY_SECONDS = 10.0
@@ -166,6 +168,7 @@ async def run_worker(settings: Settings) -> None:
         links=action_links(settings),
         sandboxed=settings.worker_sandbox,
         max_cached_workflows=settings.worker_cached_cases,
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_timeout),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

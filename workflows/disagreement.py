@@ -15,6 +15,7 @@ an update and a timer can never interleave half-way through a transition.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from datetime import datetime, timedelta
 from typing import Any
@@ -88,6 +89,12 @@ PATCH_CONTINUE_AFTER_ACTIONS = "continue-as-new-after-actions"
 # Only the raising side, the business team or an operator may withdraw; a
 # receiving-side withdrawal was applied before.
 PATCH_WITHDRAW_BY_RAISING_SIDE = "withdraw-by-raising-side-only"
+# A notice's id (and the mail ledger's key) names what the notice is for: the
+# stage, its template and how many of that template the stage has sent. It
+# was the sequence number of the next event, which shifts when a workflow
+# task retried after a crash applies an action that arrived meanwhile first,
+# so a notice already emailed went out again under a new id.
+PATCH_NOTICE_IDENTITY = "notice-id-by-identity"
 # A local activity retries in the worker for this long before the worker
 # hands the wait to a server timer (the SDK's default is a minute).
 LOCAL_RETRY_THRESHOLD = timedelta(seconds=30)
@@ -345,9 +352,12 @@ class DisagreementWorkflow:
     async def _send(self, planned: ladder.PlannedNotice) -> None:
         state = self.state
         stage = self.policy.stages[state.stage]
-        seq = state.next_seq
+        if workflow.patched(PATCH_NOTICE_IDENTITY):
+            notice_id = notice_identity(state, planned.template)
+        else:
+            notice_id = f"{state.reference}-{state.next_seq:05d}-{planned.template}"
         notice = Notice(
-            notice_id=f"{state.reference}-{seq:05d}-{planned.template}",
+            notice_id=notice_id,
             reference=state.reference,
             template=planned.template,
             policy_id=state.policy_id,
@@ -774,13 +784,26 @@ class DisagreementWorkflow:
         self._failures.append(report)
 
 
+def notice_identity(state: CaseState, template: str) -> str:
+    """``<reference>-s<stage>n<count>-<template>``: the ``count``-th notice of
+    ``template`` at the case's current stage. Deterministic from what the
+    notice is for, whatever else a retried task applied before it; counts
+    the notice whether or not it is then delivered."""
+    key = f"{state.stage}:{template}"
+    count = state.notices_sent.get(key, 0) + 1
+    state.notices_sent[key] = count
+    return f"{state.reference}-s{state.stage}n{count}-{template}"
+
+
+# Notice ids are "<reference>-s<stage>n<count>-<template>" (notice_identity),
+# or "<reference>-<seq:05d>-<template>" on notices sent before it; templates
+# have no digits.
+_NOTICE_ID = re.compile(r"-(?:\d{5}|s\d+n\d+)-([a-z-]+)$")
+
+
 def _template_of(notice_id: str) -> str:
-    # Notice ids are "<reference>-<seq:05d>-<template>" (see _send).
-    parts = notice_id.split("-")
-    for i in reversed(range(len(parts))):  # templates have no digits
-        if len(parts[i]) == 5 and parts[i].isdigit():
-            return "-".join(parts[i + 1 :]) or "notice"
-    return "notice"
+    found = _NOTICE_ID.search(notice_id)
+    return found.group(1) if found else "notice"
 
 
 def _failure_reason(failure: FailureError) -> str:

@@ -430,6 +430,9 @@ class CaseState(_Model):
     # from an earlier one's start).
     stage_starts: dict[int, datetime] = Field(default_factory=dict)
     subject: Subject = "children"
+    # How many notices of each template each stage has sent ("<stage>:<template>"):
+    # a notice's id counts from it (workflows.disagreement.notice_identity).
+    notices_sent: dict[str, int] = Field(default_factory=dict)
 
     @property
     def is_open(self) -> bool:
