@@ -334,9 +334,7 @@ async def record_withdraw_by_receiving_side(env: WorkflowEnvironment, name: str)
             id="disagreement-REPLAY-WITHDRAW",
             task_queue=task_queue,
         )
-        await handle.signal(
-            DisagreementWorkflow.withdraw_signal, Withdraw(by=receiving_manager, reason="Not ours")
-        )
+        await handle.signal("withdraw", Withdraw(by=receiving_manager, reason="Not ours"))
         await handle.execute_update(
             DisagreementWorkflow.add_note, AddNote(by=raising_manager, text="x")
         )
@@ -397,7 +395,7 @@ async def record_crash_and_interleave(name: str) -> None:
             await barrier(handle)
             await shorten_to_seconds_away(handle, manager)
             assert await asyncio.to_thread(crashing.wait, 60) == 9
-            await handle.signal(DisagreementWorkflow.add_note_signal, AddNote(by=manager, text="x"))
+            await handle.signal("add_note", AddNote(by=manager, text="x"))
             async with build_worker(env.client, task_queue, OutboxSink(Path(folder) / "outbox")):
                 # The retried task escalates (after the note) before the outcome.
                 await poll(handle, lambda s: s.stage == 1, "the escalation", timeout=60)

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.common.v1 import Payload, WorkflowExecution
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import (
@@ -27,6 +27,7 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
+from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
@@ -476,6 +477,123 @@ async def test_update_is_refused_with_a_clear_message(
         assert not any(e.type == "refused" for e in after.events)
 
 
+# --- Whatever a person sends ------------------------------------------------------
+
+
+def raw(encoding: bytes, data: bytes = b"") -> RawValue:
+    """A payload exactly as a careless operator or a hand-made client could
+    send it, past the product's converter and codec."""
+    return RawValue(Payload(metadata={"encoding": encoding}, data=data))
+
+
+def plain_client(client: Client) -> Client:
+    """The same server without the codec: what the Temporal CLI is when
+    ``--codec-endpoint`` is left out."""
+    return Client(client.service_client, namespace=client.namespace)
+
+
+MALFORMED_SIGNALS: list[tuple[str, str, list[Any], str]] = [
+    (
+        "no-input",
+        "resolve",
+        [],
+        "the resolve signal needs exactly one input (a JSON object; an operator may send {} "
+        "where nothing more is needed); it had 0",
+    ),
+    (
+        "two-inputs",
+        "add_note",
+        [{"text": "one"}, {"text": "two"}],
+        "the add_note signal needs exactly one input (a JSON object; an operator may send {} "
+        "where nothing more is needed); it had 2",
+    ),
+    (
+        "labelled-encrypted-but-not",
+        "withdraw",
+        [raw(b"binary/encrypted", b'{"reason": "Plain text"}')],
+        "the withdraw signal's input could not be decrypted (encrypted payload has no "
+        "encryption-key-id metadata); send it through the codec endpoint (--codec-endpoint), "
+        "or as plain JSON",
+    ),
+    (
+        "not-json",
+        "escalate",
+        [raw(b"json/plain", b"{reason: no quotes")],
+        "the escalate signal's input is not a valid escalate: input: Invalid JSON: key must be "
+        "a string at line 1 column 2",
+    ),
+    (
+        "ill-typed",
+        "shorten_deadline",
+        [{"deadline": "next Tuesday", "reason": ""}],
+        "the shorten_deadline signal's input is not a valid shorten_deadline: deadline: Input "
+        "should be a valid datetime or date, invalid character in year; reason: String should "
+        "have at least 1 character",
+    ),
+    ("null", "confirm", [None], "the confirm signal's input is empty; it needs a JSON object"),
+    (
+        "unknown-name",
+        "resolv",
+        [{"outcome": "Agreed"}],
+        "no action is called 'resolv'; the actions are acknowledge, resolve, confirm, reopen, "
+        "escalate, submit_form, immediate_risk, shorten_deadline, add_note, withdraw",
+    ),
+]
+
+
+async def test_a_malformed_signal_is_recorded_as_refused_and_the_case_goes_on(
+    ts_env: WorkflowEnvironment, new_worker: Callable[[], Harness]
+) -> None:
+    """Every way a signal can be wrong, sent to one case as the Temporal CLI
+    sends them (no codec): each is recorded on the case as refused, saying
+    what was wrong and not what was sent, and the case still takes actions
+    and still escalates at its deadline."""
+    harness = new_worker()
+    request = make_request("merton", await ts_env.get_current_time())
+    plain = plain_client(ts_env.client)
+    async with harness.worker(), open_case(harness, request) as handle:
+        as_sent = plain.get_workflow_handle(handle.id)
+        for _, name, inputs, _ in MALFORMED_SIGNALS:
+            await as_sent.signal(name, args=inputs)
+        # Not one of them stops the case's workflow tasks.
+        with ts_env.auto_time_skipping_disabled():
+            await asyncio.wait_for(barrier(handle), 30)
+        state = await state_of(handle)
+        refusals = [e for e in state.events if e.type == "refused"]
+        assert [e.detail for e in refusals] == [m[3] for m in MALFORMED_SIGNALS]
+        assert {e.by for e in refusals} == {"operator"}
+        assert not any("Plain text" in (e.detail or "") for e in refusals)
+        # The case goes on: its deadline still escalates it.
+        assert state.clock.deadline is not None
+        await ts_env.sleep(
+            state.clock.deadline - await ts_env.get_current_time() + timedelta(minutes=1)
+        )
+        assert (await state_of(handle)).stage == 1
+
+
+async def test_a_malformed_update_is_refused_to_its_sender_and_the_case_goes_on(
+    ts_env: WorkflowEnvironment, new_worker: Callable[[], Harness]
+) -> None:
+    """An update can answer: one whose name is no action, or whose input is
+    missing or does not decrypt, is refused to whoever sent it (nothing is
+    recorded: a rejected update never enters the case), and the case still
+    takes the next action."""
+    harness = new_worker()
+    request = make_request("merton", await ts_env.get_current_time())
+    plain = plain_client(ts_env.client)
+    async with harness.worker(), open_case(harness, request) as handle:
+        as_sent = plain.get_workflow_handle(handle.id)
+        cause = await refused(handle.execute_update("resolv", {"outcome": "Agreed"}))
+        assert cause.message.startswith("no action is called 'resolv'; the actions are ")
+        for inputs in ([], [raw(b"binary/encrypted", b'{"outcome": "Agreed"}')]):
+            with ts_env.auto_time_skipping_disabled(), pytest.raises(WorkflowUpdateFailedError):
+                await asyncio.wait_for(as_sent.execute_update("resolve", args=inputs), 20)
+        await handle.execute_update(
+            DisagreementWorkflow.resolve, Resolve(by=receiving_manager(request), outcome="Agreed")
+        )
+        assert (await state_of(handle)).status == "awaiting-confirmation"
+
+
 # --- A closed case -----------------------------------------------------------------
 
 
@@ -497,7 +615,7 @@ async def test_an_action_reaching_a_closed_case_is_refused(
             await barrier(handle)
         raiser_side = raising_manager(request)
         await handle.signal(
-            DisagreementWorkflow.withdraw_signal,
+            "withdraw",
             Withdraw(by=raiser_side, reason="Raised in error"),
         )
         late = asyncio.create_task(
