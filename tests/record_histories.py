@@ -30,10 +30,8 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notices import MemorySink, OutboxSink
-from escalation import search_attributes as sa
 from escalation.converter import plain_data_converter
 from escalation.simulate import Act, parties, rehearse, start_test_server
-from escalation.temporal_bin import temporal_cli
 from policies.loader import get_policy
 from tests import crashing_worker
 from workers.worker import build_worker
@@ -265,15 +263,13 @@ async def record_rehearsal(env: WorkflowEnvironment, name: str) -> None:
     await save(name, result.case)
 
 
-async def record_updates(env: WorkflowEnvironment, name: str) -> None:
-    """Manager actions as updates (the API's path), answered by the case."""
+def fake_request(reference: str, raised_at: datetime | None = None) -> RaiseDisagreement:
+    """A Merton case between health and children's social care, raised now
+    (the workflow's start) unless told."""
     policy = get_policy("merton")
     raising, receiving, area = parties(policy)
-    manager = Actor(id="m-1", name="Receiving manager", agency=receiving.key, role="manager")
-    task_queue = f"record-{uuid.uuid4()}"
-    now = await env.get_current_time()
-    request = RaiseDisagreement(
-        reference="REPLAY-UPDATES",
+    return RaiseDisagreement(
+        reference=reference,
         policy=policy,
         area=area,
         raised_by=Actor(id="p-1", name="Raiser", agency=raising.key, role="practitioner"),
@@ -281,15 +277,31 @@ async def record_updates(env: WorkflowEnvironment, name: str) -> None:
         receiving_agency=receiving,
         categories=["thresholds"],
         summary="Recorded for replay",
-        raised_at=now,
+        raised_at=raised_at,
     )
+
+
+async def start_case(
+    env: WorkflowEnvironment, request: RaiseDisagreement, task_queue: str
+) -> WorkflowHandle:
+    return await env.client.start_workflow(
+        DisagreementWorkflow.run,
+        request,
+        id=f"disagreement-{request.reference}",
+        task_queue=task_queue,
+    )
+
+
+async def record_updates(env: WorkflowEnvironment, name: str) -> None:
+    """Manager actions as updates (the API's path), answered by the case."""
+    now = await env.get_current_time()
+    request = fake_request("REPLAY-UPDATES", now)
+    manager = Actor(
+        id="m-1", name="Receiving manager", agency=request.receiving_agency.key, role="manager"
+    )
+    task_queue = f"record-{uuid.uuid4()}"
     async with build_worker(env.client, task_queue, MemorySink()):
-        handle = await env.client.start_workflow(
-            DisagreementWorkflow.run,
-            request,
-            id="disagreement-REPLAY-UPDATES",
-            task_queue=task_queue,
-        )
+        handle = await start_case(env, request, task_queue)
         await handle.execute_update(DisagreementWorkflow.acknowledge, Acknowledge(by=manager))
         await handle.execute_update(DisagreementWorkflow.add_note, AddNote(by=manager, text="Met"))
         await handle.execute_update(
@@ -309,31 +321,16 @@ async def record_updates(env: WorkflowEnvironment, name: str) -> None:
 async def record_withdraw_by_receiving_side(env: WorkflowEnvironment, name: str) -> None:
     """The receiving side's withdrawal, sent as a signal, refused on the case
     (workflow.patched 'withdraw-by-raising-side-only'); the raiser's accepted."""
-    policy = get_policy("merton")
-    raising, receiving, area = parties(policy)
+    request = fake_request("REPLAY-WITHDRAW", await env.get_current_time())
     receiving_manager = Actor(
-        id="m-1", name="Receiving manager", agency=receiving.key, role="manager"
+        id="m-1", name="Receiving manager", agency=request.receiving_agency.key, role="manager"
     )
-    raising_manager = Actor(id="m-2", name="Raising manager", agency=raising.key, role="manager")
+    raising_manager = Actor(
+        id="m-2", name="Raising manager", agency=request.raising_agency.key, role="manager"
+    )
     task_queue = f"record-{uuid.uuid4()}"
-    request = RaiseDisagreement(
-        reference="REPLAY-WITHDRAW",
-        policy=policy,
-        area=area,
-        raised_by=Actor(id="p-1", name="Raiser", agency=raising.key, role="practitioner"),
-        raising_agency=raising,
-        receiving_agency=receiving,
-        categories=["thresholds"],
-        summary="Recorded for replay",
-        raised_at=await env.get_current_time(),
-    )
     async with build_worker(env.client, task_queue, MemorySink()):
-        handle = await env.client.start_workflow(
-            DisagreementWorkflow.run,
-            request,
-            id="disagreement-REPLAY-WITHDRAW",
-            task_queue=task_queue,
-        )
+        handle = await start_case(env, request, task_queue)
         await handle.signal("withdraw", Withdraw(by=receiving_manager, reason="Not ours"))
         await handle.execute_update(
             DisagreementWorkflow.add_note, AddNote(by=raising_manager, text="x")
@@ -351,20 +348,12 @@ async def record_crash_and_interleave(name: str) -> None:
     worker holds the case, and the retried task applies it first
     (workflow.patched 'notice-id-by-identity': the notice keeps its id, so
     it is not sent again). Real time on a dev server: a worker is killed."""
-    from tests.conftest import barrier, receiving_manager
+    from tests.conftest import barrier, receiving_manager, start_dev_server
     from tests.test_notice_identity import shorten_to_seconds_away
     from tests.test_workflow_register import poll
 
-    policy = get_policy("merton")
-    raising, receiving, area = parties(policy)
     task_queue = f"record-{uuid.uuid4()}"
-    env = await WorkflowEnvironment.start_local(
-        dev_server_startup_timeout=timedelta(seconds=60),
-        dev_server_existing_path=temporal_cli(),
-        data_converter=plain_data_converter(),
-        search_attributes=list(sa.ALL),
-        dev_server_log_level="error",
-    )
+    env = await start_dev_server(plain_data_converter())
     with tempfile.TemporaryDirectory() as folder:
         crashing = crashing_worker.spawn(
             "escalated-automatically",
@@ -375,23 +364,9 @@ async def record_crash_and_interleave(name: str) -> None:
             plain=True,
         )
         try:
-            request = RaiseDisagreement(
-                reference="REPLAY-CRASH",
-                policy=policy,
-                area=area,
-                raised_by=Actor(id="p-1", name="Raiser", agency=raising.key, role="practitioner"),
-                raising_agency=raising,
-                receiving_agency=receiving,
-                categories=["thresholds"],
-                summary="Recorded for replay",
-            )
+            request = fake_request("REPLAY-CRASH")
             manager = receiving_manager(request)
-            handle = await env.client.start_workflow(
-                DisagreementWorkflow.run,
-                request,
-                id="disagreement-REPLAY-CRASH",
-                task_queue=task_queue,
-            )
+            handle = await start_case(env, request, task_queue)
             await barrier(handle)
             await shorten_to_seconds_away(handle, manager)
             assert await asyncio.to_thread(crashing.wait, 60) == 9
@@ -413,6 +388,30 @@ async def record_crash_and_interleave(name: str) -> None:
             await env.shutdown()
 
 
+async def record_malformed_signals(env: WorkflowEnvironment, name: str) -> None:
+    """Signals with no input, two inputs, an empty (null) input, an input
+    that is not the action, and a name that is no action, each recorded as
+    refused (workflow.patched 'malformed-signals-refused'); then the raiser
+    withdraws."""
+    request = fake_request("REPLAY-MALFORMED", await env.get_current_time())
+    raising_manager = Actor(
+        id="m-2", name="Raising manager", agency=request.raising_agency.key, role="manager"
+    )
+    task_queue = f"record-{uuid.uuid4()}"
+    async with build_worker(env.client, task_queue, MemorySink()):
+        handle = await start_case(env, request, task_queue)
+        await handle.signal("resolve")
+        await handle.signal("add_note", args=[{"text": "one"}, {"text": "two"}])
+        await handle.signal("confirm", None)
+        await handle.signal("escalate", {"reason": ""})
+        await handle.signal("resolv", {"outcome": "Agreed"})
+        await handle.execute_update(
+            DisagreementWorkflow.withdraw, Withdraw(by=raising_manager, reason="Sorted")
+        )
+        await handle.result()
+        await save(name, handle)
+
+
 async def save(name: str, handle: WorkflowHandle) -> None:
     history = await handle.fetch_history()
     HISTORIES.mkdir(exist_ok=True)
@@ -431,6 +430,9 @@ async def main(names: list[str]) -> None:
     )
     jobs["merton-withdraw-by-receiving-side-refused"] = lambda env: (
         record_withdraw_by_receiving_side(env, "merton-withdraw-by-receiving-side-refused")
+    )
+    jobs["merton-malformed-signals-refused"] = lambda env: record_malformed_signals(
+        env, "merton-malformed-signals-refused"
     )
     crash = "merton-crash-after-notice-then-note"
     # Its own dev server (a worker is killed in real time).
