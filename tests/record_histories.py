@@ -37,6 +37,7 @@ from tests import crashing_worker
 from workers.worker import build_worker
 from workflows.disagreement import DisagreementWorkflow
 from workflows.messages import (
+    NOTES_PER_STAGE,
     Acknowledge,
     Actor,
     AddNote,
@@ -412,6 +413,31 @@ async def record_malformed_signals(env: WorkflowEnvironment, name: str) -> None:
         await save(name, handle)
 
 
+async def record_bounded_notes(env: WorkflowEnvironment, name: str) -> None:
+    """A stage's fifty notes, then a fifty-first and a deadline beyond the
+    horizon sent as signals, each recorded as refused (workflow.patched
+    'bounded-notes-and-deadlines'); then the raiser withdraws."""
+    now = await env.get_current_time()
+    request = fake_request("REPLAY-BOUNDED", now)
+    raising_manager = Actor(
+        id="m-2", name="Raising manager", agency=request.raising_agency.key, role="manager"
+    )
+    task_queue = f"record-{uuid.uuid4()}"
+    async with build_worker(env.client, task_queue, MemorySink()):
+        handle = await start_case(env, request, task_queue)
+        for number in range(NOTES_PER_STAGE):
+            note = AddNote(by=raising_manager, text=f"Note {number}")
+            await handle.execute_update(DisagreementWorkflow.add_note, note)
+        await handle.signal("add_note", AddNote(by=raising_manager, text="One too many"))
+        far = ShortenDeadline(by=raising_manager, deadline=now + timedelta(days=400), reason="x")
+        await handle.signal("shorten_deadline", far)
+        await handle.execute_update(
+            DisagreementWorkflow.withdraw, Withdraw(by=raising_manager, reason="Sorted")
+        )
+        await handle.result()
+        await save(name, handle)
+
+
 async def save(name: str, handle: WorkflowHandle) -> None:
     history = await handle.fetch_history()
     HISTORIES.mkdir(exist_ok=True)
@@ -433,6 +459,9 @@ async def main(names: list[str]) -> None:
     )
     jobs["merton-malformed-signals-refused"] = lambda env: record_malformed_signals(
         env, "merton-malformed-signals-refused"
+    )
+    jobs["merton-bounded-notes-refused"] = lambda env: record_bounded_notes(
+        env, "merton-bounded-notes-refused"
     )
     crash = "merton-crash-after-notice-then-note"
     # Its own dev server (a worker is killed in real time).

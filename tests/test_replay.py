@@ -96,6 +96,13 @@ def test_the_malformed_signals_path_has_a_history() -> None:
     assert b'"id":"malformed-signals-refused"' in _marker_payloads(path)
 
 
+def test_the_bounded_notes_path_has_a_history() -> None:
+    """Since the bounded-notes-and-deadlines patch: a fifty-first note and a
+    deadline beyond the horizon, sent as signals, refused on the case."""
+    path = next(p for p in HISTORIES if p.stem == "merton-bounded-notes-refused")
+    assert b'"id":"bounded-notes-and-deadlines"' in _marker_payloads(path)
+
+
 def _marker_payloads(path: Path) -> bytes:
     history = json.loads(path.read_text())
     found = []

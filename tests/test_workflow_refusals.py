@@ -43,8 +43,12 @@ from tests.conftest import (
 )
 from workflows.disagreement import DisagreementWorkflow
 from workflows.messages import (
+    MAX_TEXT,
+    NOTE_CHARACTERS_PER_CASE,
+    NOTES_PER_STAGE,
     Acknowledge,
     Actor,
+    AddNote,
     CaseState,
     ConfirmOutcome,
     Escalate,
@@ -249,7 +253,53 @@ def _text(message: str) -> Callable[[RaiseDisagreement, CaseState], str]:
     return lambda request, state: message
 
 
+def _notes(count: int, text: str) -> Callable[[WorkflowHandle, RaiseDisagreement], Awaitable[None]]:
+    async def setup(handle: WorkflowHandle, request: RaiseDisagreement) -> None:
+        for _ in range(count):
+            await handle.execute_update(
+                DisagreementWorkflow.add_note, AddNote(by=receiving_manager(request), text=text)
+            )
+
+    return setup
+
+
+def _add_note(text: str) -> Any:
+    async def act(handle: WorkflowHandle, request: RaiseDisagreement, state: CaseState) -> Any:
+        return await handle.execute_update(
+            DisagreementWorkflow.add_note, AddNote(by=receiving_manager(request), text=text)
+        )
+
+    return act
+
+
 REFUSALS = [
+    Refusal(
+        "a-stage's-fifty-first-note",
+        "merton",
+        _notes(NOTES_PER_STAGE - 1, "Discussed at the strategy meeting"),  # and the barrier's
+        _add_note("One more"),
+        _text(
+            "this stage already has 50 notes, the most a stage keeps; add to an earlier "
+            "note's subject in the agencies' own records, or move the case on"
+        ),
+    ),
+    Refusal(
+        "notes-past-the-case's-total",
+        "merton",
+        _notes(NOTE_CHARACTERS_PER_CASE // MAX_TEXT - 1, "x" * MAX_TEXT),
+        _add_note("x" * MAX_TEXT),
+        _text(
+            "the case's notes would pass 200,000 characters, the most a case keeps (190,007 "
+            "so far); keep longer records in the agencies' own systems and note where they are"
+        ),
+    ),
+    Refusal(
+        "a-deadline-beyond-the-horizon-on-a-stage-without-one",
+        "hillingdon",
+        _nothing,
+        _shorten(lambda s: s.raised_at + timedelta(days=400)),
+        _text("a deadline may be at most 366 days ahead; a deadline may only be brought forward"),
+    ),
     Refusal(
         "escalate-past-the-final-stage-merton",
         "merton",

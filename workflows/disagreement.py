@@ -103,6 +103,10 @@ PATCH_NOTICE_IDENTITY = "notice-id-by-identity"
 # Before, it was dropped with a worker log line, or failed every workflow
 # task of the case from then on.
 PATCH_MALFORMED_SIGNALS = "malformed-signals-refused"
+# A case's notes are bounded (workflows.messages: a number per stage, a total
+# length) and a shortened deadline lies within the horizon: a case's state
+# must fit in one payload to answer a query and to continue as new.
+PATCH_BOUNDED_ACTIONS = "bounded-notes-and-deadlines"
 # A local activity retries in the worker for this long before the worker
 # hands the wait to a server timer (the SDK's default is a minute).
 LOCAL_RETRY_THRESHOLD = timedelta(seconds=30)
@@ -275,7 +279,8 @@ class DisagreementWorkflow:
         skips = ladder.skips_stages(self.state, action)
         risk_awaiting = ladder.risk_while_awaiting(self.state, action)
         withdraw = ladder.withdrawn_by_receiving_side(self.state, action)
-        if not skips and not risk_awaiting and not withdraw:
+        bounded = ladder.out_of_bounds(self.state, action, workflow.now()) is not None
+        if not skips and not risk_awaiting and not withdraw and not bounded:
             return ladder.ALL_FEATURES
         return ladder.Features(
             business_team_for_skipped_stages=(
@@ -287,6 +292,7 @@ class DisagreementWorkflow:
             withdraw_by_raising_side_only=(
                 workflow.patched(PATCH_WITHDRAW_BY_RAISING_SIDE) if withdraw else True
             ),
+            bounded_actions=workflow.patched(PATCH_BOUNDED_ACTIONS) if bounded else True,
         )
 
     # --- Carrying out a step ----------------------------------------------------
