@@ -17,6 +17,7 @@ actions sent as updates.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
@@ -26,7 +27,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowContinuedAsNewError, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notices import MemorySink, OutboxSink
@@ -35,6 +36,7 @@ from escalation.simulate import Act, parties, rehearse, start_test_server
 from policies.loader import get_policy
 from tests import crashing_worker
 from workers.worker import build_worker
+from workflows import ladder
 from workflows.disagreement import DisagreementWorkflow
 from workflows.messages import (
     NOTES_PER_STAGE,
@@ -438,6 +440,28 @@ async def record_bounded_notes(env: WorkflowEnvironment, name: str) -> None:
         await save(name, handle)
 
 
+async def record_continued_by_length(env: WorkflowEnvironment, name: str) -> None:
+    """A case whose history passes ladder.CONTINUE_AS_NEW_AFTER_EVENTS (here
+    by thousands of operators' signals it refuses) continues as new by its
+    own rule (workflow.patched 'continue-as-new-by-length'), before any
+    suggestion from the server. The history is the first run's."""
+    request = fake_request("REPLAY-LONG", await env.get_current_time())
+    task_queue = f"record-{uuid.uuid4()}"
+    async with build_worker(env.client, task_queue, MemorySink()):
+        handle = await start_case(env, request, task_queue)
+        first = env.client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
+        # One at a time (a workflow task each) until the history is long;
+        # then none, so that the task that continues as new is not cut short
+        # by a signal arriving under it.
+        while len((await first.fetch_history()).events) < ladder.CONTINUE_AS_NEW_AFTER_EVENTS:
+            for _ in range(50):
+                await handle.signal("resolv", {})
+        with contextlib.suppress(WorkflowContinuedAsNewError):
+            await first.result(follow_runs=False)
+        await handle.terminate("recorded")
+        await save(name, first)
+
+
 async def save(name: str, handle: WorkflowHandle) -> None:
     history = await handle.fetch_history()
     HISTORIES.mkdir(exist_ok=True)
@@ -462,6 +486,9 @@ async def main(names: list[str]) -> None:
     )
     jobs["merton-bounded-notes-refused"] = lambda env: record_bounded_notes(
         env, "merton-bounded-notes-refused"
+    )
+    jobs["merton-continued-as-new-by-length"] = lambda env: record_continued_by_length(
+        env, "merton-continued-as-new-by-length"
     )
     crash = "merton-crash-after-notice-then-note"
     # Its own dev server (a worker is killed in real time).

@@ -103,6 +103,15 @@ def test_the_bounded_notes_path_has_a_history() -> None:
     assert b'"id":"bounded-notes-and-deadlines"' in _marker_payloads(path)
 
 
+def test_the_continue_by_length_path_has_a_history() -> None:
+    """Since the continue-as-new-by-length patch: a run whose history passed
+    the case's own bar continued as new."""
+    path = next(p for p in HISTORIES if p.stem == "merton-continued-as-new-by-length")
+    types = [e["eventType"] for e in json.loads(path.read_text())["events"]]
+    assert types[-1] == "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW"
+    assert b'"id":"continue-as-new-by-length"' in _marker_payloads(path)
+
+
 def _marker_payloads(path: Path) -> bytes:
     history = json.loads(path.read_text())
     found = []

@@ -107,6 +107,9 @@ PATCH_MALFORMED_SIGNALS = "malformed-signals-refused"
 # length) and a shortened deadline lies within the horizon: a case's state
 # must fit in one payload to answer a query and to continue as new.
 PATCH_BOUNDED_ACTIONS = "bounded-notes-and-deadlines"
+# A case continues as new once its history passes a length of its own
+# (ladder.CONTINUE_AS_NEW_AFTER_EVENTS), not only when the server suggests it.
+PATCH_CONTINUE_BY_LENGTH = "continue-as-new-by-length"
 # A local activity retries in the worker for this long before the worker
 # hands the wait to a server timer (the SDK's default is a minute).
 LOCAL_RETRY_THRESHOLD = timedelta(seconds=30)
@@ -183,7 +186,7 @@ class DisagreementWorkflow:
             if self._queue:
                 await self._apply_next()
                 continue
-            if workflow.info().is_continue_as_new_suggested():
+            if self._history_long():
                 if workflow.all_handlers_finished():
                     workflow.continue_as_new(request.model_copy(update={"resume": self.state}))
                 # A manager's action has been applied, but its handler has not
@@ -272,6 +275,15 @@ class DisagreementWorkflow:
         await self._carry_out(step)
         if ticket is not None:
             self._answers[ticket] = self._result()
+
+    def _history_long(self) -> bool:
+        info = workflow.info()
+        if info.is_continue_as_new_suggested():
+            return True
+        # Asked only once the history is long, so shorter ones carry no marker.
+        return info.get_current_history_length() >= ladder.CONTINUE_AS_NEW_AFTER_EVENTS and (
+            workflow.patched(PATCH_CONTINUE_BY_LENGTH)
+        )
 
     def _features(self, action: Action | None) -> ladder.Features:
         """Ask ``workflow.patched`` only where a change makes a difference,
