@@ -22,7 +22,7 @@ import json
 import sys
 import tempfile
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -35,6 +35,7 @@ from escalation.converter import plain_data_converter
 from escalation.simulate import Act, parties, rehearse, start_test_server
 from policies.loader import get_policy
 from tests import crashing_worker
+from tests.conftest import raising_manager, receiving_manager
 from workers.worker import build_worker
 from workflows import ladder
 from workflows.disagreement import DisagreementWorkflow
@@ -284,6 +285,17 @@ def fake_request(reference: str, raised_at: datetime | None = None) -> RaiseDisa
     )
 
 
+@contextlib.asynccontextmanager
+async def recorded_case(
+    env: WorkflowEnvironment, reference: str
+) -> AsyncIterator[tuple[RaiseDisagreement, WorkflowHandle]]:
+    """A fake Merton case raised now, with a worker holding it."""
+    request = fake_request(reference, await env.get_current_time())
+    task_queue = f"record-{uuid.uuid4()}"
+    async with build_worker(env.client, task_queue, MemorySink()):
+        yield request, await start_case(env, request, task_queue)
+
+
 async def start_case(
     env: WorkflowEnvironment, request: RaiseDisagreement, task_queue: str
 ) -> WorkflowHandle:
@@ -297,14 +309,10 @@ async def start_case(
 
 async def record_updates(env: WorkflowEnvironment, name: str) -> None:
     """Manager actions as updates (the API's path), answered by the case."""
-    now = await env.get_current_time()
-    request = fake_request("REPLAY-UPDATES", now)
-    manager = Actor(
-        id="m-1", name="Receiving manager", agency=request.receiving_agency.key, role="manager"
-    )
-    task_queue = f"record-{uuid.uuid4()}"
-    async with build_worker(env.client, task_queue, MemorySink()):
-        handle = await start_case(env, request, task_queue)
+    async with recorded_case(env, "REPLAY-UPDATES") as (request, handle):
+        now = request.raised_at
+        assert now is not None
+        manager = receiving_manager(request)
         await handle.execute_update(DisagreementWorkflow.acknowledge, Acknowledge(by=manager))
         await handle.execute_update(DisagreementWorkflow.add_note, AddNote(by=manager, text="Met"))
         await handle.execute_update(
@@ -324,22 +332,12 @@ async def record_updates(env: WorkflowEnvironment, name: str) -> None:
 async def record_withdraw_by_receiving_side(env: WorkflowEnvironment, name: str) -> None:
     """The receiving side's withdrawal, sent as a signal, refused on the case
     (workflow.patched 'withdraw-by-raising-side-only'); the raiser's accepted."""
-    request = fake_request("REPLAY-WITHDRAW", await env.get_current_time())
-    receiving_manager = Actor(
-        id="m-1", name="Receiving manager", agency=request.receiving_agency.key, role="manager"
-    )
-    raising_manager = Actor(
-        id="m-2", name="Raising manager", agency=request.raising_agency.key, role="manager"
-    )
-    task_queue = f"record-{uuid.uuid4()}"
-    async with build_worker(env.client, task_queue, MemorySink()):
-        handle = await start_case(env, request, task_queue)
-        await handle.signal("withdraw", Withdraw(by=receiving_manager, reason="Not ours"))
+    async with recorded_case(env, "REPLAY-WITHDRAW") as (request, handle):
+        receiving, raising = receiving_manager(request), raising_manager(request)
+        await handle.signal("withdraw", Withdraw(by=receiving, reason="Not ours"))
+        await handle.execute_update(DisagreementWorkflow.add_note, AddNote(by=raising, text="x"))
         await handle.execute_update(
-            DisagreementWorkflow.add_note, AddNote(by=raising_manager, text="x")
-        )
-        await handle.execute_update(
-            DisagreementWorkflow.withdraw, Withdraw(by=raising_manager, reason="Sorted")
+            DisagreementWorkflow.withdraw, Withdraw(by=raising, reason="Sorted")
         )
         await handle.result()
         await save(name, handle)
@@ -351,7 +349,7 @@ async def record_crash_and_interleave(name: str) -> None:
     worker holds the case, and the retried task applies it first
     (workflow.patched 'notice-id-by-identity': the notice keeps its id, so
     it is not sent again). Real time on a dev server: a worker is killed."""
-    from tests.conftest import barrier, receiving_manager, start_dev_server
+    from tests.conftest import barrier, start_dev_server
     from tests.test_notice_identity import shorten_to_seconds_away
     from tests.test_workflow_register import poll
 
@@ -396,20 +394,15 @@ async def record_malformed_signals(env: WorkflowEnvironment, name: str) -> None:
     that is not the action, and a name that is no action, each recorded as
     refused (workflow.patched 'malformed-signals-refused'); then the raiser
     withdraws."""
-    request = fake_request("REPLAY-MALFORMED", await env.get_current_time())
-    raising_manager = Actor(
-        id="m-2", name="Raising manager", agency=request.raising_agency.key, role="manager"
-    )
-    task_queue = f"record-{uuid.uuid4()}"
-    async with build_worker(env.client, task_queue, MemorySink()):
-        handle = await start_case(env, request, task_queue)
+    async with recorded_case(env, "REPLAY-MALFORMED") as (request, handle):
+        raising = raising_manager(request)
         await handle.signal("resolve")
         await handle.signal("add_note", args=[{"text": "one"}, {"text": "two"}])
         await handle.signal("confirm", None)
         await handle.signal("escalate", {"reason": ""})
         await handle.signal("resolv", {"outcome": "Agreed"})
         await handle.execute_update(
-            DisagreementWorkflow.withdraw, Withdraw(by=raising_manager, reason="Sorted")
+            DisagreementWorkflow.withdraw, Withdraw(by=raising, reason="Sorted")
         )
         await handle.result()
         await save(name, handle)
@@ -419,22 +412,18 @@ async def record_bounded_notes(env: WorkflowEnvironment, name: str) -> None:
     """A stage's fifty notes, then a fifty-first and a deadline beyond the
     horizon sent as signals, each recorded as refused (workflow.patched
     'bounded-notes-and-deadlines'); then the raiser withdraws."""
-    now = await env.get_current_time()
-    request = fake_request("REPLAY-BOUNDED", now)
-    raising_manager = Actor(
-        id="m-2", name="Raising manager", agency=request.raising_agency.key, role="manager"
-    )
-    task_queue = f"record-{uuid.uuid4()}"
-    async with build_worker(env.client, task_queue, MemorySink()):
-        handle = await start_case(env, request, task_queue)
+    async with recorded_case(env, "REPLAY-BOUNDED") as (request, handle):
+        now = request.raised_at
+        assert now is not None
+        raising = raising_manager(request)
         for number in range(NOTES_PER_STAGE):
-            note = AddNote(by=raising_manager, text=f"Note {number}")
+            note = AddNote(by=raising, text=f"Note {number}")
             await handle.execute_update(DisagreementWorkflow.add_note, note)
-        await handle.signal("add_note", AddNote(by=raising_manager, text="One too many"))
-        far = ShortenDeadline(by=raising_manager, deadline=now + timedelta(days=400), reason="x")
+        await handle.signal("add_note", AddNote(by=raising, text="One too many"))
+        far = ShortenDeadline(by=raising, deadline=now + timedelta(days=400), reason="x")
         await handle.signal("shorten_deadline", far)
         await handle.execute_update(
-            DisagreementWorkflow.withdraw, Withdraw(by=raising_manager, reason="Sorted")
+            DisagreementWorkflow.withdraw, Withdraw(by=raising, reason="Sorted")
         )
         await handle.result()
         await save(name, handle)
@@ -445,10 +434,7 @@ async def record_continued_by_length(env: WorkflowEnvironment, name: str) -> Non
     by thousands of operators' signals it refuses) continues as new by its
     own rule (workflow.patched 'continue-as-new-by-length'), before any
     suggestion from the server. The history is the first run's."""
-    request = fake_request("REPLAY-LONG", await env.get_current_time())
-    task_queue = f"record-{uuid.uuid4()}"
-    async with build_worker(env.client, task_queue, MemorySink()):
-        handle = await start_case(env, request, task_queue)
+    async with recorded_case(env, "REPLAY-LONG") as (request, handle):
         first = env.client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
         # One at a time (a workflow task each) until the history is long;
         # then none, so that the task that continues as new is not cut short
