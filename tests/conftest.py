@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
+from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -47,18 +48,22 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
-@pytest_asyncio.fixture(scope="module")
-async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    """A Temporal dev server in real time, for tests that kill workers or
-    wait for a real timer."""
-    env = await WorkflowEnvironment.start_local(
+async def start_dev_server(converter: DataConverter) -> WorkflowEnvironment:
+    """A Temporal dev server in real time, with the search attributes."""
+    return await WorkflowEnvironment.start_local(
         # A busy machine can take longer than the SDK's 5 s to start one.
         dev_server_startup_timeout=timedelta(seconds=60),
         dev_server_existing_path=temporal_cli(),
-        data_converter=data_converter(),
+        data_converter=converter,
         search_attributes=list(sa.ALL),
         dev_server_log_level="error",
     )
+
+
+@pytest_asyncio.fixture(scope="module")
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    """For tests that kill workers or wait for a real timer."""
+    env = await start_dev_server(data_converter())
     try:
         yield env
     finally:

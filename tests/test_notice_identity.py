@@ -81,9 +81,7 @@ async def test_a_worker_killed_after_sending_an_escalation_sends_it_once(
         assert code == 9, crashing.stderr.read().decode()[-2000:] if crashing.stderr else code
         assert sent_notices(outbox)["escalated-automatically"] == 1
         # While nobody holds the case, a manager adds a note.
-        await handle.signal(
-            DisagreementWorkflow.add_note_signal, AddNote(by=manager, text="Called the chair")
-        )
+        await handle.signal("add_note", AddNote(by=manager, text="Called the chair"))
         register = Register.from_url(url, crashing_worker.payload_codec().ring)
         worker = build_worker(
             dev_server.client, harness.task_queue, OutboxSink(outbox), register=register

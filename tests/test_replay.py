@@ -85,6 +85,33 @@ def test_the_crash_and_interleave_path_has_a_history() -> None:
     )
 
 
+def test_the_malformed_signals_path_has_a_history() -> None:
+    """Since the malformed-signals-refused patch: signals the case could not
+    read, each recorded as refused, and the case went on to its end."""
+    path = next(p for p in HISTORIES if p.stem == "merton-malformed-signals-refused")
+    types = [e["eventType"] for e in json.loads(path.read_text())["events"]]
+    assert types.count("EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED") == 5
+    assert "EVENT_TYPE_WORKFLOW_TASK_FAILED" not in types
+    assert types[-1] == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"
+    assert b'"id":"malformed-signals-refused"' in _marker_payloads(path)
+
+
+def test_the_bounded_notes_path_has_a_history() -> None:
+    """Since the bounded-notes-and-deadlines patch: a fifty-first note and a
+    deadline beyond the horizon, sent as signals, refused on the case."""
+    path = next(p for p in HISTORIES if p.stem == "merton-bounded-notes-refused")
+    assert b'"id":"bounded-notes-and-deadlines"' in _marker_payloads(path)
+
+
+def test_the_continue_by_length_path_has_a_history() -> None:
+    """Since the continue-as-new-by-length patch: a run whose history passed
+    the case's own bar continued as new."""
+    path = next(p for p in HISTORIES if p.stem == "merton-continued-as-new-by-length")
+    types = [e["eventType"] for e in json.loads(path.read_text())["events"]]
+    assert types[-1] == "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW"
+    assert b'"id":"continue-as-new-by-length"' in _marker_payloads(path)
+
+
 def _marker_payloads(path: Path) -> bytes:
     history = json.loads(path.read_text())
     found = []

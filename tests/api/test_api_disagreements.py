@@ -20,6 +20,7 @@ from escalation import search_attributes as sa
 from escalation.settings import Settings
 from workers.worker import build_worker
 from workflows.disagreement import DisagreementWorkflow
+from workflows.messages import NOTES_PER_STAGE
 
 PRACTITIONER = "merton-health-practitioner"
 MANAGER = "merton-csc-manager"
@@ -180,6 +181,24 @@ async def test_idempotent_raise_returns_the_same_case_and_starts_one_workflow(
     assert late.json()["status"] == "withdrawn"
     count = await dev_env.client.count_workflows(f"WorkflowId = '{workflow_id(ref)}'")
     assert count.count == 1
+
+
+async def test_a_stage_s_fifty_first_note_is_refused_with_the_limit(api: Api) -> None:
+    """A case's state must fit in one Temporal payload: a stage keeps at most
+    fifty notes, and the next is a 409 that says so."""
+    ref = await api.raise_case()
+    for number in range(NOTES_PER_STAGE):
+        response = await api.post(
+            f"/disagreements/{ref}/notes", PRACTITIONER, {"text": f"Call {number}"}
+        )
+        assert response.status_code == 200, response.text
+    assert_problem(
+        await api.post(f"/disagreements/{ref}/notes", PRACTITIONER, {"text": "One more"}),
+        409,
+        "action-refused",
+        "this stage already has 50 notes, the most a stage keeps",
+    )
+    assert len((await state(api, ref))["notes"]) == NOTES_PER_STAGE
 
 
 # --- Every action -------------------------------------------------------------------------
