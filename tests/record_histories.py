@@ -23,7 +23,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -448,6 +448,22 @@ async def record_continued_by_length(env: WorkflowEnvironment, name: str) -> Non
         await save(name, first)
 
 
+async def record_clock_failure(env: WorkflowEnvironment, name: str) -> None:
+    """A case started by hand with an instant beyond the calendar's range:
+    its deadline cannot be worked out, which the case records
+    (workflow.patched 'clock-failure-recorded'); then the raiser withdraws."""
+    request = fake_request("REPLAY-CLOCK", datetime(9999, 12, 31, 23, 0, tzinfo=UTC))
+    task_queue = f"record-{uuid.uuid4()}"
+    async with build_worker(env.client, task_queue, MemorySink()):
+        handle = await start_case(env, request, task_queue)
+        await handle.execute_update(
+            DisagreementWorkflow.withdraw,
+            Withdraw(by=raising_manager(request), reason="Started by mistake"),
+        )
+        await handle.result()
+        await save(name, handle)
+
+
 async def save(name: str, handle: WorkflowHandle) -> None:
     history = await handle.fetch_history()
     HISTORIES.mkdir(exist_ok=True)
@@ -475,6 +491,9 @@ async def main(names: list[str]) -> None:
     )
     jobs["merton-continued-as-new-by-length"] = lambda env: record_continued_by_length(
         env, "merton-continued-as-new-by-length"
+    )
+    jobs["merton-clock-failure-recorded"] = lambda env: record_clock_failure(
+        env, "merton-clock-failure-recorded"
     )
     crash = "merton-crash-after-notice-then-note"
     # Its own dev server (a worker is killed in real time).

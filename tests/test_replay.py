@@ -103,6 +103,16 @@ def test_the_bounded_notes_path_has_a_history() -> None:
     assert b'"id":"bounded-notes-and-deadlines"' in _marker_payloads(path)
 
 
+def test_the_clock_failure_path_has_a_history() -> None:
+    """Since the clock-failure-recorded patch: a deadline the calendar could
+    not work out, recorded on the case, which went on to be withdrawn."""
+    path = next(p for p in HISTORIES if p.stem == "merton-clock-failure-recorded")
+    types = [e["eventType"] for e in json.loads(path.read_text())["events"]]
+    assert "EVENT_TYPE_WORKFLOW_TASK_FAILED" not in types
+    assert types[-1] == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"
+    assert b'"id":"clock-failure-recorded"' in _marker_payloads(path)
+
+
 def test_the_continue_by_length_path_has_a_history() -> None:
     """Since the continue-as-new-by-length patch: a run whose history passed
     the case's own bar continued as new."""

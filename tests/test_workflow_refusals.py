@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -642,6 +642,34 @@ async def test_a_malformed_update_is_refused_to_its_sender_and_the_case_goes_on(
             DisagreementWorkflow.resolve, Resolve(by=receiving_manager(request), outcome="Agreed")
         )
         assert (await state_of(handle)).status == "awaiting-confirmation"
+
+
+async def test_a_raise_dated_beyond_the_calendar_is_recorded_and_the_case_goes_on(
+    ts_env: WorkflowEnvironment, new_worker: Callable[[], Harness]
+) -> None:
+    """An operator starting a case by hand with an instant no calendar
+    reaches (the API refuses it; the Temporal CLI does not): the deadline
+    activity fails for good. The case records that it could not work out its
+    deadline, stays open without one, and takes people's actions."""
+    harness = new_worker()
+    request = make_request("merton", await ts_env.get_current_time()).model_copy(
+        update={"raised_at": datetime(9999, 12, 31, 23, 0, tzinfo=UTC)}
+    )
+    async with harness.worker():
+        handle = await harness.raise_case(request)
+        # Bounded: a case that failed instead would never answer.
+        with ts_env.auto_time_skipping_disabled():
+            await asyncio.wait_for(barrier(handle), 30)
+        state = await state_of(handle)
+        (failed,) = [e for e in state.events if e.type == "clock_failed"]
+        assert failed.detail is not None and "ImpossibleDeadline" in failed.detail
+        assert "could not be worked out" in failed.detail
+        assert state.status == "open" and state.clock.deadline is None
+        await handle.execute_update(
+            DisagreementWorkflow.withdraw,
+            Withdraw(by=raising_manager(request), reason="Started by mistake"),
+        )
+        assert (await state_of(handle)).status == "withdrawn"
 
 
 # --- A closed case -----------------------------------------------------------------

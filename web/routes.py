@@ -138,6 +138,7 @@ EVENT_WORDS = {
     "unfilled_roles": "Nobody holds a role",
     "notice_failed": "Notice not sent",
     "delivery_failed": "Notice not delivered",
+    "clock_failed": "Deadline could not be worked out",
 }
 templates.env.globals["STATUS_WORDS"] = STATUS_WORDS
 templates.env.globals["EVENT_WORDS"] = EVENT_WORDS

@@ -110,6 +110,10 @@ PATCH_BOUNDED_ACTIONS = "bounded-notes-and-deadlines"
 # A case continues as new once its history passes a length of its own
 # (ladder.CONTINUE_AS_NEW_AFTER_EVENTS), not only when the server suggests it.
 PATCH_CONTINUE_BY_LENGTH = "continue-as-new-by-length"
+# The calendar arithmetic failing for good (an instant an operator's start
+# or signal put beyond the calendar's range) is recorded on the case, which
+# keeps the clock it had and waits for people to act; before, the case failed.
+PATCH_CLOCK_FAILURE = "clock-failure-recorded"
 # A local activity retries in the worker for this long before the worker
 # hands the wait to a server timer (the SDK's default is a minute).
 LOCAL_RETRY_THRESHOLD = timedelta(seconds=30)
@@ -316,15 +320,20 @@ class DisagreementWorkflow:
             step.notices += ladder.form_asks(self.policy, self.state)
         if step.reminder_after is not None:
             cadence = self.policy.reminder_cadence(self.state.stage)
-            self.state.clock.next_reminder_at = await self._activity(
-                "next_reminder",
-                ReminderRequest(
-                    calendar=self.policy.calendar_spec(), after=step.reminder_after, every=cadence
-                ),
-                result_type=datetime,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                summary="next reminder",
-            )
+            try:
+                self.state.clock.next_reminder_at = await self._activity(
+                    "next_reminder",
+                    ReminderRequest(
+                        calendar=self.policy.calendar_spec(),
+                        after=step.reminder_after,
+                        every=cadence,
+                    ),
+                    result_type=datetime,
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    summary="next reminder",
+                )
+            except FailureError as failure:
+                self._clock_failed(failure, "the next reminder")
         for event in step.events:
             self._record(event.type, actor=event.by, detail=event.detail, reason=event.reason)
         for planned in step.notices:
@@ -362,13 +371,17 @@ class DisagreementWorkflow:
 
     async def _plan_clock(self, request: ClockRequest, replan: bool) -> None:
         old = self.state.clock
-        clock = await self._activity(
-            "plan_stage_clock",
-            request,
-            result_type=type(old),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            summary=f"deadline for stage {self.state.stage}",
-        )
+        try:
+            clock = await self._activity(
+                "plan_stage_clock",
+                request,
+                result_type=type(old),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                summary=f"deadline for stage {self.state.stage}",
+            )
+        except FailureError as failure:
+            self._clock_failed(failure, "the stage's deadline")
+            return
         if replan:
             clock.started_at = old.started_at
             if clock.acknowledgement_due is None and self.state.acknowledged_by is None:
@@ -380,6 +393,17 @@ class DisagreementWorkflow:
             if not clock.form_chase:
                 clock.form_chase, clock.form_due_text = old.form_chase, old.form_due_text
         self.state.clock = clock
+
+    def _clock_failed(self, failure: FailureError, what: str) -> None:
+        """Only a failure for good reaches here (a deadline activity retries
+        anything else): recorded, and the case goes on without the date."""
+        if not workflow.patched(PATCH_CLOCK_FAILURE):
+            raise failure
+        self._record(
+            "clock_failed",
+            detail=f"{what} could not be worked out ({_failure_reason(failure)}); "
+            "the case will not move by itself until someone acts on it",
+        )
 
     async def _send(self, planned: ladder.PlannedNotice) -> None:
         state = self.state

@@ -63,6 +63,9 @@ EventType = Literal[
     # agreement); a stage's form asked for, and received.
     "reopened",
     "form_received",
+    # The calendar could not work out a deadline or reminder (an instant
+    # beyond its range): the case goes on without it.
+    "clock_failed",
 ]
 NoticeTemplate = Literal[
     "stage-started",

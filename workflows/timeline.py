@@ -52,6 +52,8 @@ def describe(event: CaseEvent, state: CaseState) -> str:
         return f"{event.type} '{event.template}' sent to {', '.join(event.to)}"
     if event.type == "notice_failed":
         return f"notice '{event.template}' could not be sent: {event.detail}"
+    if event.type == "clock_failed":
+        return str(event.detail)
     if event.type == "overdue":
         return "overdue: " + (event.detail or "the final stage's deadline passed")
     verb = _VERBS.get(event.type, event.type.replace("_", " "))
