@@ -16,6 +16,7 @@ import base64
 import os
 import subprocess
 import sys
+from collections.abc import Set as AbstractSet
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -48,8 +49,10 @@ def main(when: str, address: str, task_queue: str, flag: str, outbox: str, url: 
             return receipt
 
     class DiesAfterSending(OutboxSink):
-        def deliver(self, notice: Notice, email: OutgoingEmail) -> None:
-            super().deliver(notice, email)
+        def deliver(
+            self, notice: Notice, email: OutgoingEmail, sent: AbstractSet[str] = frozenset()
+        ) -> None:
+            super().deliver(notice, email, sent)
             if notice.template == when:
                 _die_once(Path(flag))
 
