@@ -5,7 +5,7 @@ Action bodies never carry the actor: who acts comes from the bearer token.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -18,26 +18,20 @@ from pydantic import (
     model_validator,
 )
 
-from workflows.messages import Agency, CaseStatus, ChildDetails
+from workflows.messages import DEADLINE_HORIZON, MAX_TEXT, Agency, CaseStatus, ChildDetails, Text
 
 Key = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
 Reference = Annotated[str, Field(examples=["MER-7K2Q9XAB"])]
 
 # Every string a person can send has a maximum length, so that no request can
 # grow a case's history (or an email) without bound.
-MAX_TEXT = 10_000  # a concern, a reason, a note, an outcome, a form's answer
 MAX_NAME = 200  # a person's or an agency's name
 MAX_ADDRESS = 500
 MAX_FORM_FIELDS = 40
-Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
 FormFields = Annotated[
     dict[Key, Annotated[str, Field(max_length=MAX_TEXT)]], Field(max_length=MAX_FORM_FIELDS)
 ]
 
-# The furthest ahead a person may set a deadline: no policy's ladder runs
-# for longer, and an instant near the end of the calendar overflows the
-# working-day arithmetic.
-DEADLINE_HORIZON = timedelta(days=366)
 EARLIEST_BIRTH = date(1900, 1, 1)
 # Any instant a person sends (a filter's bound, a deadline) lies within
 # these: near the ends of the calendar an instant cannot even be converted

@@ -26,6 +26,16 @@ Decoding passes through any payload whose ``encoding`` is not
 ``binary/encrypted``: histories written before encryption was switched on
 (and the replay tests' recorded histories) keep working.
 
+A payload labelled ``binary/encrypted`` that does not decrypt (an operator's
+CLI input labelled so by hand, a key missing from the ring) is an error for
+whoever needs its value, never for the payloads beside it. The data
+converter's codec (``lenient``) answers it with an ``binary/undecodable``
+payload that says what was wrong: Temporal decodes a workflow task's inputs
+together, so one bad signal would otherwise fail every task of the case. The
+payload converter raises ``CodecDecodeError`` with that reason for a value
+read from it, and the disagreement workflow's signal handler, which reads
+its inputs raw, records it on the case as a refused action.
+
 The partnership a payload belongs to
 ------------------------------------
 The codec endpoint (``api/routes/codec.py``) decodes for a business-team
@@ -109,6 +119,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("escalation.codec")
 
 ENCODING = b"binary/encrypted"
+# What a lenient codec gives for an encrypted payload it cannot decrypt; the
+# reason is in UNDECODABLE_REASON (it names at most a key id).
+UNDECODABLE = b"binary/undecodable"
+UNDECODABLE_REASON = "undecodable-reason"
 KEY_ID_METADATA = "encryption-key-id"
 PARTNERSHIP_METADATA = "encryption-partnership"
 # Set by the payload converter on the plain payload of a value that names its
@@ -415,8 +429,11 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
     """AES-256-GCM over whole serialised payloads, tagged with the key id
     and the partnership of the case they belong to."""
 
-    def __init__(self, ring: KeyRing, partnerships: Partnerships | None = None) -> None:
+    def __init__(
+        self, ring: KeyRing, partnerships: Partnerships | None = None, *, lenient: bool = False
+    ) -> None:
         self.ring = ring
+        self.lenient = lenient
         self._ciphers = {key_id: AESGCM(key) for key_id, key in ring.keys.items()}
         self.partnerships = partnerships or PARTNERSHIPS
         self.workflow_id: str | None = None
@@ -464,8 +481,15 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         )
         return Payload(metadata=metadata, data=nonce + sealed)
 
+    def lenient_copy(self) -> EncryptionCodec:
+        """The same keys and partnerships, answering an undecryptable payload
+        with an ``binary/undecodable`` one instead of raising."""
+        copied = copy.copy(self)
+        copied.lenient = True
+        return copied
+
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        decoded = [self._decode_one(payload) for payload in payloads]
+        decoded = [self._decode_or_mark(payload) for payload in payloads]
         if self.workflow_id is not None:
             for payload in decoded:
                 if LABEL_METADATA in payload.metadata:
@@ -474,6 +498,19 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
                         payload.metadata[LABEL_METADATA].decode("ascii", errors="replace"),
                     )
         return decoded
+
+    def _decode_or_mark(self, payload: Payload) -> Payload:
+        if not self.lenient:
+            return self._decode_one(payload)
+        try:
+            return self._decode_one(payload)
+        except CodecDecodeError as error:
+            return Payload(
+                metadata={
+                    "encoding": UNDECODABLE,
+                    UNDECODABLE_REASON: str(error).encode("utf-8", errors="replace"),
+                }
+            )
 
     def _decode_one(self, payload: Payload) -> Payload:
         if payload.metadata.get("encoding") != ENCODING:
@@ -492,6 +529,8 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
             if partnership is None:
                 raise CodecDecodeError(f"encrypted payload's {PARTNERSHIP_METADATA} is malformed")
         data = payload.data
+        if len(data) < NONCE_BYTES + 16:  # a nonce and the tag, at the least
+            raise CodecDecodeError(f"payload under key id {key_id!r} is too short to be encrypted")
         try:
             plain = cipher.decrypt(
                 data[:NONCE_BYTES], data[NONCE_BYTES:], _aad(key_id, partnership)

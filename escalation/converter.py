@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from temporalio.api.common.v1 import Payload
+from temporalio.common import RawValue
 from temporalio.contrib.pydantic import PydanticPayloadConverter, pydantic_data_converter
 from temporalio.converter import (
     DataConverter,
@@ -41,7 +42,15 @@ from temporalio.converter import (
     WithSerializationContext,
 )
 
-from escalation.codec import LABEL_METADATA, PARTNERSHIPS, EncryptionCodec, resolve_key_ring
+from escalation.codec import (
+    LABEL_METADATA,
+    PARTNERSHIPS,
+    UNDECODABLE,
+    UNDECODABLE_REASON,
+    CodecDecodeError,
+    EncryptionCodec,
+    resolve_key_ring,
+)
 from escalation.settings import Settings
 from workflows.messages import CaseState, RaiseDisagreement
 
@@ -56,7 +65,18 @@ def _partnership_of(value: Any) -> str | None:
 
 class LabellingPayloadConverter(PydanticPayloadConverter):
     """Pydantic's converter, with the values that name their partnership (a
-    case's start input, its state) labelled so for the codec."""
+    case's start input, its state) labelled so for the codec, and a payload
+    the codec could not decrypt an error saying why where its value is read
+    (a raw read, ``RawValue``, gets it as it is)."""
+
+    def from_payloads(
+        self, payloads: Sequence[Payload], type_hints: list[type] | None = None
+    ) -> list[Any]:
+        for index, payload in enumerate(payloads):
+            wanted = type_hints[index] if type_hints and index < len(type_hints) else None
+            if payload.metadata.get("encoding") == UNDECODABLE and wanted is not RawValue:
+                raise CodecDecodeError(undecodable_reason(payload))
+        return super().from_payloads(payloads, type_hints)
 
     def to_payloads(self, values: Sequence[Any]) -> list[Payload]:
         payloads = super().to_payloads(values)
@@ -65,6 +85,10 @@ class LabellingPayloadConverter(PydanticPayloadConverter):
             if partnership:
                 payload.metadata[LABEL_METADATA] = partnership.encode("ascii", "replace")
         return payloads
+
+
+def undecodable_reason(payload: Payload) -> str:
+    return payload.metadata[UNDECODABLE_REASON].decode("utf-8", errors="replace")
 
 
 _ephemeral = False
@@ -134,7 +158,9 @@ class _CaseDataConverter(DataConverter):
 def _converter(codec: EncryptionCodec) -> DataConverter:
     return _CaseDataConverter(
         payload_converter_class=LabellingPayloadConverter,
-        payload_codec=codec,
+        # Lenient: one payload that does not decrypt fails only its own value
+        # (escalation.codec), not every payload Temporal decodes with it.
+        payload_codec=codec.lenient_copy(),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
 

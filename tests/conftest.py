@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
+from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.notices import MemorySink
+from escalation import search_attributes as sa
 from escalation.converter import data_converter, use_ephemeral_key_when_unconfigured
 from escalation.simulate import _register_search_attributes, parties
-from escalation.temporal_bin import test_server
+from escalation.temporal_bin import temporal_cli, test_server
 from policies.loader import get_policy
 from policies.model import Policy
 from workers.worker import build_worker
@@ -40,6 +42,28 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
         test_server_existing_path=test_server(), data_converter=data_converter()
     )
     await _register_search_attributes(env)
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+async def start_dev_server(converter: DataConverter) -> WorkflowEnvironment:
+    """A Temporal dev server in real time, with the search attributes."""
+    return await WorkflowEnvironment.start_local(
+        # A busy machine can take longer than the SDK's 5 s to start one.
+        dev_server_startup_timeout=timedelta(seconds=60),
+        dev_server_existing_path=temporal_cli(),
+        data_converter=converter,
+        search_attributes=list(sa.ALL),
+        dev_server_log_level="error",
+    )
+
+
+@pytest_asyncio.fixture(scope="module")
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    """For tests that kill workers or wait for a real timer."""
+    env = await start_dev_server(data_converter())
     try:
         yield env
     finally:

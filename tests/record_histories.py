@@ -17,24 +17,30 @@ actions sent as updates.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
+import tempfile
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowContinuedAsNewError, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from activities.notices import MemorySink
+from activities.notices import MemorySink, OutboxSink
 from escalation.converter import plain_data_converter
 from escalation.simulate import Act, parties, rehearse, start_test_server
 from policies.loader import get_policy
+from tests import crashing_worker
+from tests.conftest import raising_manager, receiving_manager
 from workers.worker import build_worker
+from workflows import ladder
 from workflows.disagreement import DisagreementWorkflow
 from workflows.messages import (
+    NOTES_PER_STAGE,
     Acknowledge,
     Actor,
     AddNote,
@@ -261,15 +267,13 @@ async def record_rehearsal(env: WorkflowEnvironment, name: str) -> None:
     await save(name, result.case)
 
 
-async def record_updates(env: WorkflowEnvironment, name: str) -> None:
-    """Manager actions as updates (the API's path), answered by the case."""
+def fake_request(reference: str, raised_at: datetime | None = None) -> RaiseDisagreement:
+    """A Merton case between health and children's social care, raised now
+    (the workflow's start) unless told."""
     policy = get_policy("merton")
     raising, receiving, area = parties(policy)
-    manager = Actor(id="m-1", name="Receiving manager", agency=receiving.key, role="manager")
-    task_queue = f"record-{uuid.uuid4()}"
-    now = await env.get_current_time()
-    request = RaiseDisagreement(
-        reference="REPLAY-UPDATES",
+    return RaiseDisagreement(
+        reference=reference,
         policy=policy,
         area=area,
         raised_by=Actor(id="p-1", name="Raiser", agency=raising.key, role="practitioner"),
@@ -277,15 +281,38 @@ async def record_updates(env: WorkflowEnvironment, name: str) -> None:
         receiving_agency=receiving,
         categories=["thresholds"],
         summary="Recorded for replay",
-        raised_at=now,
+        raised_at=raised_at,
     )
+
+
+@contextlib.asynccontextmanager
+async def recorded_case(
+    env: WorkflowEnvironment, reference: str
+) -> AsyncIterator[tuple[RaiseDisagreement, WorkflowHandle]]:
+    """A fake Merton case raised now, with a worker holding it."""
+    request = fake_request(reference, await env.get_current_time())
+    task_queue = f"record-{uuid.uuid4()}"
     async with build_worker(env.client, task_queue, MemorySink()):
-        handle = await env.client.start_workflow(
-            DisagreementWorkflow.run,
-            request,
-            id="disagreement-REPLAY-UPDATES",
-            task_queue=task_queue,
-        )
+        yield request, await start_case(env, request, task_queue)
+
+
+async def start_case(
+    env: WorkflowEnvironment, request: RaiseDisagreement, task_queue: str
+) -> WorkflowHandle:
+    return await env.client.start_workflow(
+        DisagreementWorkflow.run,
+        request,
+        id=f"disagreement-{request.reference}",
+        task_queue=task_queue,
+    )
+
+
+async def record_updates(env: WorkflowEnvironment, name: str) -> None:
+    """Manager actions as updates (the API's path), answered by the case."""
+    async with recorded_case(env, "REPLAY-UPDATES") as (request, handle):
+        now = request.raised_at
+        assert now is not None
+        manager = receiving_manager(request)
         await handle.execute_update(DisagreementWorkflow.acknowledge, Acknowledge(by=manager))
         await handle.execute_update(DisagreementWorkflow.add_note, AddNote(by=manager, text="Met"))
         await handle.execute_update(
@@ -305,42 +332,120 @@ async def record_updates(env: WorkflowEnvironment, name: str) -> None:
 async def record_withdraw_by_receiving_side(env: WorkflowEnvironment, name: str) -> None:
     """The receiving side's withdrawal, sent as a signal, refused on the case
     (workflow.patched 'withdraw-by-raising-side-only'); the raiser's accepted."""
-    policy = get_policy("merton")
-    raising, receiving, area = parties(policy)
-    receiving_manager = Actor(
-        id="m-1", name="Receiving manager", agency=receiving.key, role="manager"
-    )
-    raising_manager = Actor(id="m-2", name="Raising manager", agency=raising.key, role="manager")
-    task_queue = f"record-{uuid.uuid4()}"
-    request = RaiseDisagreement(
-        reference="REPLAY-WITHDRAW",
-        policy=policy,
-        area=area,
-        raised_by=Actor(id="p-1", name="Raiser", agency=raising.key, role="practitioner"),
-        raising_agency=raising,
-        receiving_agency=receiving,
-        categories=["thresholds"],
-        summary="Recorded for replay",
-        raised_at=await env.get_current_time(),
-    )
-    async with build_worker(env.client, task_queue, MemorySink()):
-        handle = await env.client.start_workflow(
-            DisagreementWorkflow.run,
-            request,
-            id="disagreement-REPLAY-WITHDRAW",
-            task_queue=task_queue,
-        )
-        await handle.signal(
-            DisagreementWorkflow.withdraw_signal, Withdraw(by=receiving_manager, reason="Not ours")
-        )
+    async with recorded_case(env, "REPLAY-WITHDRAW") as (request, handle):
+        receiving, raising = receiving_manager(request), raising_manager(request)
+        await handle.signal("withdraw", Withdraw(by=receiving, reason="Not ours"))
+        await handle.execute_update(DisagreementWorkflow.add_note, AddNote(by=raising, text="x"))
         await handle.execute_update(
-            DisagreementWorkflow.add_note, AddNote(by=raising_manager, text="x")
-        )
-        await handle.execute_update(
-            DisagreementWorkflow.withdraw, Withdraw(by=raising_manager, reason="Sorted")
+            DisagreementWorkflow.withdraw, Withdraw(by=raising, reason="Sorted")
         )
         await handle.result()
         await save(name, handle)
+
+
+async def record_crash_and_interleave(name: str) -> None:
+    """A worker dies after the automatic escalation's notice went out and
+    before its workflow task completed; a manager's note arrives while no
+    worker holds the case, and the retried task applies it first
+    (workflow.patched 'notice-id-by-identity': the notice keeps its id, so
+    it is not sent again). Real time on a dev server: a worker is killed."""
+    from tests.conftest import barrier, start_dev_server
+    from tests.test_notice_identity import shorten_to_seconds_away
+    from tests.test_workflow_register import poll
+
+    task_queue = f"record-{uuid.uuid4()}"
+    env = await start_dev_server(plain_data_converter())
+    with tempfile.TemporaryDirectory() as folder:
+        crashing = crashing_worker.spawn(
+            "escalated-automatically",
+            env.client,
+            task_queue,
+            Path(folder),
+            f"sqlite:///{folder}/register.sqlite3",
+            plain=True,
+        )
+        try:
+            request = fake_request("REPLAY-CRASH")
+            manager = receiving_manager(request)
+            handle = await start_case(env, request, task_queue)
+            await barrier(handle)
+            await shorten_to_seconds_away(handle, manager)
+            assert await asyncio.to_thread(crashing.wait, 60) == 9
+            await handle.signal("add_note", AddNote(by=manager, text="x"))
+            async with build_worker(env.client, task_queue, OutboxSink(Path(folder) / "outbox")):
+                # The retried task escalates (after the note) before the outcome.
+                await poll(handle, lambda s: s.stage == 1, "the escalation", timeout=60)
+                await handle.execute_update(
+                    DisagreementWorkflow.resolve, Resolve(by=manager, outcome="Agreed")
+                )
+                await handle.execute_update(
+                    DisagreementWorkflow.confirm, ConfirmOutcome(by=manager)
+                )
+                await handle.result()
+                await save(name, handle)
+        finally:
+            if crashing.poll() is None:
+                crashing.kill()
+            await env.shutdown()
+
+
+async def record_malformed_signals(env: WorkflowEnvironment, name: str) -> None:
+    """Signals with no input, two inputs, an empty (null) input, an input
+    that is not the action, and a name that is no action, each recorded as
+    refused (workflow.patched 'malformed-signals-refused'); then the raiser
+    withdraws."""
+    async with recorded_case(env, "REPLAY-MALFORMED") as (request, handle):
+        raising = raising_manager(request)
+        await handle.signal("resolve")
+        await handle.signal("add_note", args=[{"text": "one"}, {"text": "two"}])
+        await handle.signal("confirm", None)
+        await handle.signal("escalate", {"reason": ""})
+        await handle.signal("resolv", {"outcome": "Agreed"})
+        await handle.execute_update(
+            DisagreementWorkflow.withdraw, Withdraw(by=raising, reason="Sorted")
+        )
+        await handle.result()
+        await save(name, handle)
+
+
+async def record_bounded_notes(env: WorkflowEnvironment, name: str) -> None:
+    """A stage's fifty notes, then a fifty-first and a deadline beyond the
+    horizon sent as signals, each recorded as refused (workflow.patched
+    'bounded-notes-and-deadlines'); then the raiser withdraws."""
+    async with recorded_case(env, "REPLAY-BOUNDED") as (request, handle):
+        now = request.raised_at
+        assert now is not None
+        raising = raising_manager(request)
+        for number in range(NOTES_PER_STAGE):
+            note = AddNote(by=raising, text=f"Note {number}")
+            await handle.execute_update(DisagreementWorkflow.add_note, note)
+        await handle.signal("add_note", AddNote(by=raising, text="One too many"))
+        far = ShortenDeadline(by=raising, deadline=now + timedelta(days=400), reason="x")
+        await handle.signal("shorten_deadline", far)
+        await handle.execute_update(
+            DisagreementWorkflow.withdraw, Withdraw(by=raising, reason="Sorted")
+        )
+        await handle.result()
+        await save(name, handle)
+
+
+async def record_continued_by_length(env: WorkflowEnvironment, name: str) -> None:
+    """A case whose history passes ladder.CONTINUE_AS_NEW_AFTER_EVENTS (here
+    by thousands of operators' signals it refuses) continues as new by its
+    own rule (workflow.patched 'continue-as-new-by-length'), before any
+    suggestion from the server. The history is the first run's."""
+    async with recorded_case(env, "REPLAY-LONG") as (request, handle):
+        first = env.client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
+        # One at a time (a workflow task each) until the history is long;
+        # then none, so that the task that continues as new is not cut short
+        # by a signal arriving under it.
+        while len((await first.fetch_history()).events) < ladder.CONTINUE_AS_NEW_AFTER_EVENTS:
+            for _ in range(50):
+                await handle.signal("resolv", {})
+        with contextlib.suppress(WorkflowContinuedAsNewError):
+            await first.result(follow_runs=False)
+        await handle.terminate("recorded")
+        await save(name, first)
 
 
 async def save(name: str, handle: WorkflowHandle) -> None:
@@ -362,9 +467,26 @@ async def main(names: list[str]) -> None:
     jobs["merton-withdraw-by-receiving-side-refused"] = lambda env: (
         record_withdraw_by_receiving_side(env, "merton-withdraw-by-receiving-side-refused")
     )
+    jobs["merton-malformed-signals-refused"] = lambda env: record_malformed_signals(
+        env, "merton-malformed-signals-refused"
+    )
+    jobs["merton-bounded-notes-refused"] = lambda env: record_bounded_notes(
+        env, "merton-bounded-notes-refused"
+    )
+    jobs["merton-continued-as-new-by-length"] = lambda env: record_continued_by_length(
+        env, "merton-continued-as-new-by-length"
+    )
+    crash = "merton-crash-after-notice-then-note"
+    # Its own dev server (a worker is killed in real time).
+    crash_jobs = {crash: lambda: record_crash_and_interleave(crash)}
     # Without names, only the histories not yet recorded: the others stand for
     # cases recorded under earlier code and must not be overwritten by today's.
+    for name in names or [n for n in crash_jobs if not (HISTORIES / f"{n}.json").exists()]:
+        if name in crash_jobs:
+            await crash_jobs[name]()
     for name in names or [n for n in jobs if not (HISTORIES / f"{n}.json").exists()]:
+        if name in crash_jobs:
+            continue
         # A server each: the time-skipping clock only moves forward.
         # Unencrypted: the histories hold fake cases and must replay with no key.
         env = await start_test_server(converter=plain_data_converter())

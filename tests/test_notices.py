@@ -562,8 +562,8 @@ async def test_a_bounce_is_recorded_and_the_business_team_told(
             reason="550 5.1.1 user unknown",
             recipient="safeguarding-duty@merton-health.example.org",
         )
-        await case.signal(DisagreementWorkflow.delivery_failed_signal, report)
-        await case.signal(DisagreementWorkflow.delivery_failed_signal, report)  # a repeat
+        await case.signal("delivery_failed", report)
+        await case.signal("delivery_failed", report)  # a repeat
         state = await wait_for(
             case, lambda s: any(e.template == "delivery-failed" for e in s.events)
         )

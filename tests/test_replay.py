@@ -69,6 +69,49 @@ def test_cases_since_the_register_patch_have_histories() -> None:
     assert b"record_case" not in _marker_payloads(older)
 
 
+def test_the_crash_and_interleave_path_has_a_history() -> None:
+    """Since the notice-id-by-identity patch: a worker died after the
+    escalation's notice went out, a note arrived before the retried task,
+    which applied it first and found the notice already sent."""
+    path = next(p for p in HISTORIES if p.stem == "merton-crash-after-notice-then-note")
+    types = [e["eventType"] for e in json.loads(path.read_text())["events"]]
+    timed_out = types.index("EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT")
+    assert types[timed_out + 1] == "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED"
+    payloads = _marker_payloads(path)
+    assert b'"id":"notice-id-by-identity"' in payloads
+    assert (
+        b'"notice_id":"REPLAY-CRASH-s1n1-escalated-automatically","delivered":true,'
+        b'"duplicate":true' in payloads
+    )
+
+
+def test_the_malformed_signals_path_has_a_history() -> None:
+    """Since the malformed-signals-refused patch: signals the case could not
+    read, each recorded as refused, and the case went on to its end."""
+    path = next(p for p in HISTORIES if p.stem == "merton-malformed-signals-refused")
+    types = [e["eventType"] for e in json.loads(path.read_text())["events"]]
+    assert types.count("EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED") == 5
+    assert "EVENT_TYPE_WORKFLOW_TASK_FAILED" not in types
+    assert types[-1] == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"
+    assert b'"id":"malformed-signals-refused"' in _marker_payloads(path)
+
+
+def test_the_bounded_notes_path_has_a_history() -> None:
+    """Since the bounded-notes-and-deadlines patch: a fifty-first note and a
+    deadline beyond the horizon, sent as signals, refused on the case."""
+    path = next(p for p in HISTORIES if p.stem == "merton-bounded-notes-refused")
+    assert b'"id":"bounded-notes-and-deadlines"' in _marker_payloads(path)
+
+
+def test_the_continue_by_length_path_has_a_history() -> None:
+    """Since the continue-as-new-by-length patch: a run whose history passed
+    the case's own bar continued as new."""
+    path = next(p for p in HISTORIES if p.stem == "merton-continued-as-new-by-length")
+    types = [e["eventType"] for e in json.loads(path.read_text())["events"]]
+    assert types[-1] == "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW"
+    assert b'"id":"continue-as-new-by-length"' in _marker_payloads(path)
+
+
 def _marker_payloads(path: Path) -> bytes:
     history = json.loads(path.read_text())
     found = []

@@ -44,7 +44,12 @@ from tests.conftest import (
     receiving_manager,
     state_of,
 )
-from workflows.disagreement import PATCH_LOCAL_ACTIVITIES, PATCH_REGISTER, DisagreementWorkflow
+from workflows.disagreement import (
+    PATCH_LOCAL_ACTIVITIES,
+    PATCH_NOTICE_IDENTITY,
+    PATCH_REGISTER,
+    DisagreementWorkflow,
+)
 from workflows.messages import (
     Acknowledge,
     ActionResult,
@@ -364,7 +369,7 @@ async def test_resolve_by_signal_as_an_operator(
     harness = new_worker()
     request = make_request("wirral", await ts_env.get_current_time())
     async with harness.worker(), open_case(harness, request) as handle:
-        await handle.signal(DisagreementWorkflow.resolve_signal, Resolve(outcome="Agreed by phone"))
+        await handle.signal("resolve", Resolve(outcome="Agreed by phone"))
         done = await outcome(ts_env, handle)
         assert done.status == "resolved"
         assert done.stage == 0
@@ -382,10 +387,10 @@ async def test_resolve_and_confirm_by_signal(
     harness = new_worker()
     request = make_request("staffordshire-stoke", await ts_env.get_current_time())
     async with harness.worker(), open_case(harness, request) as handle:
-        await handle.signal(DisagreementWorkflow.resolve_signal, Resolve(outcome="Agreed"))
+        await handle.signal("resolve", Resolve(outcome="Agreed"))
         state = await wait_for(handle, lambda s: s.status == "awaiting-confirmation")
         assert state.is_open
-        await handle.signal(DisagreementWorkflow.confirm_signal, ConfirmOutcome())
+        await handle.signal("confirm", ConfirmOutcome())
         done = await outcome(ts_env, handle)
         assert done.status == "resolved"
         state = await state_of(handle)
@@ -403,12 +408,12 @@ async def test_a_refused_signal_is_recorded_on_the_case(
     harness = new_worker()
     request = make_request("merton", await ts_env.get_current_time())
     async with harness.worker(), open_case(harness, request) as handle:
-        await handle.signal(DisagreementWorkflow.confirm_signal, ConfirmOutcome())
+        await handle.signal("confirm", ConfirmOutcome())
         await handle.signal(
-            DisagreementWorkflow.escalate_signal,
+            "escalate",
             Escalate(reason="Skip ahead", to_stage=3),
         )
-        await handle.signal(DisagreementWorkflow.add_note_signal, AddNote(text="Called the school"))
+        await handle.signal("add_note", AddNote(text="Called the school"))
         state = await wait_for(handle, lambda s: any(e.type == "note" for e in s.events))
         refused = [e for e in state.events if e.type == "refused"]
         assert [(e.by, e.stage, e.detail) for e in refused] == [
@@ -1142,7 +1147,11 @@ async def test_search_attributes_follow_the_case(
         # SDK's own record of the workflow.patched ids the case went through.
         names = {pair.key.name for pair in typed}
         assert names == {key.name for key in sa.ALL} | {"TemporalChangeVersion"}
-        assert typed.get(CHANGE_VERSION) == [PATCH_REGISTER, PATCH_LOCAL_ACTIVITIES]
+        assert typed.get(CHANGE_VERSION) == [
+            PATCH_REGISTER,
+            PATCH_LOCAL_ACTIVITIES,
+            PATCH_NOTICE_IDENTITY,
+        ]
 
         await escalate(handle, policy, manager, 1)
         await handle.execute_update(
@@ -1184,8 +1193,17 @@ async def test_notice_ids_are_deterministic_and_unique_per_case(
         sent = [e for e in state.events if e.type in ("notice", "reminder")]
         recorded = [e.notice_id for e in sent]
         assert ids == recorded
-        for event in sent:
-            assert event.notice_id == f"{request.reference}-{event.seq:05d}-{event.template}"
+        # Named by what each is for: the stage, the template, and how many of
+        # that template the stage had sent before.
+        for index, event in enumerate(sent):
+            count = sum(
+                1
+                for e in sent[: index + 1]
+                if (e.stage, e.template) == (event.stage, event.template)
+            )
+            assert event.notice_id == (
+                f"{request.reference}-s{event.stage}n{count}-{event.template}"
+            )
         return ids, history
 
     now = await ts_env.get_current_time()

@@ -475,7 +475,7 @@ async def test_only_the_raising_side_withdraws(
         assert "only the agency that raised the concern" in message
         # The same from the Temporal UI as a signal is recorded as refused.
         await handle.signal(
-            DisagreementWorkflow.withdraw_signal,
+            "withdraw",
             Withdraw(by=receiving_manager(request), reason="Again"),
         )
         state = await wait_for(handle, lambda s: any(e.type == "refused" for e in s.events))

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.common.v1 import Payload, WorkflowExecution
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import (
@@ -27,6 +27,7 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
+from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
@@ -42,8 +43,12 @@ from tests.conftest import (
 )
 from workflows.disagreement import DisagreementWorkflow
 from workflows.messages import (
+    MAX_TEXT,
+    NOTE_CHARACTERS_PER_CASE,
+    NOTES_PER_STAGE,
     Acknowledge,
     Actor,
+    AddNote,
     CaseState,
     ConfirmOutcome,
     Escalate,
@@ -248,7 +253,53 @@ def _text(message: str) -> Callable[[RaiseDisagreement, CaseState], str]:
     return lambda request, state: message
 
 
+def _notes(count: int, text: str) -> Callable[[WorkflowHandle, RaiseDisagreement], Awaitable[None]]:
+    async def setup(handle: WorkflowHandle, request: RaiseDisagreement) -> None:
+        for _ in range(count):
+            await handle.execute_update(
+                DisagreementWorkflow.add_note, AddNote(by=receiving_manager(request), text=text)
+            )
+
+    return setup
+
+
+def _add_note(text: str) -> Any:
+    async def act(handle: WorkflowHandle, request: RaiseDisagreement, state: CaseState) -> Any:
+        return await handle.execute_update(
+            DisagreementWorkflow.add_note, AddNote(by=receiving_manager(request), text=text)
+        )
+
+    return act
+
+
 REFUSALS = [
+    Refusal(
+        "a-stage's-fifty-first-note",
+        "merton",
+        _notes(NOTES_PER_STAGE - 1, "Discussed at the strategy meeting"),  # and the barrier's
+        _add_note("One more"),
+        _text(
+            "this stage already has 50 notes, the most a stage keeps; add to an earlier "
+            "note's subject in the agencies' own records, or move the case on"
+        ),
+    ),
+    Refusal(
+        "notes-past-the-case's-total",
+        "merton",
+        _notes(NOTE_CHARACTERS_PER_CASE // MAX_TEXT - 1, "x" * MAX_TEXT),
+        _add_note("x" * MAX_TEXT),
+        _text(
+            "the case's notes would pass 200,000 characters, the most a case keeps (190,007 "
+            "so far); keep longer records in the agencies' own systems and note where they are"
+        ),
+    ),
+    Refusal(
+        "a-deadline-beyond-the-horizon-on-a-stage-without-one",
+        "hillingdon",
+        _nothing,
+        _shorten(lambda s: s.raised_at + timedelta(days=400)),
+        _text("a deadline may be at most 366 days ahead; a deadline may only be brought forward"),
+    ),
     Refusal(
         "escalate-past-the-final-stage-merton",
         "merton",
@@ -476,6 +527,123 @@ async def test_update_is_refused_with_a_clear_message(
         assert not any(e.type == "refused" for e in after.events)
 
 
+# --- Whatever a person sends ------------------------------------------------------
+
+
+def raw(encoding: bytes, data: bytes = b"") -> RawValue:
+    """A payload exactly as a careless operator or a hand-made client could
+    send it, past the product's converter and codec."""
+    return RawValue(Payload(metadata={"encoding": encoding}, data=data))
+
+
+def plain_client(client: Client) -> Client:
+    """The same server without the codec: what the Temporal CLI is when
+    ``--codec-endpoint`` is left out."""
+    return Client(client.service_client, namespace=client.namespace)
+
+
+MALFORMED_SIGNALS: list[tuple[str, str, list[Any], str]] = [
+    (
+        "no-input",
+        "resolve",
+        [],
+        "the resolve signal needs exactly one input (a JSON object; an operator may send {} "
+        "where nothing more is needed); it had 0",
+    ),
+    (
+        "two-inputs",
+        "add_note",
+        [{"text": "one"}, {"text": "two"}],
+        "the add_note signal needs exactly one input (a JSON object; an operator may send {} "
+        "where nothing more is needed); it had 2",
+    ),
+    (
+        "labelled-encrypted-but-not",
+        "withdraw",
+        [raw(b"binary/encrypted", b'{"reason": "Plain text"}')],
+        "the withdraw signal's input could not be decrypted (encrypted payload has no "
+        "encryption-key-id metadata); send it through the codec endpoint (--codec-endpoint), "
+        "or as plain JSON",
+    ),
+    (
+        "not-json",
+        "escalate",
+        [raw(b"json/plain", b"{reason: no quotes")],
+        "the escalate signal's input is not a valid escalate: input: Invalid JSON: key must be "
+        "a string at line 1 column 2",
+    ),
+    (
+        "ill-typed",
+        "shorten_deadline",
+        [{"deadline": "next Tuesday", "reason": ""}],
+        "the shorten_deadline signal's input is not a valid shorten_deadline: deadline: Input "
+        "should be a valid datetime or date, invalid character in year; reason: String should "
+        "have at least 1 character",
+    ),
+    ("null", "confirm", [None], "the confirm signal's input is empty; it needs a JSON object"),
+    (
+        "unknown-name",
+        "resolv",
+        [{"outcome": "Agreed"}],
+        "no action is called 'resolv'; the actions are acknowledge, resolve, confirm, reopen, "
+        "escalate, submit_form, immediate_risk, shorten_deadline, add_note, withdraw",
+    ),
+]
+
+
+async def test_a_malformed_signal_is_recorded_as_refused_and_the_case_goes_on(
+    ts_env: WorkflowEnvironment, new_worker: Callable[[], Harness]
+) -> None:
+    """Every way a signal can be wrong, sent to one case as the Temporal CLI
+    sends them (no codec): each is recorded on the case as refused, saying
+    what was wrong and not what was sent, and the case still takes actions
+    and still escalates at its deadline."""
+    harness = new_worker()
+    request = make_request("merton", await ts_env.get_current_time())
+    plain = plain_client(ts_env.client)
+    async with harness.worker(), open_case(harness, request) as handle:
+        as_sent = plain.get_workflow_handle(handle.id)
+        for _, name, inputs, _ in MALFORMED_SIGNALS:
+            await as_sent.signal(name, args=inputs)
+        # Not one of them stops the case's workflow tasks.
+        with ts_env.auto_time_skipping_disabled():
+            await asyncio.wait_for(barrier(handle), 30)
+        state = await state_of(handle)
+        refusals = [e for e in state.events if e.type == "refused"]
+        assert [e.detail for e in refusals] == [m[3] for m in MALFORMED_SIGNALS]
+        assert {e.by for e in refusals} == {"operator"}
+        assert not any("Plain text" in (e.detail or "") for e in refusals)
+        # The case goes on: its deadline still escalates it.
+        assert state.clock.deadline is not None
+        await ts_env.sleep(
+            state.clock.deadline - await ts_env.get_current_time() + timedelta(minutes=1)
+        )
+        assert (await state_of(handle)).stage == 1
+
+
+async def test_a_malformed_update_is_refused_to_its_sender_and_the_case_goes_on(
+    ts_env: WorkflowEnvironment, new_worker: Callable[[], Harness]
+) -> None:
+    """An update can answer: one whose name is no action, or whose input is
+    missing or does not decrypt, is refused to whoever sent it (nothing is
+    recorded: a rejected update never enters the case), and the case still
+    takes the next action."""
+    harness = new_worker()
+    request = make_request("merton", await ts_env.get_current_time())
+    plain = plain_client(ts_env.client)
+    async with harness.worker(), open_case(harness, request) as handle:
+        as_sent = plain.get_workflow_handle(handle.id)
+        cause = await refused(handle.execute_update("resolv", {"outcome": "Agreed"}))
+        assert cause.message.startswith("no action is called 'resolv'; the actions are ")
+        for inputs in ([], [raw(b"binary/encrypted", b'{"outcome": "Agreed"}')]):
+            with ts_env.auto_time_skipping_disabled(), pytest.raises(WorkflowUpdateFailedError):
+                await asyncio.wait_for(as_sent.execute_update("resolve", args=inputs), 20)
+        await handle.execute_update(
+            DisagreementWorkflow.resolve, Resolve(by=receiving_manager(request), outcome="Agreed")
+        )
+        assert (await state_of(handle)).status == "awaiting-confirmation"
+
+
 # --- A closed case -----------------------------------------------------------------
 
 
@@ -497,7 +665,7 @@ async def test_an_action_reaching_a_closed_case_is_refused(
             await barrier(handle)
         raiser_side = raising_manager(request)
         await handle.signal(
-            DisagreementWorkflow.withdraw_signal,
+            "withdraw",
             Withdraw(by=raiser_side, reason="Raised in error"),
         )
         late = asyncio.create_task(

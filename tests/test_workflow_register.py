@@ -8,25 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from escalation import search_attributes as sa
 from escalation.codec import KeyRing
-from escalation.converter import data_converter, payload_codec
-from escalation.temporal_bin import temporal_cli
+from escalation.converter import payload_codec
 from register import Register
 from register.migrate import upgrade
+from tests import crashing_worker
 from tests.conftest import (
     Harness,
     barrier,
@@ -243,92 +238,23 @@ async def poll(
 
 # --- A worker killed half-way ------------------------------------------------------------
 
-CRASHING_WORKER = '''
-import asyncio, os, sys
-from escalation.codec import KeyRing
-from escalation.converter import data_converter, payload_codec
-from register import Register
-from activities.notices import OutboxSink
-from temporalio.client import Client
-from workers.worker import build_worker
-
-url, address, task_queue, flag, outbox = sys.argv[1:6]
-ring = KeyRing.parse(os.environ["ESCALATION_CODEC_KEYS"])
-
-class DiesAfterWriting(Register):
-    """Writes to the register, then dies like a SIGKILL, once: after the
-    register's commit and before the workflow task completes."""
-    def record(self, update):
-        receipt = super().record(update)
-        if not os.path.exists(flag):
-            open(flag, "w").close()
-            os._exit(9)
-        return receipt
-
-async def main():
-    client = await Client.connect(address, data_converter=data_converter())
-    worker = build_worker(
-        client, task_queue, OutboxSink(__import__("pathlib").Path(outbox)),
-        register=DiesAfterWriting.from_url(url, ring),
-        sticky_queue_schedule_to_start_timeout=__import__("datetime").timedelta(seconds=1),
-    )
-    await worker.run()
-
-asyncio.run(main())
-'''
-
-
-@pytest_asyncio.fixture(scope="module")
-async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        # A busy machine can take longer than the SDK's 5 s to start one.
-        dev_server_startup_timeout=timedelta(seconds=60),
-        dev_server_existing_path=temporal_cli(),
-        data_converter=data_converter(),
-        search_attributes=list(sa.ALL),
-        dev_server_log_level="error",
-    )
-    try:
-        yield env
-    finally:
-        await env.shutdown()
-
 
 async def test_a_worker_killed_after_the_register_write_leaves_each_event_once(
     dev_server: WorkflowEnvironment, tmp_path: Path
 ) -> None:
     url = f"sqlite:///{tmp_path / 'register.sqlite3'}"
     upgrade(url)
-    # The worker process encrypts with this process's key ring.
-    ring = payload_codec().ring
-    keys = ",".join(f"{i}:{base64.b64encode(k).decode()}" for i, k in ring.keys.items())
-    env = {**os.environ, "ESCALATION_CODEC_KEYS": keys}
     harness = Harness(dev_server.client)
-    flag = tmp_path / "died"
-    script = tmp_path / "crashing_worker.py"
-    script.write_text(CRASHING_WORKER)
-    address = dev_server.client.service_client.config.target_host
-    crashing = subprocess.Popen(
-        [
-            sys.executable,
-            str(script),
-            url,
-            address,
-            harness.task_queue,
-            str(flag),
-            str(tmp_path / "o"),
-        ],
-        env=env,
-        cwd=Path(__file__).parent.parent,
-        stderr=subprocess.PIPE,
+    crashing = crashing_worker.spawn(
+        "register", dev_server.client, harness.task_queue, tmp_path, url
     )
-    register = Register.from_url(url, ring)
+    register = Register.from_url(url, payload_codec().ring)
     try:
         request = make_request("merton", datetime.now(UTC))
         handle = await harness.raise_case(request)
         code = await asyncio.to_thread(crashing.wait, 60)
         assert code == 9, crashing.stderr.read().decode()[-2000:] if crashing.stderr else code
-        assert flag.exists()
+        assert (tmp_path / "died").exists()
         written = register.case(request.reference)
         assert written is not None and written.events, "nothing reached the register"
         # Another worker takes the case over: the raise's task runs again.

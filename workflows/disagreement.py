@@ -15,12 +15,15 @@ an update and a timer can never interleave half-way through a transition.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import pydantic
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
@@ -31,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     import workflows.snapshots as snapshots
     import workflows.timeline as timeline
     from escalation import search_attributes as sa
+    from escalation.codec import CodecDecodeError
     from policies.model import Policy
     from workflows.ladder import Refused, Step
     from workflows.messages import (
@@ -88,6 +92,24 @@ PATCH_CONTINUE_AFTER_ACTIONS = "continue-as-new-after-actions"
 # Only the raising side, the business team or an operator may withdraw; a
 # receiving-side withdrawal was applied before.
 PATCH_WITHDRAW_BY_RAISING_SIDE = "withdraw-by-raising-side-only"
+# A notice's id (and the mail ledger's key) names what the notice is for: the
+# stage, its template and how many of that template the stage has sent. It
+# was the sequence number of the next event, which shifts when a workflow
+# task retried after a crash applies an action that arrived meanwhile first,
+# so a notice already emailed went out again under a new id.
+PATCH_NOTICE_IDENTITY = "notice-id-by-identity"
+# A signal whose input is missing, doubled, undecodable or not the action its
+# name says, or whose name is no action, is recorded on the case as refused.
+# Before, it was dropped with a worker log line, or failed every workflow
+# task of the case from then on.
+PATCH_MALFORMED_SIGNALS = "malformed-signals-refused"
+# A case's notes are bounded (workflows.messages: a number per stage, a total
+# length) and a shortened deadline lies within the horizon: a case's state
+# must fit in one payload to answer a query and to continue as new.
+PATCH_BOUNDED_ACTIONS = "bounded-notes-and-deadlines"
+# A case continues as new once its history passes a length of its own
+# (ladder.CONTINUE_AS_NEW_AFTER_EVENTS), not only when the server suggests it.
+PATCH_CONTINUE_BY_LENGTH = "continue-as-new-by-length"
 # A local activity retries in the worker for this long before the worker
 # hands the wait to a server timer (the SDK's default is a minute).
 LOCAL_RETRY_THRESHOLD = timedelta(seconds=30)
@@ -123,7 +145,9 @@ class DisagreementWorkflow:
         if self._state is None and not self._problems:
             raised_at = request.raised_at or workflow.now()
             self._state = ladder.new_state(request, raised_at)
-        self._queue: deque[tuple[int | None, Action]] = deque()
+        # Actions in arrival order; a signal that carried no usable action is
+        # queued as its refusal, to be recorded in its turn.
+        self._queue: deque[tuple[int | None, Action | Refused]] = deque()
         self._answers: dict[int, ActionResult | Refused] = {}
         self._tickets = 0
         # Delivery failures signalled by the SendGrid webhook (issue 5).
@@ -162,7 +186,7 @@ class DisagreementWorkflow:
             if self._queue:
                 await self._apply_next()
                 continue
-            if workflow.info().is_continue_as_new_suggested():
+            if self._history_long():
                 if workflow.all_handlers_finished():
                     workflow.continue_as_new(request.model_copy(update={"resume": self.state}))
                 # A manager's action has been applied, but its handler has not
@@ -235,6 +259,10 @@ class DisagreementWorkflow:
 
     async def _apply_next(self) -> None:
         ticket, action = self._queue.popleft()
+        if isinstance(action, Refused):
+            self._record("refused", actor=Actor(), detail=str(action))
+            self._changes += 1
+            return
         try:
             features = self._features(action)
             step = ladder.apply(self.policy, self.state, action, workflow.now(), features)
@@ -248,13 +276,23 @@ class DisagreementWorkflow:
         if ticket is not None:
             self._answers[ticket] = self._result()
 
+    def _history_long(self) -> bool:
+        info = workflow.info()
+        if info.is_continue_as_new_suggested():
+            return True
+        # Asked only once the history is long, so shorter ones carry no marker.
+        return info.get_current_history_length() >= ladder.CONTINUE_AS_NEW_AFTER_EVENTS and (
+            workflow.patched(PATCH_CONTINUE_BY_LENGTH)
+        )
+
     def _features(self, action: Action | None) -> ladder.Features:
         """Ask ``workflow.patched`` only where a change makes a difference,
         so histories that never reach it carry no marker."""
         skips = ladder.skips_stages(self.state, action)
         risk_awaiting = ladder.risk_while_awaiting(self.state, action)
         withdraw = ladder.withdrawn_by_receiving_side(self.state, action)
-        if not skips and not risk_awaiting and not withdraw:
+        bounded = ladder.out_of_bounds(self.state, action, workflow.now()) is not None
+        if not skips and not risk_awaiting and not withdraw and not bounded:
             return ladder.ALL_FEATURES
         return ladder.Features(
             business_team_for_skipped_stages=(
@@ -266,6 +304,7 @@ class DisagreementWorkflow:
             withdraw_by_raising_side_only=(
                 workflow.patched(PATCH_WITHDRAW_BY_RAISING_SIDE) if withdraw else True
             ),
+            bounded_actions=workflow.patched(PATCH_BOUNDED_ACTIONS) if bounded else True,
         )
 
     # --- Carrying out a step ----------------------------------------------------
@@ -345,9 +384,12 @@ class DisagreementWorkflow:
     async def _send(self, planned: ladder.PlannedNotice) -> None:
         state = self.state
         stage = self.policy.stages[state.stage]
-        seq = state.next_seq
+        if workflow.patched(PATCH_NOTICE_IDENTITY):
+            notice_id = notice_identity(state, planned.template)
+        else:
+            notice_id = f"{state.reference}-{state.next_seq:05d}-{planned.template}"
         notice = Notice(
-            notice_id=f"{state.reference}-{seq:05d}-{planned.template}",
+            notice_id=notice_id,
             reference=state.reference,
             template=planned.template,
             policy_id=state.policy_id,
@@ -709,41 +751,6 @@ class DisagreementWorkflow:
     def _check_withdraw(self, action: Withdraw) -> None:
         self._validate(action)
 
-    # The same actions as signals, for operators in the Temporal UI or CLI.
-    # A signal cannot be answered: a refusal is recorded on the case instead.
-
-    @workflow.signal(name="acknowledge")
-    def acknowledge_signal(self, action: Acknowledge) -> None:
-        self._queue.append((None, action))
-
-    @workflow.signal(name="resolve")
-    def resolve_signal(self, action: Resolve) -> None:
-        self._queue.append((None, action))
-
-    @workflow.signal(name="confirm")
-    def confirm_signal(self, action: ConfirmOutcome) -> None:
-        self._queue.append((None, action))
-
-    @workflow.signal(name="escalate")
-    def escalate_signal(self, action: Escalate) -> None:
-        self._queue.append((None, action))
-
-    @workflow.signal(name="immediate_risk")
-    def immediate_risk_signal(self, action: FlagImmediateRisk) -> None:
-        self._queue.append((None, action))
-
-    @workflow.signal(name="shorten_deadline")
-    def shorten_deadline_signal(self, action: ShortenDeadline) -> None:
-        self._queue.append((None, action))
-
-    @workflow.signal(name="add_note")
-    def add_note_signal(self, action: AddNote) -> None:
-        self._queue.append((None, action))
-
-    @workflow.signal(name="withdraw")
-    def withdraw_signal(self, action: Withdraw) -> None:
-        self._queue.append((None, action))
-
     @workflow.update(name="reopen")
     async def reopen(self, action: Reopen) -> ActionResult:
         return await self._submit(action)
@@ -751,10 +758,6 @@ class DisagreementWorkflow:
     @reopen.validator
     def _check_reopen(self, action: Reopen) -> None:
         self._validate(action)
-
-    @workflow.signal(name="reopen")
-    def reopen_signal(self, action: Reopen) -> None:
-        self._queue.append((None, action))
 
     @workflow.update(name="submit_form")
     async def submit_form(self, action: SubmitForm) -> ActionResult:
@@ -764,23 +767,121 @@ class DisagreementWorkflow:
     def _check_submit_form(self, action: SubmitForm) -> None:
         self._validate(action)
 
-    @workflow.signal(name="submit_form")
-    def submit_form_signal(self, action: SubmitForm) -> None:
-        self._queue.append((None, action))
+    # --- Signals ------------------------------------------------------------
 
-    # Issue 5: SendGrid's event webhook reports a bounce or drop.
-    @workflow.signal(name="delivery_failed")
-    def delivery_failed_signal(self, report: DeliveryFailed) -> None:
-        self._failures.append(report)
+    @workflow.signal(dynamic=True)
+    def on_signal(self, name: str, inputs: Sequence[RawValue]) -> None:
+        """Every signal: the manager actions under their update's name (for
+        operators in the Temporal UI or CLI, whom a signal cannot answer) and
+        SendGrid's delivery failures. Inputs are read here, not by the SDK,
+        so that whatever a person sends becomes an action or its recorded
+        refusal, and never a failed workflow task."""
+        try:
+            value = _read_signal(name, inputs)
+        except Refused as refusal:
+            # Dropped before the patch, as the SDK did with an input it could
+            # not read; a case that was never raised has nowhere to record it.
+            if self._state is not None and workflow.patched(PATCH_MALFORMED_SIGNALS):
+                self._queue.append((None, refusal))
+            else:
+                workflow.logger.warning("a signal was refused: %s", refusal)
+            return
+        if isinstance(value, DeliveryFailed):
+            self._failures.append(value)
+        else:
+            self._queue.append((None, value))
+
+    @workflow.update(dynamic=True)
+    async def on_unknown_update(self, name: str, inputs: Sequence[RawValue]) -> None:
+        raise AssertionError("the validator refuses every update without a handler")
+
+    @on_unknown_update.validator
+    def _check_unknown_update(self, name: str, inputs: Sequence[RawValue]) -> None:
+        raise ApplicationError(_unknown_action(name), type="ActionRefused", non_retryable=True)
+
+
+# Signals and the actions they carry: the updates' names, and the webhook's.
+SIGNALS: dict[str, type[Action] | type[DeliveryFailed]] = {
+    "acknowledge": Acknowledge,
+    "resolve": Resolve,
+    "confirm": ConfirmOutcome,
+    "reopen": Reopen,
+    "escalate": Escalate,
+    "submit_form": SubmitForm,
+    "immediate_risk": FlagImmediateRisk,
+    "shorten_deadline": ShortenDeadline,
+    "add_note": AddNote,
+    "withdraw": Withdraw,
+    "delivery_failed": DeliveryFailed,
+}
+
+
+def _unknown_action(name: str) -> str:
+    actions = ", ".join(n for n in SIGNALS if n != "delivery_failed")
+    # The name is whatever was typed: shown back cut short, never logged.
+    return f"no action is called {name[:64]!r}; the actions are {actions}"
+
+
+def _read_signal(name: str, inputs: Sequence[RawValue]) -> Action | DeliveryFailed:
+    """The action a signal carries, or ``Refused`` saying what is wrong with
+    it. The reasons name fields and what was wrong with them, never the
+    values given (which may be anything, a child's name included)."""
+    kind = SIGNALS.get(name)
+    if kind is None:
+        raise Refused(_unknown_action(name))
+    if len(inputs) != 1:
+        raise Refused(
+            f"the {name} signal needs exactly one input (a JSON object; "
+            f"an operator may send {{}} where nothing more is needed); it had {len(inputs)}"
+        )
+    try:
+        value = workflow.payload_converter().from_payload(inputs[0].payload, kind)
+    except CodecDecodeError as error:
+        raise Refused(
+            f"the {name} signal's input could not be decrypted ({error}); send it through "
+            "the codec endpoint (--codec-endpoint), or as plain JSON"
+        ) from None
+    except pydantic.ValidationError as error:
+        raise Refused(
+            f"the {name} signal's input is not a valid {name}: {_problems(error)}"
+        ) from None
+    except Exception as error:  # noqa: BLE001 - any unreadable input is refused, whatever broke
+        raise Refused(
+            f"the {name} signal's input could not be read as JSON ({type(error).__name__})"
+        ) from None
+    if not isinstance(value, kind):
+        raise Refused(f"the {name} signal's input is empty; it needs a JSON object")
+    return value
+
+
+def _problems(error: pydantic.ValidationError) -> str:
+    found = [
+        f"{'.'.join(str(part) for part in problem['loc']) or 'input'}: {problem['msg']}"
+        for problem in error.errors(include_url=False, include_input=False)[:5]
+    ]
+    return "; ".join(found)
+
+
+def notice_identity(state: CaseState, template: str) -> str:
+    """``<reference>-s<stage>n<count>-<template>``: the ``count``-th notice of
+    ``template`` at the case's current stage. Deterministic from what the
+    notice is for, whatever else a retried task applied before it; counts
+    the notice whether or not it is then delivered."""
+    key = f"{state.stage}:{template}"
+    count = state.notices_sent.get(key, 0) + 1
+    state.notices_sent[key] = count
+    return f"{state.reference}-s{state.stage}n{count}-{template}"
+
+
+# Notice ids are "<reference>-s<stage>n<count>-<template>" (notice_identity),
+# or "<reference>-<seq:05d>-<template>" on notices sent before it; templates
+# have no digits.
+_NOTICE_ID = re.compile(r"-(?:\d{5}|s\d+n\d+)-([a-z-]+)$")
 
 
 def _template_of(notice_id: str) -> str:
-    # Notice ids are "<reference>-<seq:05d>-<template>" (see _send).
-    parts = notice_id.split("-")
-    for i in reversed(range(len(parts))):  # templates have no digits
-        if len(parts[i]) == 5 and parts[i].isdigit():
-            return "-".join(parts[i + 1 :]) or "notice"
-    return "notice"
+    found = _NOTICE_ID.search(notice_id)
+    return found.group(1) if found else "notice"
 
 
 def _failure_reason(failure: FailureError) -> str:

@@ -17,6 +17,9 @@ from policies.ladder import risk_override
 from policies.model import NoTimescale, Policy, Stage
 from workflows.forms import fill_form
 from workflows.messages import (
+    DEADLINE_HORIZON,
+    NOTE_CHARACTERS_PER_CASE,
+    NOTES_PER_STAGE,
     Acknowledge,
     Action,
     Actor,
@@ -43,6 +46,12 @@ from workflows.messages import (
 )
 
 PARTY_ROLES = ("practitioner", "manager")
+# A case continues as new once its history is this long, whether or not the
+# server has suggested it (a server suggests it by size or by its own count;
+# the time-skipping test server never does): well under the 10,240 events at
+# which Temporal warns, with room for a long burst of actions before the
+# next chance.
+CONTINUE_AS_NEW_AFTER_EVENTS = 4_000
 
 
 @dataclass
@@ -89,6 +98,10 @@ class Features:
     # Only the raising side (or the business team, or an operator) may
     # withdraw the raising side's challenge; before, either agency could.
     withdraw_by_raising_side_only: bool = True
+    # A case's notes are bounded (a number per stage, a total length) and a
+    # shortened deadline lies within the horizon; before, a note was always
+    # taken, and a far deadline could never be worked out.
+    bounded_actions: bool = True
 
 
 ALL_FEATURES = Features()
@@ -636,6 +649,36 @@ def withdrawn_by_receiving_side(state: CaseState, action: Action | None) -> bool
     )
 
 
+def out_of_bounds(state: CaseState, action: Action | None, now: datetime) -> str | None:
+    """Why this action would pass what a case keeps or can work out, if it
+    would (``Features.bounded_actions``)."""
+    if isinstance(action, AddNote):
+        at_stage = sum(1 for e in state.events if e.type == "note" and e.stage == state.stage)
+        if at_stage >= NOTES_PER_STAGE:
+            return (
+                f"this stage already has {NOTES_PER_STAGE} notes, the most a stage keeps; "
+                "add to an earlier note's subject in the agencies' own records, or move "
+                "the case on"
+            )
+        held = sum(len(n.text) for n in state.notes)
+        if held + len(action.text) > NOTE_CHARACTERS_PER_CASE:
+            return (
+                f"the case's notes would pass {NOTE_CHARACTERS_PER_CASE:,} characters, the "
+                f"most a case keeps ({held:,} so far); keep longer records in the agencies' "
+                "own systems and note where they are"
+            )
+    if (
+        isinstance(action, ShortenDeadline)
+        and action.deadline.tzinfo is not None
+        and action.deadline > now + DEADLINE_HORIZON
+    ):
+        return (
+            f"a deadline may be at most {DEADLINE_HORIZON.days} days ahead; a deadline "
+            "may only be brought forward"
+        )
+    return None
+
+
 def skips_stages(state: CaseState, action: Action | None) -> bool:
     """Whether carrying this out may pass over stages (a later start, or a
     jump), i.e. whether ``Features.business_team_for_skipped_stages`` matters."""
@@ -646,6 +689,15 @@ def skips_stages(state: CaseState, action: Action | None) -> bool:
     if isinstance(action, Escalate):
         return action.to_stage is not None and action.to_stage > state.stage + 1
     return False
+
+
+def _require_within_bounds(
+    state: CaseState, action: Action, now: datetime, features: Features
+) -> None:
+    if features.bounded_actions:
+        reason = out_of_bounds(state, action, now)
+        if reason is not None:
+            raise Refused(reason)
 
 
 def _require_open(state: CaseState, what: str) -> None:
@@ -674,6 +726,7 @@ def check(
     if isinstance(action, AddNote):
         _require_open(state, "add a note")
         _require_party(state, action.by, "add a note")
+        _require_within_bounds(state, action, now, features)
         return
     if isinstance(action, Withdraw):
         _require_open(state, "withdraw")
@@ -758,6 +811,7 @@ def check(
             raise Refused("the new deadline needs a time zone")
         if action.deadline <= now:
             raise Refused("the new deadline must be in the future")
+        _require_within_bounds(state, action, now, features)
         current = state.clock.deadline
         if current is not None and action.deadline >= current:
             raise Refused(

@@ -11,8 +11,8 @@ from __future__ import annotations
 import base64
 import json
 import zlib
-from datetime import date, datetime
-from typing import Any, Literal
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -98,6 +98,19 @@ REMINDER_TEMPLATES: frozenset[str] = frozenset(
     }
 )
 OPEN_STATUSES: frozenset[str] = frozenset({"open", "overdue", "awaiting-confirmation"})
+
+# What a case keeps stays bounded, so that its state answers a query and
+# carries over when it continues as new (Temporal refuses a payload over
+# 2 MB): every text a person gives has a maximum length, and its notes a
+# number per stage and a total.
+MAX_TEXT = 10_000  # a concern, a reason, a note, an outcome, a form's answer
+NOTES_PER_STAGE = 50
+NOTE_CHARACTERS_PER_CASE = 200_000
+# The furthest ahead a person may set a deadline: no policy's ladder runs
+# for longer, and an instant near the end of the calendar overflows the
+# working-day arithmetic.
+DEADLINE_HORIZON = timedelta(days=366)
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
 
 
 class _Model(BaseModel):
@@ -246,23 +259,25 @@ def unpack_policy(value: Any) -> Any:
 
 class Acknowledge(_Model):
     by: Actor = Field(default_factory=Actor)
-    note: str | None = None
+    note: str | None = Field(default=None, max_length=MAX_TEXT)
 
 
 class Resolve(_Model):
     by: Actor = Field(default_factory=Actor)
-    outcome: str = Field(min_length=1)
+    outcome: Text
     form: dict[str, str] = Field(default_factory=dict)
 
 
 class ConfirmOutcome(_Model):
     by: Actor = Field(default_factory=Actor)
-    confirmation: str = Field(default="Outcome confirmed in writing", min_length=1)
+    confirmation: str = Field(
+        default="Outcome confirmed in writing", min_length=1, max_length=MAX_TEXT
+    )
 
 
 class Escalate(_Model):
     by: Actor = Field(default_factory=Actor)
-    reason: str = Field(min_length=1)
+    reason: Text
     form: dict[str, str] = Field(default_factory=dict)
     to_stage: int | None = Field(
         default=None, description="A later stage to jump to, where the policy allows it."
@@ -271,24 +286,24 @@ class Escalate(_Model):
 
 class FlagImmediateRisk(_Model):
     by: Actor = Field(default_factory=Actor)
-    reason: str = Field(min_length=1)
+    reason: Text
     jump_to_stage: int | None = None
 
 
 class ShortenDeadline(_Model):
     by: Actor = Field(default_factory=Actor)
     deadline: datetime
-    reason: str = Field(min_length=1)
+    reason: Text
 
 
 class AddNote(_Model):
     by: Actor = Field(default_factory=Actor)
-    text: str = Field(min_length=1)
+    text: Text
 
 
 class Withdraw(_Model):
     by: Actor = Field(default_factory=Actor)
-    reason: str = Field(min_length=1)
+    reason: Text
 
 
 class Reopen(_Model):
@@ -296,7 +311,7 @@ class Reopen(_Model):
     the case is open again at its stage, and may be escalated."""
 
     by: Actor = Field(default_factory=Actor)
-    reason: str = Field(min_length=1)
+    reason: Text
 
 
 class SubmitForm(_Model):
@@ -430,6 +445,9 @@ class CaseState(_Model):
     # from an earlier one's start).
     stage_starts: dict[int, datetime] = Field(default_factory=dict)
     subject: Subject = "children"
+    # How many notices of each template each stage has sent ("<stage>:<template>"):
+    # a notice's id counts from it (workflows.disagreement.notice_identity).
+    notices_sent: dict[str, int] = Field(default_factory=dict)
 
     @property
     def is_open(self) -> bool:
