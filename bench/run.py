@@ -22,7 +22,7 @@ the deadline, resolve):
 Environment: BENCH_N (default 1000), BENCH_SPREAD_SECONDS (default 120),
 BENCH_API_RATE (20), BENCH_API_SECONDS (15), BENCH_SATURATION_COUNT (150),
 BENCH_CONCURRENCY (16), BENCH_SKIP (comma list of scenario names:
-simulate,register,burst,spread,api); for the scale scenarios, BENCH_PRELOAD (open
+simulate,register,long,burst,spread,api); for the scale scenarios, BENCH_PRELOAD (open
 cases raised before the burst, default 0) and BENCH_WORKERS (worker processes
 on the one task queue, default 1); for experiments on the server,
 BENCH_SQLITE_PRAGMAS and BENCH_SERVER_CONFIG (see bench.stack).
@@ -53,6 +53,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from api.schemas import RAISE_EXAMPLE
+from bench.long_case import HISTORY_WARNING, QUERY_TARGET_MS, scenario_long_case
 from bench.register_list import scenario_register
 from bench.stack import TRIVIAL_QUEUE, Stack, StackError, rss_kib
 from bench.stats import (
@@ -843,6 +844,11 @@ def verdicts(results: dict[str, Any]) -> dict[str, bool | None]:
     if register:
         worst = max(v["p95_ms"] for v in register["lists"].values())
         out["register"] = worst < TARGETS["register_list_p95_ms"]
+    long_case = results.get("long_case")
+    if long_case:
+        out["long_events"] = long_case["max_events_per_run"] < HISTORY_WARNING
+        query = long_case["query_ms"]
+        out["long_query"] = max(query["warm_max"], query["cold"]) < QUERY_TARGET_MS
     return out
 
 
@@ -955,6 +961,21 @@ def table(results: dict[str, Any]) -> str:
             f"page of {register['page_size']} | p95 open {lists['open']['p95_ms']} ms, "
             f"resolved {lists['resolved']['p95_ms']} ms, by deadline "
             f"{lists['deadline']['p95_ms']} ms | < 50 ms | {mark[ok.get('register')]} |"
+        )
+    long_case = results.get("long_case")
+    if long_case:
+        runs = long_case["events_per_run"]
+        query = long_case["query_ms"]
+        rows.append(
+            f"| A case left {long_case['weeks']} weeks at stages without a timescale "
+            f"({long_case['reminders']} reminders, notes every week) | "
+            f"{len(runs)} run(s), the longest {long_case['max_events_per_run']:,} events | "
+            f"< {HISTORY_WARNING:,} a run | {mark[ok.get('long_events')]} |"
+        )
+        rows.append(
+            f"| Its `state` query | held by the worker: p50 {query['warm_p50']:g} ms, "
+            f"max {query['warm_max']:g} ms; not held (fetch and replay the run): "
+            f"{query['cold']:g} ms | < {QUERY_TARGET_MS:g} ms | {mark[ok.get('long_query')]} |"
         )
     return "\n".join(rows)
 
@@ -1130,6 +1151,9 @@ def main() -> int:
     if "register" not in cfg.skip:
         say("\nListing a register of 10,000 cases ...")
         results["register"] = scenario_register()
+    if "long" not in cfg.skip:
+        say("\nA case left a year at a stage without a timescale (time-skipping server) ...")
+        results["long_case"] = scenario_long_case()
     stack = Stack(run_dir, workers=cfg.workers)
     say(f"\nStarting the stack (dev server with WAL, worker, API, capture) in {run_dir} ...")
     status = 0
