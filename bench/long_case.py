@@ -27,10 +27,11 @@ from typing import Any
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
 import workflows.ladder as ladder
 from escalation.converter import data_converter, use_ephemeral_key_when_unconfigured
+from escalation.settings import get_settings
 from escalation.simulate import _register_search_attributes
 from escalation.temporal_bin import test_server
 from tests.conftest import (
@@ -83,12 +84,13 @@ async def _query_ms(handle: WorkflowHandle) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-async def _replay_ms(handle: WorkflowHandle) -> float:
+async def _replay_ms(handle: WorkflowHandle, sandboxed: bool) -> float:
     """What a worker that does not hold the case does before it can answer:
     fetch the current run's history and replay it (the time-skipping server
     keeps a query on the stopped worker's sticky queue, so this is measured
     by replaying rather than by asking a second worker)."""
-    replayer = Replayer(workflows=[DisagreementWorkflow], data_converter=data_converter())
+    runner = {} if sandboxed else {"workflow_runner": UnsandboxedWorkflowRunner()}
+    replayer = Replayer(workflows=[DisagreementWorkflow], data_converter=data_converter(), **runner)
     # The first replay also starts the replayer's own worker; a running
     # worker has done that already, so the second is the figure.
     times = []
@@ -121,13 +123,15 @@ async def measure(weeks: int = 52) -> dict[str, Any]:
     try:
         await _register_search_attributes(env)
         harness = Harness(env.client)
+        # Sandboxed or not as the worker runs it (ESCALATION_WORKER_SANDBOX).
+        sandboxed = get_settings().worker_sandbox
         began = time.monotonic()
-        async with harness.worker():
+        async with harness.worker(sandboxed=sandboxed):
             handle = await _hold_a_year(harness, weeks, env)
             state = await state_of(handle)
             warm = sorted([await _query_ms(handle) for _ in range(QUERIES)])
         lengths = await _run_lengths(env.client, handle)
-        cold = await _replay_ms(handle)
+        cold = await _replay_ms(handle, sandboxed)
         await handle.terminate("bench over")
     finally:
         await env.shutdown()
@@ -135,6 +139,7 @@ async def measure(weeks: int = 52) -> dict[str, Any]:
         "weeks": weeks,
         "policy": "hillingdon",
         "continue_as_new_after_events": ladder.CONTINUE_AS_NEW_AFTER_EVENTS,
+        "sandboxed": sandboxed,
         "events_per_run": lengths,
         "max_events_per_run": max(lengths),
         "reminders": sum(1 for e in state.events if e.template == "stage-reminder"),
