@@ -110,6 +110,10 @@ PATCH_BOUNDED_ACTIONS = "bounded-notes-and-deadlines"
 # A case continues as new once its history passes a length of its own
 # (ladder.CONTINUE_AS_NEW_AFTER_EVENTS), not only when the server suggests it.
 PATCH_CONTINUE_BY_LENGTH = "continue-as-new-by-length"
+# A step that leaves the case's search attributes as they were upserts
+# nothing: a raise's first task upserted them three times, a reminder or a
+# note once each, every upsert an event and server work.
+PATCH_PUBLISH_CHANGES = "publish-only-changes"
 # A local activity retries in the worker for this long before the worker
 # hands the wait to a server timer (the SDK's default is a minute).
 LOCAL_RETRY_THRESHOLD = timedelta(seconds=30)
@@ -154,6 +158,8 @@ class DisagreementWorkflow:
         self._failures: deque[DeliveryFailed] = deque()
         # Register writes: changes made and changes written (see _recorder).
         self._registering = False
+        # What this run last upserted (None: nothing yet in this run).
+        self._published: list[Any] | None = None
         self._changes = 0
         self._written = 0
         self._closing = False
@@ -541,19 +547,21 @@ class DisagreementWorkflow:
         deadline = (
             state.clock.deadline if state.is_open and not state.clock.deadline_passed else None
         )
-        workflow.upsert_search_attributes(
-            [
-                sa.PARTNERSHIP.value_set(state.policy_id),
-                sa.AREA.value_set(state.area) if state.area else sa.AREA.value_unset(),
-                sa.STAGE_INDEX.value_set(state.stage),
-                sa.STAGE_NAME.value_set(state.stage_key),
-                sa.STATUS.value_set(state.status),
-                sa.DEADLINE.value_set(deadline) if deadline else sa.DEADLINE.value_unset(),
-                sa.IMMEDIATE_RISK.value_set(state.immediate_risk),
-                sa.AGENCIES.value_set([state.raising_agency.key, state.receiving_agency.key]),
-                sa.CATEGORIES.value_set(list(state.categories)),
-            ]
-        )
+        updates = [
+            sa.PARTNERSHIP.value_set(state.policy_id),
+            sa.AREA.value_set(state.area) if state.area else sa.AREA.value_unset(),
+            sa.STAGE_INDEX.value_set(state.stage),
+            sa.STAGE_NAME.value_set(state.stage_key),
+            sa.STATUS.value_set(state.status),
+            sa.DEADLINE.value_set(deadline) if deadline else sa.DEADLINE.value_unset(),
+            sa.IMMEDIATE_RISK.value_set(state.immediate_risk),
+            sa.AGENCIES.value_set([state.raising_agency.key, state.receiving_agency.key]),
+            sa.CATEGORIES.value_set(list(state.categories)),
+        ]
+        if updates == self._published and workflow.patched(PATCH_PUBLISH_CHANGES):
+            return
+        self._published = updates
+        workflow.upsert_search_attributes(updates)
         workflow.set_current_details(ladder.current_details(state))
         self._changes += 1
 
