@@ -23,7 +23,7 @@ from typing import Any
 
 import pydantic
 from temporalio import workflow
-from temporalio.common import RawValue, RetryPolicy
+from temporalio.common import RawValue, RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
@@ -159,7 +159,7 @@ class DisagreementWorkflow:
         # Register writes: changes made and changes written (see _recorder).
         self._registering = False
         # What this run last upserted (None: nothing yet in this run).
-        self._published: list[Any] | None = None
+        self._published: list[SearchAttributeUpdate[Any]] | None = None
         self._changes = 0
         self._written = 0
         self._closing = False
@@ -547,7 +547,7 @@ class DisagreementWorkflow:
         deadline = (
             state.clock.deadline if state.is_open and not state.clock.deadline_passed else None
         )
-        updates = [
+        updates: list[SearchAttributeUpdate[Any]] = [
             sa.PARTNERSHIP.value_set(state.policy_id),
             sa.AREA.value_set(state.area) if state.area else sa.AREA.value_unset(),
             sa.STAGE_INDEX.value_set(state.stage),
