@@ -111,8 +111,8 @@ PATCH_BOUNDED_ACTIONS = "bounded-notes-and-deadlines"
 # (ladder.CONTINUE_AS_NEW_AFTER_EVENTS), not only when the server suggests it.
 PATCH_CONTINUE_BY_LENGTH = "continue-as-new-by-length"
 # A step that leaves the case's search attributes as they were upserts
-# nothing: a raise's first task upserted them three times, a reminder or a
-# note once each, every upsert an event and server work.
+# nothing: every reminder and note upserted all nine unchanged, each upsert
+# an event in the run's history and work for the server.
 PATCH_PUBLISH_CHANGES = "publish-only-changes"
 # A local activity retries in the worker for this long before the worker
 # hands the wait to a server timer (the SDK's default is a minute).
