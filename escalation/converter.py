@@ -125,6 +125,11 @@ def payload_codec(settings: Settings | None = None) -> EncryptionCodec:
     )
 
 
+# Enough for every context of the cases a worker has in hand at once; past
+# it the bindings start again (each is a few small objects).
+BINDINGS_KEPT = 4096
+
+
 @dataclasses.dataclass(frozen=True)
 class _CaseDataConverter(DataConverter):
     """The SDK's converter, bound to a case more cheaply. The SDK binds a
@@ -133,9 +138,29 @@ class _CaseDataConverter(DataConverter):
     the converter with ``dataclasses.replace``, whose ``__post_init__`` builds
     a payload and a failure converter only to throw them away: 20 us a call,
     and 7% of the worker's CPU under the benchmark's load. A shallow copy
-    with the bound components does the same without them."""
+    with the bound components does the same without them.
+
+    Bindings are kept, a bounded number, by context: the worker asks for the
+    same case's bindings in every workflow task (and again for each payload
+    of an activity), and a case's replay, which a query to a case not held
+    needs, asks for them in every task it replays."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "_bound", {})
 
     def with_context(self, context: SerializationContext) -> Self:
+        bound_before: dict[SerializationContext, Self] = self._bound  # type: ignore[attr-defined]
+        known = bound_before.get(context)
+        if known is not None:
+            return known
+        cloned = self._bind(context)
+        if len(bound_before) >= BINDINGS_KEPT:
+            bound_before.clear()
+        bound_before[context] = cloned
+        return cloned
+
+    def _bind(self, context: SerializationContext) -> Self:
         parts = {
             "payload_converter": self.payload_converter,
             "payload_codec": self.payload_codec,
@@ -151,6 +176,7 @@ class _CaseDataConverter(DataConverter):
         cloned = copy.copy(self)
         for name, part in bound.items():
             object.__setattr__(cloned, name, part)
+        object.__setattr__(cloned, "_bound", {})
         return cloned
 
 

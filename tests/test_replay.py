@@ -69,6 +69,38 @@ def test_cases_since_the_register_patch_have_histories() -> None:
     assert b"record_case" not in _marker_payloads(older)
 
 
+def _case_upserts(path: Path) -> int:
+    """Upserts of the case's own search attributes (a patch's marker is one
+    of the SDK's, naming only the patches)."""
+    history = json.loads(path.read_text())
+    return sum(
+        1
+        for event in history["events"]
+        if "EscalationStatus"
+        in json.dumps(event.get("upsertWorkflowSearchAttributesEventAttributes", {}))
+    )
+
+
+def test_the_publish_only_changes_path_has_a_history() -> None:
+    """Since search attributes are upserted only when they change, the same
+    case upserts fewer times than before, and its history shows the patch."""
+    named = {p.stem: p for p in HISTORIES}
+    before = named["merton-resolve-with-confirmation-register"]
+    after = named["merton-resolve-with-confirmation-publish-changes"]
+    patches = [
+        base64.b64decode(field["TemporalChangeVersion"]["data"])
+        for event in json.loads(after.read_text())["events"]
+        for field in [
+            event.get("upsertWorkflowSearchAttributesEventAttributes", {})
+            .get("searchAttributes", {})
+            .get("indexedFields", {})
+        ]
+        if "TemporalChangeVersion" in field
+    ]
+    assert any(b'"publish-only-changes"' in patch for patch in patches)
+    assert 0 < _case_upserts(after) < _case_upserts(before)
+
+
 def test_the_crash_and_interleave_path_has_a_history() -> None:
     """Since the notice-id-by-identity patch: a worker died after the
     escalation's notice went out, a note arrived before the retried task,

@@ -47,6 +47,7 @@ from tests.conftest import (
 from workflows.disagreement import (
     PATCH_LOCAL_ACTIVITIES,
     PATCH_NOTICE_IDENTITY,
+    PATCH_PUBLISH_CHANGES,
     PATCH_REGISTER,
     DisagreementWorkflow,
 )
@@ -1151,6 +1152,7 @@ async def test_search_attributes_follow_the_case(
             PATCH_REGISTER,
             PATCH_LOCAL_ACTIVITIES,
             PATCH_NOTICE_IDENTITY,
+            PATCH_PUBLISH_CHANGES,
         ]
 
         await escalate(handle, policy, manager, 1)

@@ -23,7 +23,7 @@ from typing import Any
 
 import pydantic
 from temporalio import workflow
-from temporalio.common import RawValue, RetryPolicy
+from temporalio.common import RawValue, RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
@@ -114,6 +114,10 @@ PATCH_CONTINUE_BY_LENGTH = "continue-as-new-by-length"
 # or signal put beyond the calendar's range) is recorded on the case, which
 # keeps the clock it had and waits for people to act; before, the case failed.
 PATCH_CLOCK_FAILURE = "clock-failure-recorded"
+# A step that leaves the case's search attributes as they were upserts
+# nothing: every reminder and note upserted all nine unchanged, each upsert
+# an event in the run's history and work for the server.
+PATCH_PUBLISH_CHANGES = "publish-only-changes"
 # A local activity retries in the worker for this long before the worker
 # hands the wait to a server timer (the SDK's default is a minute).
 LOCAL_RETRY_THRESHOLD = timedelta(seconds=30)
@@ -158,6 +162,8 @@ class DisagreementWorkflow:
         self._failures: deque[DeliveryFailed] = deque()
         # Register writes: changes made and changes written (see _recorder).
         self._registering = False
+        # What this run last upserted (None: nothing yet in this run).
+        self._published: list[SearchAttributeUpdate[Any]] | None = None
         self._changes = 0
         self._written = 0
         self._closing = False
@@ -565,19 +571,21 @@ class DisagreementWorkflow:
         deadline = (
             state.clock.deadline if state.is_open and not state.clock.deadline_passed else None
         )
-        workflow.upsert_search_attributes(
-            [
-                sa.PARTNERSHIP.value_set(state.policy_id),
-                sa.AREA.value_set(state.area) if state.area else sa.AREA.value_unset(),
-                sa.STAGE_INDEX.value_set(state.stage),
-                sa.STAGE_NAME.value_set(state.stage_key),
-                sa.STATUS.value_set(state.status),
-                sa.DEADLINE.value_set(deadline) if deadline else sa.DEADLINE.value_unset(),
-                sa.IMMEDIATE_RISK.value_set(state.immediate_risk),
-                sa.AGENCIES.value_set([state.raising_agency.key, state.receiving_agency.key]),
-                sa.CATEGORIES.value_set(list(state.categories)),
-            ]
-        )
+        updates: list[SearchAttributeUpdate[Any]] = [
+            sa.PARTNERSHIP.value_set(state.policy_id),
+            sa.AREA.value_set(state.area) if state.area else sa.AREA.value_unset(),
+            sa.STAGE_INDEX.value_set(state.stage),
+            sa.STAGE_NAME.value_set(state.stage_key),
+            sa.STATUS.value_set(state.status),
+            sa.DEADLINE.value_set(deadline) if deadline else sa.DEADLINE.value_unset(),
+            sa.IMMEDIATE_RISK.value_set(state.immediate_risk),
+            sa.AGENCIES.value_set([state.raising_agency.key, state.receiving_agency.key]),
+            sa.CATEGORIES.value_set(list(state.categories)),
+        ]
+        if updates == self._published and workflow.patched(PATCH_PUBLISH_CHANGES):
+            return
+        self._published = updates
+        workflow.upsert_search_attributes(updates)
         workflow.set_current_details(ladder.current_details(state))
         self._changes += 1
 
