@@ -42,7 +42,7 @@ lint: $(STAMP)
 histories: $(STAMP)
 	$(BIN)/python -m tests.record_histories
 
-## Benchmarks against issue 7's targets; BENCH_N=100 make bench for a quick run.
+## Benchmarks against the product's targets; BENCH_N=100 make bench for a quick run.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 

@@ -291,7 +291,7 @@ def first_stage(request: RaiseDisagreement, settings: Settings) -> CaseState:
     The same pure rules and deadline arithmetic as the workflow and its
     ``plan_stage_clock`` activity, from the same raise instant and the same
     closure dates, so a new case's first deadline is answered at once instead
-    of after the worker has planned it (issue 7: a query round trip per raise
+    of after the worker has planned it (a query round trip per raise
     cost the server and the worker more than the raise itself)."""
     assert request.raised_at is not None
     state = ladder.new_state(request, request.raised_at)

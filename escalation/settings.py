@@ -267,7 +267,7 @@ class Settings(BaseSettings):
             return None
         return value.strip()
 
-    # --- Notices: role directory, SendGrid, delivery events (issue 5) --------
+    # --- Notices: role directory, SendGrid, delivery events --------
     directory_file: Path | None = Field(
         default=None,
         validation_alias=AliasChoices("ESCALATION_DIRECTORY_FILE"),

@@ -393,7 +393,7 @@ def _timeline(
         if event.template:
             item["template"] = event.template
         if event.notice_id and event.type in ("notice", "reminder"):
-            # Who the notice reached (with a role directory; issue 5).
+            # Who the notice reached (with a role directory).
             people = [
                 f"{a.name} <{a.email}>"
                 for email in sink.emails_for(event.notice_id)

@@ -141,7 +141,7 @@ REHEARSALS: dict[str, tuple[str, str, bool, int, list[tuple[str, str]], str]] = 
         [("2027-03-02T10:00", "immediate-risk:3"), ("2027-03-05T10:00", "resolve")],
         "2027-04-01T10:00",
     ),
-    # Since the local-activities patch (issue 7): the stage clock, reminders
+    # Since the local-activities patch: the stage clock, reminders
     # and notices are local activities, recorded as markers.
     "merton-resolve-with-confirmation-local-activities": (
         "merton",

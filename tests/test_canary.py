@@ -1,4 +1,4 @@
-"""The canary test (issue 6): a child's identifying details never sit in the
+"""The canary test: a child's identifying details never sit in the
 clear anywhere the running system keeps data.
 
 Starts the real stack as `make run` does (Temporal's dev server persisted to
@@ -16,7 +16,7 @@ output, as bytes, for the canaries in plain text (any case) and in base64
 read as one: its headers and text parts decoded (quoted-printable can split
 a word across lines) and searched too.
 
-One place may carry the child, as issue 5 asks: the PDF of a partnership's
+One place may carry the child: the PDF of a partnership's
 form attached to the business team's email, where the source form has
 fields for the child's details. The test reads those PDFs and holds them to
 exactly that (see ``check_form_attachments``).

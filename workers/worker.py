@@ -51,7 +51,7 @@ TRIM_EVERY_SECONDS = 10.0
 def _malloc_trim() -> Callable[[], object] | None:
     """glibc's malloc_trim, where there is one. After a close-of-business burst
     the allocator keeps the pages a thousand activations freed, so the
-    worker's resident memory stays at the burst's peak (issue 7)."""
+    worker's resident memory stays at the burst's peak."""
     try:
         libc = ctypes.CDLL("libc.so.6")
         trim = libc.malloc_trim
@@ -92,7 +92,7 @@ def build_worker(
     the SDK's sandbox, which fails a workflow that reaches for the clock, the
     network or the environment. The production worker turns it off unless
     ESCALATION_WORKER_SANDBOX says otherwise: the sandbox re-imports the
-    workflow module for every case (issue 7, README's Performance section).
+    workflow module for every case (README's Performance section).
 
     ``register`` is where the cases record themselves; without one (the
     simulator, most tests) a throwaway register in memory. ``links`` makes

@@ -75,13 +75,13 @@ PATCH_RISK_WHILE_AWAITING_CONFIRMATION = "immediate-risk-while-awaiting-confirma
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # Notices keep retrying (with backoff) for a day before the failure shows.
 NOTICE_TIMEOUT = timedelta(hours=24)
-# Issue 5 patches (see tests/test_replay.py): a notice the mail service
+# The notice patches (see tests/test_replay.py): a notice the mail service
 # refuses is recorded and reported instead of failing the case, and a
 # delivery failure reported by SendGrid's webhook sends the business team a
 # notice. Both issue commands that earlier histories never saw.
 PATCH_NOTICE_FAILURE = "notice-failure-recorded"
 PATCH_DELIVERY_FAILED = "delivery-failed-notice"
-# Issue 7: the stage clock, reminders and notices run as local activities in
+# The stage clock, reminders and notices run as local activities in
 # the worker that holds the case, recorded as markers, not as activity tasks
 # dispatched through the server: a raise or an escalation is then one
 # workflow task instead of four to six. Earlier cases keep dispatched ones.
@@ -158,7 +158,7 @@ class DisagreementWorkflow:
         self._queue: deque[tuple[int | None, Action | Refused]] = deque()
         self._answers: dict[int, ActionResult | Refused] = {}
         self._tickets = 0
-        # Delivery failures signalled by the SendGrid webhook (issue 5).
+        # Delivery failures signalled by the SendGrid webhook.
         self._failures: deque[DeliveryFailed] = deque()
         # Register writes: changes made and changes written (see _recorder).
         self._registering = False
@@ -435,7 +435,7 @@ class DisagreementWorkflow:
             forms=planned.forms,
             context=planned.context,
             case_url=self._request.case_url if self._request else None,
-            # Issue 5: the forms filled from the case, for the PDF attachments
+            # The forms filled from the case, for the PDF attachments
             # (activity input only: no change to the commands issued).
             filled_forms=self._fill_forms(planned.forms),
             # Activity input only, like the filled forms: who is on which side,
@@ -455,7 +455,7 @@ class DisagreementWorkflow:
         # A dispatched activity fails as ActivityError (the cause inside), a
         # local one as the cause itself.
         except FailureError as failure:
-            # Issue 5: a refused notice (SendGrid 4xx) or one that could not be
+            # A refused notice (SendGrid 4xx) or one that could not be
             # sent in a day is recorded and reported, not fatal to the case.
             if not workflow.patched(PATCH_NOTICE_FAILURE):
                 raise
@@ -480,7 +480,7 @@ class DisagreementWorkflow:
             notice_id=notice.notice_id,
             forms=list(planned.forms) if self._registering else [],
         )
-        # Issue 5: roles nobody holds in the directory (the activity has told
+        # Roles nobody holds in the directory (the activity has told
         # the business team); recorded on the case, never skipped silently.
         if receipt.unfilled_roles:
             for label in receipt.unfilled_roles:

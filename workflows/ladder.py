@@ -1191,7 +1191,7 @@ def current_details(state: CaseState) -> str:
     return "  \n".join(lines)
 
 
-# --- Forms (issue 5) -----------------------------------------------------------
+# --- Forms -----------------------------------------------------------
 
 
 def filled_forms(

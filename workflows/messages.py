@@ -54,7 +54,7 @@ EventType = Literal[
     "withdrawn",
     "closed",
     "refused",
-    # Notices (issue 5): a role nobody holds in the directory, a notice the
+    # Notices: a role nobody holds in the directory, a notice the
     # mail service refused, a bounce or drop reported by its event webhook.
     "unfilled_roles",
     "notice_failed",
@@ -81,7 +81,7 @@ NoticeTemplate = Literal[
     "outcome-confirmed",
     "withdrawn",
     "business-team-record",
-    # To the business team: a notice could not be delivered (issue 5).
+    # To the business team: a notice could not be delivered.
     "delivery-failed",
     # A stage entered without its form: the form is asked for, then chased.
     "form-due",
@@ -200,7 +200,7 @@ class RaiseDisagreement(_Model):
 
 # The policy snapshot travels in the workflow's input (DESIGN section 4), but
 # compressed: it is ten of the input's eleven kilobytes, and a worker keeps
-# about five times an input's size for every case it holds (issue 7, README's
+# about five times an input's size for every case it holds (README's
 # Performance section). The policy is public text and is compressed on its
 # own, never together with case data, so the compressed length tells nothing
 # about a case. Inputs recorded before carry the policy as it is; both read.
@@ -433,7 +433,7 @@ class CaseState(_Model):
     events: list[CaseEvent] = Field(default_factory=list)
     next_seq: int = 1
     # Roles the directory had nobody for when a notice was sent (labels as
-    # in CaseEvent.to), and notices reported undelivered: issue 5.
+    # in CaseEvent.to), and notices reported undelivered.
     unfilled_roles: list[str] = Field(default_factory=list)
     delivery_failures: list[DeliveryFailed] = Field(default_factory=list)
     # How much of the case the register holds: every event up to this

@@ -2,7 +2,7 @@
 
 Every case carries the policy it was raised under in its input (DESIGN.md
 section 4), so a worker holding a thousand Merton cases would otherwise keep
-a thousand equal copies of Merton's policy, about 48 KiB each (issue 7). A
+a thousand equal copies of Merton's policy, about 48 KiB each. A
 policy is frozen, so a case can use any copy equal to its own: the workflow
 swaps its freshly decoded copy for the shared one and lets its own go.
 
