@@ -22,8 +22,10 @@ activity never mails the same notice twice.
   accepted without posting it again. A copy it has not is posted again only
   once the attempt is older than the feed's lag
   (``SENDGRID_ACTIVITY_LAG``, 2 minutes); until then the activity fails
-  retryably (``SendGridActivityPending``) and Temporal tries it later. An
-  account without Email Activity (401, 403 or 404) gets the copy posted
+  retryably (``SendGridActivityPending``) and Temporal tries it later (as
+  after a 429: SendGrid allows 6 Email Activity queries a minute). An
+  account without Email Activity (401, 403 or 404, and any EU-region
+  subuser, for whom SendGrid keeps no feed) gets the copy posted
   again, at least once, with a warning naming only its ledger key and the
   attempt marked ``may_be_duplicate``.
 - **Failures.** 429 and 5xx (and a network failure or timeout) raise a
@@ -230,6 +232,8 @@ class SendGridSink:
         self._copies = ThreadPoolExecutor(COPIES_AT_ONCE, thread_name_prefix="sendgrid")
         self.sandbox = sandbox
         self.activity_lag = activity_lag
+        # SendGrid keeps no Email Activity for its EU region's subusers.
+        self.activity = not eu_residency
         self.ledger = Ledger(register)
 
     def close(self) -> None:
@@ -288,7 +292,13 @@ class SendGridSink:
         for copy in copies:
             if copy.key not in attempted:
                 continue
-            messages = self._activity(copy.key)
+            try:
+                messages = self._activity(copy.key)
+            except ApplicationError:
+                # Rate limited (6 queries a minute) or unavailable: what was
+                # found so far is kept, the rest asked on the retry.
+                self.ledger.record([_entry(c, found[c.key]) for c in copies if c.key in found])
+                raise
             if messages is None:
                 log.warning(
                     "no Email Activity access: %s is posted again and may be a duplicate",
@@ -317,7 +327,9 @@ class SendGridSink:
     def _activity(self, key: str) -> list[str | None] | None:
         """The message ids SendGrid's Email Activity holds for this ledger
         key (a custom argument of every copy), or None when the account
-        has no Email Activity access."""
+        has no Email Activity access (nor, in the EU region, a feed)."""
+        if not self.activity:
+            return None
         query = f"unique_args['ledger_key']=\"{key}\""
         try:
             response = self.http.get("/v3/messages", params={"query": query, "limit": 10})

@@ -576,6 +576,22 @@ async def test_without_email_activity_access_an_unsure_copy_is_sent_again_and_fl
         assert secret not in warning
 
 
+async def test_an_eu_subuser_whose_activity_sendgrid_does_not_keep_falls_back_to_sending(
+    stand_in: CaptureServer, tmp_path: Path
+) -> None:
+    """SendGrid keeps no Email Activity for EU-region subusers: an empty
+    feed there proves nothing, so the unsure copy is posted again and flagged."""
+    url = stand_in_url(stand_in)
+    dying = activities(dying_sink(url, tmp_path, reach_sendgrid=True, eu_residency=True))
+    with pytest.raises(WorkerKilled):
+        await ActivityEnvironment().run(dying.send_notice, business_team_notice())
+    restarted = SendGridSink(API_KEY, register_in(tmp_path), host=url, eu_residency=True)
+    await ActivityEnvironment().run(activities(restarted).send_notice, business_team_notice())
+    assert stand_in.received == 2
+    key = recipient_key(business_team_notice().notice_id, "mscp-business-team@merton.example.org")
+    assert restarted.ledger.maybe_duplicated() == [key]
+
+
 # --- Failures -------------------------------------------------------------------------------
 
 
