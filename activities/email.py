@@ -307,6 +307,7 @@ class SendGridSink:
                 return copies, [], set(attempted)
             if messages:
                 found[copy.key] = messages[0]
+                log.info("SendGrid's Email Activity has %s: recorded, not posted again", copy.key)
         accepted = [_entry(c, found[c.key]) for c in copies if c.key in found]
         now = datetime.now(UTC)
         waiting = [
