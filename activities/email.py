@@ -9,13 +9,25 @@ activity never mails the same notice twice.
   addressed to them alone, so no recipient sees another's address. A
   notice's copies go out at once, over connections the sink keeps open (the
   ``sendgrid`` package builds the request; httpx carries it).
-- **Exactly once, as far as email allows.** The ledger (the register's
-  ``sent_emails`` table, shared by every worker host) is asked once for all
-  of a notice's keys before anything is sent, and written once its copies
-  have answered: each copy SendGrid accepted under its own key (2xx only),
-  and the email's own key once every copy is accepted. The one window left
-  is a crash after SendGrid accepted and before that write is committed:
-  the retry then sends again. SendGrid has no idempotency key to close it.
+- **Exactly once.** The ledger (the register's ``sent_emails`` and
+  ``email_attempts`` tables, shared by every worker host) is asked once for
+  all of a notice's keys before anything is sent. Each copy's attempt (its
+  key, and when) is written before it is posted; once the copies have
+  answered, each copy SendGrid accepted is recorded under its own key (2xx
+  only), and the email's own key once every copy is accepted. A worker that
+  dies after SendGrid accepted a copy and before that write leaves an
+  attempt with no acceptance: SendGrid has no idempotency key, so the retry
+  asks SendGrid's Email Activity API (``GET /v3/messages``, by the copy's
+  ``ledger_key`` custom argument) and records a copy SendGrid has as
+  accepted without posting it again. A copy it has not is posted again only
+  once the attempt is older than the feed's lag
+  (``SENDGRID_ACTIVITY_LAG``, 2 minutes); until then the activity fails
+  retryably (``SendGridActivityPending``) and Temporal tries it later (as
+  after a 429: SendGrid allows 6 Email Activity queries a minute). An
+  account without Email Activity (401, 403 or 404, and any EU-region
+  subuser, for whom SendGrid keeps no feed) gets the copy posted
+  again, at least once, with a warning naming only its ledger key and the
+  attempt marked ``may_be_duplicate``.
 - **Failures.** 429 and 5xx (and a network failure or timeout) raise a
   retryable ``ApplicationError``: Temporal retries the activity with backoff
   (after the ``Retry-After`` SendGrid gives for 429). Any other 4xx (a bad
@@ -80,6 +92,9 @@ DEFAULT_TIMEOUT = 20.0
 COPIES_AT_ONCE = 8
 # How long to wait after a 429 when SendGrid gives no Retry-After.
 DEFAULT_RATE_LIMIT_DELAY = timedelta(seconds=30)
+DEFAULT_ACTIVITY_LAG = timedelta(minutes=2)
+# What the Email Activity API answers an account (or key) without it.
+NO_ACTIVITY_ACCESS = {401, 403, 404}
 
 
 class Ledger:
@@ -95,6 +110,20 @@ class Ledger:
 
     def record(self, accepted: Collection[SentEmail]) -> None:
         self.register.record_emails(accepted)
+
+    def attempted(self, keys: Collection[str]) -> dict[str, datetime]:
+        return self.register.email_attempts(keys)
+
+    def attempt(
+        self, copies: Collection[SentEmail], may_be_duplicate: Collection[str] = ()
+    ) -> None:
+        self.register.record_email_attempts(copies, may_be_duplicate)
+
+    def forget_attempts(self, keys: Collection[str]) -> None:
+        self.register.forget_email_attempts(keys)
+
+    def maybe_duplicated(self) -> list[str]:
+        return self.register.emails_maybe_duplicated()
 
     def entries(self) -> list[dict[str, Any]]:
         return self.register.emails()
@@ -177,6 +206,7 @@ class SendGridSink:
         sandbox: bool = False,
         host: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        activity_lag: timedelta = DEFAULT_ACTIVITY_LAG,
     ) -> None:
         # The sendgrid package gives the host (with its data residency) and
         # the headers it sends; its own transport (python_http_client, on
@@ -201,6 +231,9 @@ class SendGridSink:
         # A notice's copies go out together, each on its own connection.
         self._copies = ThreadPoolExecutor(COPIES_AT_ONCE, thread_name_prefix="sendgrid")
         self.sandbox = sandbox
+        self.activity_lag = activity_lag
+        # SendGrid keeps no Email Activity for its EU region's subusers.
+        self.activity = not eu_residency
         self.ledger = Ledger(register)
 
     def close(self) -> None:
@@ -213,9 +246,10 @@ class SendGridSink:
     def deliver(
         self, notice: Notice, email: OutgoingEmail, sent: AbstractSet[str] = frozenset()
     ) -> None:
-        """One request per recipient, each to them alone and all at once; the
-        accepted ones recorded in the ledger under their own keys, and the
-        email's own key once every copy is accepted, in one write."""
+        """One request per recipient, each to them alone and all at once:
+        each copy's attempt recorded in the ledger before it is posted, the
+        accepted ones under their own keys after, and the email's own key
+        once every copy is accepted, in one write."""
         if email.key in sent:
             return
         if not email.to:
@@ -223,19 +257,103 @@ class SendGridSink:
                 f"email {email.key} has no recipient", type="NoticeRejected", non_retryable=True
             )
         copies = [copy for copy in email.copies() if copy.key not in sent]
+        copies, accepted, unsure = self._settle_attempts(copies)
+        self.ledger.attempt([_entry(c) for c in copies], unsure)
         if len(copies) == 1:
             outcomes = [self._send(copies[0])]
         else:
             outcomes = list(self._copies.map(self._send, copies))
-        accepted = [o for o in outcomes if isinstance(o, SentEmail)]
+        accepted += [o for o in outcomes if isinstance(o, SentEmail)]
         failures = [o for o in outcomes if isinstance(o, ApplicationError)]
         if not failures:
             accepted.append(SentEmail(email.key, email.notice_id, email.reference))
         self.ledger.record(accepted)
+        # A copy SendGrid answered with a refusal it did not take: its retry
+        # is posted without asking. One that got no answer stays attempted.
+        self.ledger.forget_attempts([o.key for o in outcomes if isinstance(o, _Refused)])
         if failures:
             # The first copy's failure, in the order of the recipients: the
             # others accepted are recorded and not sent again on the retry.
             raise failures[0]
+
+    def _settle_attempts(
+        self, copies: list[OutgoingEmail]
+    ) -> tuple[list[OutgoingEmail], list[SentEmail], set[str]]:
+        """The copies posted before but not recorded as accepted (a worker
+        died in between) asked after in SendGrid's Email Activity: one it
+        has is accepted and not posted again; one it has not, posted again
+        once the activity feed's lag has passed (until then the activity is
+        retried); with no Email Activity access, posted again and marked as
+        possibly a duplicate. Returns (to post, accepted, possibly duplicated)."""
+        attempted = self.ledger.attempted([c.key for c in copies])
+        if not attempted:
+            return copies, [], set()
+        found: dict[str, str | None] = {}
+        for copy in copies:
+            if copy.key not in attempted:
+                continue
+            try:
+                messages = self._activity(copy.key)
+            except ApplicationError:
+                # Rate limited (6 queries a minute) or unavailable: what was
+                # found so far is kept, the rest asked on the retry.
+                self.ledger.record([_entry(c, found[c.key]) for c in copies if c.key in found])
+                raise
+            if messages is None:
+                log.warning(
+                    "no Email Activity access: %s is posted again and may be a duplicate",
+                    copy.key,
+                )
+                return copies, [], set(attempted)
+            if messages:
+                found[copy.key] = messages[0]
+                log.info("SendGrid's Email Activity has %s: recorded, not posted again", copy.key)
+        accepted = [_entry(c, found[c.key]) for c in copies if c.key in found]
+        now = datetime.now(UTC)
+        waiting = [
+            attempted[c.key] + self.activity_lag - now
+            for c in copies
+            if c.key in attempted and c.key not in found
+        ]
+        young = [wait for wait in waiting if wait > timedelta(0)]
+        if young:
+            self.ledger.record(accepted)
+            raise ApplicationError(
+                f"{len(young)} copies posted before are not in SendGrid's Email Activity yet",
+                type="SendGridActivityPending",
+                next_retry_delay=max(max(young), timedelta(seconds=1)),
+            )
+        return [c for c in copies if c.key not in found], accepted, set()
+
+    def _activity(self, key: str) -> list[str | None] | None:
+        """The message ids SendGrid's Email Activity holds for this ledger
+        key (a custom argument of every copy), or None when the account
+        has no Email Activity access (nor, in the EU region, a feed)."""
+        if not self.activity:
+            return None
+        query = f"unique_args['ledger_key']=\"{key}\""
+        try:
+            response = self.http.get("/v3/messages", params={"query": query, "limit": 10})
+        except httpx.TransportError as exc:
+            raise ApplicationError(
+                f"SendGrid could not be reached: {type(exc).__name__}",
+                type="SendGridUnavailable",
+            ) from None
+        if response.status_code in NO_ACTIVITY_ACCESS:
+            return None
+        if not response.is_success:
+            what = f"SendGrid's Email Activity answered {response.status_code} for {key}"
+            if response.status_code == 429:
+                delay = _retry_after(response.headers)
+                raise ApplicationError(what, type="SendGridRateLimited", next_retry_delay=delay)
+            raise ApplicationError(what, type="SendGridUnavailable")
+        try:
+            messages = response.json().get("messages") or []
+            return [m.get("msg_id") if isinstance(m, dict) else None for m in messages]
+        except (ValueError, AttributeError):
+            raise ApplicationError(
+                f"SendGrid's Email Activity gave no list for {key}", type="SendGridUnavailable"
+            ) from None
 
     def post(self, body: dict[str, Any]) -> httpx.Response:
         """POST /v3/mail/send on the kept connection. Not reached, or no
@@ -249,16 +367,24 @@ class SendGridSink:
             ) from None
 
     def _send(self, email: OutgoingEmail) -> SentEmail | ApplicationError:
-        """One copy: what the ledger records if SendGrid accepted it, or why not."""
+        """One copy: what the ledger records if SendGrid accepted it, or why
+        not (``_Refused`` when SendGrid answered, so it did not take it)."""
         try:
             response = self.post(request_body(email, sandbox=self.sandbox))
         except ApplicationError as exc:
             return ApplicationError(f"{exc.message} ({email.key})", type=exc.type)
         if not response.is_success:
-            return self._failure(email, response.status_code, response.content, response.headers)
+            failure = self._failure(email, response.status_code, response.content, response.headers)
+            return _Refused(
+                failure.message,
+                type=failure.type,
+                non_retryable=failure.non_retryable,
+                next_retry_delay=failure.next_retry_delay,
+                key=email.key,
+            )
         message_id = response.headers.get("X-Message-Id")
         log.info("SendGrid accepted %s (%s)", email.key, message_id or "no message id")
-        return SentEmail(email.key, email.notice_id, email.reference, message_id)
+        return _entry(email, message_id)
 
     def _failure(
         self, email: OutgoingEmail, status: int, body: Any, headers: Any
@@ -273,6 +399,18 @@ class SendGridSink:
             return ApplicationError(what, type="SendGridUnavailable")
         log.error("%s (not retried)", what)
         return ApplicationError(what, type="NoticeRejected", non_retryable=True)
+
+
+class _Refused(ApplicationError):
+    """A copy SendGrid answered with a refusal: certainly not taken."""
+
+    def __init__(self, message: str, *, key: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.key = key
+
+
+def _entry(email: OutgoingEmail, message_id: str | None = None) -> SentEmail:
+    return SentEmail(email.key, email.notice_id, email.reference, message_id)
 
 
 # --- Choosing the transport from the settings -----------------------------------
@@ -315,6 +453,7 @@ def notice_setup(settings: Settings, register: Register) -> NoticeSetup:
             eu_residency=settings.sendgrid_eu_residency,
             sandbox=settings.sendgrid_sandbox,
             host=settings.sendgrid_host,
+            activity_lag=timedelta(seconds=settings.sendgrid_activity_lag_seconds),
         )
         mode = " (sandbox: nothing is delivered)" if settings.sendgrid_sandbox else ""
         return NoticeSetup(sink, directory, sender, f"SendGrid at {sink.host}{mode}")

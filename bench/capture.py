@@ -12,6 +12,13 @@ server's timers use on this machine). The reference and template come from
 the email's ``custom_args`` (top level or per personalization), which carry
 nothing identifying. The body itself is not kept.
 
+Each accepted email gets an ``X-Message-Id``, and ``GET /v3/messages`` with
+SendGrid's Email Activity query ``unique_args['ledger_key']="KEY"`` answers
+``{"messages": [{"msg_id": ..., "status": "processed", ...}]}`` with the
+emails captured under that ledger key: what a retry after a worker crash asks
+SendGrid (``activities.email``). Unlike SendGrid's feed it has no lag, so the
+stacks that use it set ``SENDGRID_ACTIVITY_LAG`` low (``bench.stack``).
+
 ``GET /stats`` answers ``{"received": N, "connections": C}`` (C: the TCP
 connections opened to it, so a run shows whether the sink keeps its
 connection); anything else is 404. It binds to 127.0.0.1 only.
@@ -20,7 +27,10 @@ connection); anything else is 404. It binds to 127.0.0.1 only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import re
 import signal
 import sys
 import threading
@@ -28,8 +38,12 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 MAIL_SEND = "/v3/mail/send"
+MESSAGES = "/v3/messages"
+# The one Email Activity query the product asks: by the ledger key argument.
+LEDGER_KEY_QUERY = re.compile(r"unique_args\['ledger_key'\]\s*=\s*\"([^\"]*)\"")
 MAX_BODY = 32 * 1024 * 1024
 
 
@@ -63,14 +77,31 @@ class CaptureServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.received = 0
         self.connections = 0
+        # The message ids captured under each ledger key (the file's too,
+        # so a restarted stand-in still knows what it took).
+        self.by_key: dict[str, list[str]] = {}
+        if out.exists():
+            for text in out.read_text(encoding="utf-8").splitlines():
+                with contextlib.suppress(ValueError, AttributeError):
+                    line = json.loads(text)
+                    self.by_key.setdefault(str(line.get("ledger_key")), []).append(
+                        str(line.get("msg_id"))
+                    )
         self.out = out.open("a", encoding="utf-8")
 
-    def record(self, line: dict[str, Any]) -> None:
-        text = json.dumps(line, separators=(",", ":")) + "\n"
+    def record(self, line: dict[str, Any]) -> str:
+        """Append the email's line; its message id."""
         with self.lock:
-            self.out.write(text)
-            self.out.flush()
             self.received += 1
+            line["msg_id"] = message_id = f"capture-{os.getpid()}-{self.received}"
+            self.by_key.setdefault(str(line.get("ledger_key")), []).append(message_id)
+            self.out.write(json.dumps(line, separators=(",", ":")) + "\n")
+            self.out.flush()
+        return message_id
+
+    def messages(self, key: str) -> list[str]:
+        with self.lock:
+            return list(self.by_key.get(key, ()))
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -85,8 +116,16 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
 
-    def _answer(self, status: int, body: bytes = b"", ctype: str = "application/json") -> None:
+    def _answer(
+        self,
+        status: int,
+        body: bytes = b"",
+        ctype: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -113,11 +152,14 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             self._answer(400, b'{"errors":[{"message":"bad JSON"}]}')
             return
-        self.server.record(record_of(body, arrived))
-        self._answer(202)
+        message_id = self.server.record(record_of(body, arrived))
+        self._answer(202, headers={"X-Message-Id": message_id})
 
     def do_GET(self) -> None:  # noqa: N802
-        if self.path.rstrip("/") == "/stats":
+        url = urlsplit(self.path)
+        if url.path.rstrip("/") == MESSAGES:
+            self._activity(parse_qs(url.query).get("query", [""])[0])
+        elif self.path.rstrip("/") == "/stats":
             self._answer(
                 200,
                 json.dumps(
@@ -126,6 +168,20 @@ class Handler(BaseHTTPRequestHandler):
             )
         else:
             self._answer(404)
+
+    def _activity(self, query: str) -> None:
+        if not self.headers.get("Authorization", "").startswith("Bearer "):
+            self._answer(401, b'{"errors":[{"message":"authorization required"}]}')
+            return
+        match = LEDGER_KEY_QUERY.fullmatch(query.strip())
+        if match is None:
+            self._answer(400, b'{"errors":[{"message":"unsupported query"}]}')
+            return
+        messages = [
+            {"msg_id": message_id, "status": "processed", "opens_count": 0, "clicks_count": 0}
+            for message_id in self.server.messages(match.group(1))
+        ]
+        self._answer(200, json.dumps({"messages": messages}).encode())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -141,6 +141,11 @@ class Stack:
             # The real SendGrid sink, pointed at the capture server.
             "SENDGRID_API_KEY": "SG.bench." + secrets.token_urlsafe(24),
             "ESCALATION_SENDGRID_HOST": f"http://{HOST}:{self.capture_port}",
+            # The stand-in's Email Activity shows a copy as soon as it has
+            # taken it (SendGrid's lags, hence 2 minutes by default), so a
+            # copy posted by a killed worker and never received is posted
+            # again after 2 seconds rather than 2 minutes.
+            "SENDGRID_ACTIVITY_LAG": "2",
             "ESCALATION_DIRECTORY_FILE": str(EXAMPLE_FILE),
             "ESCALATION_SENDER_EMAIL": "escalation@bench.invalid",
         }

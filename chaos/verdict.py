@@ -9,10 +9,10 @@ read. Then, from the capture:
 
 - **lost**: an email the record requires that never arrived (or a notice the
   record itself marks failed);
-- **sent twice**: the same email (ledger key) arrived more than once; apart,
-  **resent after a crash**: the two arrivals straddle a worker SIGKILL, the
-  window ``activities.email`` names (SendGrid accepted the copy, the worker
-  died before its ledger row was committed, the retry sent it again);
+- **sent twice**: the same email (ledger key) arrived more than once,
+  whatever happened between (a worker killed between SendGrid taking a copy
+  and the ledger recording it included: ``activities.email`` asks SendGrid
+  before sending such a copy again);
 - **sent again under another id**: an email for a case whose notice id the
   record does not hold, while it holds the same template at the same stage
   under another id (a step carried out twice after a crash);
@@ -200,7 +200,6 @@ class Emails:
     lost: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     twice: list[str] = field(default_factory=list)
-    resent_after_crash: list[str] = field(default_factory=list)
     again_under_another_id: list[str] = field(default_factory=list)
     not_in_record: list[str] = field(default_factory=list)
     # The first arrival of each notice id, for the deadlines' lag.
@@ -216,24 +215,16 @@ class Emails:
 
 
 def compare(
-    record: Record,
-    expected: dict[str, Expected],
-    captured: Iterable[dict[str, Any]],
-    crashes: Iterable[float] = (),
+    record: Record, expected: dict[str, Expected], captured: Iterable[dict[str, Any]]
 ) -> Emails:
-    """The capture against the record; ``crashes`` are the instants a
-    killed worker was gone (a copy that arrived before one and again after
-    it was resent by the next worker)."""
+    """The capture against the record."""
     result = Emails(required=len(expected))
     counts: Counter[str] = Counter()
     by_key: dict[str, dict[str, Any]] = {}
-    arrivals: dict[str, list[float]] = defaultdict(list)
-    kills = sorted(crashes)
     for email in captured:
         key = str(email.get("ledger_key"))
         counts[key] += 1
         by_key.setdefault(key, email)
-        arrivals[key].append(float(email["t"]))
         notice_id = str(email.get("notice_id"))
         t_arrived = float(email["t"])
         if t_arrived < result.first_arrival.get(notice_id, float("inf")):
@@ -244,12 +235,7 @@ def compare(
         if counts[key] == 0:
             result.lost.append(f"{what.reference} {what.template} ({key})")
         elif counts[key] > 1:
-            line = f"{what.reference} {what.template} ×{counts[key]} ({key})"
-            times = sorted(arrivals[key])
-            straddled = all(
-                any(a < k <= b for k in kills) for a, b in zip(times, times[1:], strict=False)
-            )
-            (result.resent_after_crash if straddled else result.twice).append(line)
+            result.twice.append(f"{what.reference} {what.template} ×{counts[key]} ({key})")
     recorded = {(n.reference, n.template, n.stage) for n in record.notices}
     for key, email in by_key.items():
         if key in expected:
@@ -346,6 +332,13 @@ def _next_notice(events: list[EventRow], after: int, template: str) -> EventRow 
 
 @dataclass
 class Recovery:
+    """How long the cases due or asked between one disruption and the next
+    waited to be picked up: counted from their deadline or request (``max_lag``,
+    ``max_answer``), and counted again from the last worker SIGKILL before
+    they answered where one fell in between (``*_since_last``): a second kill
+    before the cases were picked up killed the worker taking them over, and
+    restarts the clock."""
+
     kind: str
     at: float
     back_at: float
@@ -353,12 +346,32 @@ class Recovery:
     max_lag: float | None
     # The slowest answer to a manager action sent from it until the next.
     max_answer: float | None
+    max_lag_since_last: float | None = None
+    max_answer_since_last: float | None = None
 
     @property
     def worst(self) -> float | None:
-        """How long the slowest case waited to be picked up after it."""
-        values = [x for x in (self.max_lag, self.max_answer) if x is not None]
-        return max(values) if values else None
+        """How long the slowest case waited to be picked up, from the last
+        worker SIGKILL before it was."""
+        return _largest(self.max_lag_since_last, self.max_answer_since_last)
+
+    @property
+    def worst_from_first(self) -> float | None:
+        """The same, from its deadline or request, whatever killed what after."""
+        return _largest(self.max_lag, self.max_answer)
+
+
+def _largest(*values: float | None) -> float | None:
+    present = [x for x in values if x is not None]
+    return max(present) if present else None
+
+
+def since_last(start: float, end: float, kills: list[float]) -> float:
+    """How long something waiting from ``start`` until ``end`` waited after
+    the last worker SIGKILL before ``end`` (from ``start`` when none fell
+    after it)."""
+    last = max((k for k in kills if k < end), default=start)
+    return end - max(start, last)
 
 
 def recoveries(
@@ -370,13 +383,20 @@ def recoveries(
     """For each disruption (its instant, when the process served again, what
     it was): the deadlines due from just before it until the next one and
     the largest lag among them, and the slowest answer to a manager action
-    sent in that time: how long the cases waited to be picked up."""
+    sent in that time: how long the cases waited to be picked up, from
+    their deadline or request and from the last worker SIGKILL before they
+    were."""
     out = []
     ordered = sorted(disruptions)
+    kills = [at for at, _, kind in ordered if kind.startswith("worker")]
     for n, (at, back_at, kind) in enumerate(ordered):
         until = ordered[n + 1][0] if n + 1 < len(ordered) else end
-        lags = [d.lag for d in fired if d.lag is not None and at - 2.0 <= d.due < until]
-        waits = [took for sent, took in answers if at - 2.0 <= sent < until]
+        due = [d for d in fired if d.arrived is not None and at - 2.0 <= d.due < until]
+        asked = [(sent, took) for sent, took in answers if at - 2.0 <= sent < until]
+        lags = [d.arrived - d.due for d in due if d.arrived is not None]
+        waits = [took for _, took in asked]
+        lags_last = [since_last(d.due, d.arrived, kills) for d in due if d.arrived is not None]
+        waits_last = [since_last(sent, sent + took, kills) for sent, took in asked]
         out.append(
             Recovery(
                 kind,
@@ -385,6 +405,8 @@ def recoveries(
                 len(lags),
                 max(lags) if lags else None,
                 max(waits) if waits else None,
+                max(lags_last) if lags_last else None,
+                max(waits_last) if waits_last else None,
             )
         )
     return out

@@ -319,6 +319,15 @@ class Settings(BaseSettings):
         description="Verification key of SendGrid's signed event webhook (base64, as SendGrid "
         "shows it, or PEM). Unset: POST /webhooks/sendgrid answers 503.",
     )
+    sendgrid_activity_lag_seconds: int = Field(
+        default=120,
+        ge=0,
+        validation_alias=AliasChoices("SENDGRID_ACTIVITY_LAG"),
+        description="How long SendGrid's Email Activity may take to show a copy it accepted. "
+        "A retry that finds a copy posted but not recorded as accepted (the worker died in "
+        "between) asks Email Activity; a copy not found there is sent again only once its "
+        "post is older than this. SendGrid documents no figure; 2 minutes is a safe margin.",
+    )
     sendgrid_webhook_max_age_seconds: int = Field(
         default=3 * 24 * 3600,
         ge=0,

@@ -640,10 +640,14 @@ class Register:
         with self._connection() as connection:
             return connection.execute(select(column).where(column == value)).first() is not None
 
+    def _insert(self, model: type[t.Base]) -> Any:
+        """An insert in the database's own dialect (for its ON CONFLICT)."""
+        insert = postgresql_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        return insert(model)
+
     def _insert_ignoring_known(self, model: type[t.Base], key: str) -> Any:
         """An insert that leaves a row whose key is there already as it was."""
-        insert = postgresql_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
-        return insert(model).on_conflict_do_nothing(index_elements=[key])
+        return self._insert(model).on_conflict_do_nothing(index_elements=[key])
 
     def _insert_once(self, model: type[t.Base], key: str, row: dict[str, Any]) -> bool:
         """Insert the row unless its key is there already; True if it was new."""
@@ -677,6 +681,64 @@ class Register:
         ]
         with self._writing, self._connection() as connection, connection.begin():
             connection.execute(statement, rows)
+
+    def email_attempts(self, keys: Collection[str]) -> dict[str, datetime]:
+        """When each of these ledger keys was last posted to SendGrid, for
+        the keys that were."""
+        if not keys:
+            return {}
+        a = t.EmailAttempt
+        statement = select(a.key, a.attempted_at).where(a.key.in_(list(keys)))
+        with self._connection() as connection:
+            return {key: at for key, at in connection.execute(statement)}
+
+    def record_email_attempts(
+        self, attempts: Collection[SentEmail], may_be_duplicate: Collection[str] = ()
+    ) -> None:
+        """Record that these copies are about to be posted, now; a key
+        attempted before takes the new instant, and keeps being marked as
+        possibly a duplicate once it was."""
+        if not attempts:
+            return
+        a = t.EmailAttempt
+        statement = self._insert(a)
+        statement = statement.on_conflict_do_update(
+            index_elements=[a.key],
+            set_={
+                "attempted_at": statement.excluded.attempted_at,
+                "may_be_duplicate": a.may_be_duplicate | statement.excluded.may_be_duplicate,
+            },
+        )
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "key": s.key,
+                "notice_id": s.notice_id,
+                "reference": s.reference,
+                "attempted_at": now,
+                "may_be_duplicate": s.key in may_be_duplicate,
+            }
+            for s in attempts
+        ]
+        with self._writing, self._connection() as connection, connection.begin():
+            connection.execute(statement, rows)
+
+    def forget_email_attempts(self, keys: Collection[str]) -> None:
+        """Drop the attempts of copies SendGrid refused (it took none of them)."""
+        if not keys:
+            return
+        a = t.EmailAttempt
+        statement = delete(a).where(a.key.in_(list(keys))).where(~a.may_be_duplicate)
+        with self._writing, self._connection() as connection, connection.begin():
+            connection.execute(statement)
+
+    def emails_maybe_duplicated(self) -> list[str]:
+        """The keys of copies posted again without SendGrid able to say
+        whether it had the first."""
+        a = t.EmailAttempt
+        statement = select(a.key).where(a.may_be_duplicate).order_by(a.attempted_at)
+        with self._connection() as connection:
+            return list(connection.scalars(statement))
 
     def emails(self) -> list[dict[str, Any]]:
         with self._session() as session:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -206,6 +207,21 @@ class SentEmail(Base):
     reference: Mapped[str] = mapped_column(String(REF), index=True)
     sent_at: Mapped[datetime]
     message_id: Mapped[str | None] = mapped_column(String(255))
+
+
+class EmailAttempt(Base):
+    """A copy about to be posted to SendGrid, written before the post: a
+    retry that finds one here and not in ``sent_emails`` asks SendGrid's
+    Email Activity whether the copy arrived. ``may_be_duplicate``: it was
+    posted again without SendGrid being able to say."""
+
+    __tablename__ = "email_attempts"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    notice_id: Mapped[str] = mapped_column(String(160))
+    reference: Mapped[str] = mapped_column(String(REF), index=True)
+    attempted_at: Mapped[datetime]
+    may_be_duplicate: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class UsedActionLink(Base):

@@ -34,6 +34,7 @@ from activities.notices import (
     OutboxSink,
     recipient_key,
 )
+from bench.capture import CaptureServer
 from escalation.codec import KeyRing
 from escalation.settings import Settings
 from policies.directory import example_directory, parse_directory
@@ -140,6 +141,16 @@ def sendgrid_server() -> Iterator[FakeSendGrid]:
                 self.send_header("X-Message-Id", message_id)
             for name, value in headers.items():
                 self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802
+            # An account without the Email Activity add-on.
+            with fake.lock:
+                fake.requests.append(Captured("GET", self.path, dict(self.headers.items()), {}))
+            body = b'{"errors":[{"message":"access forbidden"}]}'
+            self.send_response(403)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -441,6 +452,144 @@ async def test_a_failure_half_way_resends_only_what_was_not_accepted(
         {"email": "mscp-business-team@merton.example.org", "name": "MSCP Business Team"}
     ]
     assert "Nobody in the role directory holds Head of Service" in sends[2]["content"][0]["value"]
+
+
+# --- A worker that dies between SendGrid and the ledger -------------------------------
+
+
+@pytest.fixture
+def stand_in(tmp_path: Path) -> Iterator[CaptureServer]:
+    """The bench's SendGrid stand-in (``bench.capture``), Email Activity and all."""
+    server = CaptureServer(("127.0.0.1", 0), tmp_path / "capture.jsonl")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        server.out.close()
+
+
+class WorkerKilled(BaseException):
+    """The worker process dying: nothing after it in the activity runs."""
+
+
+def dying_sink(url: str, tmp_path: Path, *, reach_sendgrid: bool, **kwargs: Any) -> SendGridSink:
+    """A sink whose worker dies at each post, after SendGrid took the copy
+    or before it got there."""
+    sink = SendGridSink(API_KEY, register_in(tmp_path), host=url, **kwargs)
+    post = sink.post
+
+    def post_then_die(body: dict[str, Any]) -> Any:
+        if reach_sendgrid:
+            post(body)
+        raise WorkerKilled
+
+    sink.post = post_then_die  # type: ignore[method-assign]
+    return sink
+
+
+def stand_in_url(server: CaptureServer) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def business_team_notice() -> Notice:
+    return notice(
+        "business-team-record",
+        recipients=[Recipient(role="business-team", title="Business Team", area="merton")],
+        context={"event": "resolved"},
+    )
+
+
+async def test_a_copy_sendgrid_took_before_the_worker_died_is_not_sent_again(
+    stand_in: CaptureServer, tmp_path: Path
+) -> None:
+    """SendGrid accepted the copy; the worker died before the ledger
+    recorded it. The retry finds it in SendGrid's Email Activity and records
+    it as sent without posting it again, however young the attempt."""
+    url = stand_in_url(stand_in)
+    dying = activities(dying_sink(url, tmp_path, reach_sendgrid=True))
+    with pytest.raises(WorkerKilled):
+        await ActivityEnvironment().run(dying.send_notice, business_team_notice())
+    assert stand_in.received == 1
+    restarted = SendGridSink(API_KEY, register_in(tmp_path), host=url)
+    receipt = await ActivityEnvironment().run(
+        activities(restarted).send_notice, business_team_notice()
+    )
+    assert receipt.delivered
+    assert stand_in.received == 1
+    team = "mscp-business-team@merton.example.org"
+    key = recipient_key(business_team_notice().notice_id, team)
+    entries = {e["key"]: e["message_id"] for e in restarted.ledger.entries()}
+    assert entries[key] == stand_in.messages(key)[0]
+    assert restarted.ledger.maybe_duplicated() == []
+
+
+async def test_a_copy_that_never_reached_sendgrid_is_sent_once_the_feeds_lag_has_passed(
+    stand_in: CaptureServer, tmp_path: Path
+) -> None:
+    """The worker died after recording the attempt and before SendGrid got
+    the copy. Until the attempt is older than the activity feed's lag the
+    retry sends nothing and asks Temporal to try later; after, it sends."""
+    url = stand_in_url(stand_in)
+    dying = activities(dying_sink(url, tmp_path, reach_sendgrid=False))
+    with pytest.raises(WorkerKilled):
+        await ActivityEnvironment().run(dying.send_notice, business_team_notice())
+    early = SendGridSink(API_KEY, register_in(tmp_path), host=url, activity_lag=timedelta(hours=1))
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(activities(early).send_notice, business_team_notice())
+    assert caught.value.type == "SendGridActivityPending" and not caught.value.non_retryable
+    assert caught.value.next_retry_delay is not None
+    assert timedelta(minutes=59) < caught.value.next_retry_delay <= timedelta(hours=1)
+    assert stand_in.received == 0
+    # The same attempt, with the lag passed.
+    later = SendGridSink(API_KEY, register_in(tmp_path), host=url, activity_lag=timedelta(0))
+    receipt = await ActivityEnvironment().run(activities(later).send_notice, business_team_notice())
+    assert receipt.delivered and not receipt.duplicate
+    assert stand_in.received == 1
+    again = await ActivityEnvironment().run(activities(later).send_notice, business_team_notice())
+    assert again.duplicate and stand_in.received == 1
+
+
+async def test_without_email_activity_access_an_unsure_copy_is_sent_again_and_flagged(
+    sendgrid_server: FakeSendGrid, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An account without Email Activity (403) cannot say whether it took
+    the copy: it is posted again (at least once), the ledger marks it as
+    possibly a duplicate and the log says so by its key alone."""
+    dying = activities(dying_sink(sendgrid_server.url, tmp_path, reach_sendgrid=True))
+    with pytest.raises(WorkerKilled):
+        await ActivityEnvironment().run(dying.send_notice, business_record())
+    restarted = sink_for(sendgrid_server, tmp_path)
+    with caplog.at_level("WARNING", logger="escalation.sendgrid"):
+        receipt = await ActivityEnvironment().run(
+            activities(restarted).send_notice, business_record()
+        )
+    assert receipt.delivered
+    assert [r.method for r in sendgrid_server.requests] == ["POST", "GET", "POST"]
+    key = recipient_key(business_record().notice_id, "mscp-business-team@merton.example.org")
+    assert restarted.ledger.maybe_duplicated() == [key]
+    warning = "\n".join(r.getMessage() for r in caplog.records)
+    assert key in warning and "may be a duplicate" in warning
+    for secret in (*SECRETS, "mscp-business-team"):
+        assert secret not in warning
+
+
+async def test_an_eu_subuser_whose_activity_sendgrid_does_not_keep_falls_back_to_sending(
+    stand_in: CaptureServer, tmp_path: Path
+) -> None:
+    """SendGrid keeps no Email Activity for EU-region subusers: an empty
+    feed there proves nothing, so the unsure copy is posted again and flagged."""
+    url = stand_in_url(stand_in)
+    dying = activities(dying_sink(url, tmp_path, reach_sendgrid=True, eu_residency=True))
+    with pytest.raises(WorkerKilled):
+        await ActivityEnvironment().run(dying.send_notice, business_team_notice())
+    restarted = SendGridSink(API_KEY, register_in(tmp_path), host=url, eu_residency=True)
+    await ActivityEnvironment().run(activities(restarted).send_notice, business_team_notice())
+    assert stand_in.received == 2
+    key = recipient_key(business_team_notice().notice_id, "mscp-business-team@merton.example.org")
+    assert restarted.ledger.maybe_duplicated() == [key]
 
 
 # --- Failures -------------------------------------------------------------------------------
