@@ -146,6 +146,36 @@ async def test_a_case_to_written_confirmation_is_in_the_register_whole(
     register.close()
 
 
+async def test_a_note_on_an_open_case_reaches_the_register_while_it_runs(
+    new_worker: type[Harness], ts_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """A step that changes nothing the Temporal UI filters on (a recorded
+    discussion) is still written to the register: lists and reports read
+    the register, and an open case may run for months."""
+    harness = new_worker()
+    register = file_register(tmp_path)
+    request = make_request("merton", await ts_env.get_current_time())
+    raising = raising_manager(request)
+    async with harness.worker(register=register):
+        handle = await harness.raise_case(request)
+        await handle.execute_update(
+            DisagreementWorkflow.add_note, AddNote(by=raising, text="Called the duty manager")
+        )
+        state = await state_of(handle)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + 30
+        with ts_env.auto_time_skipping_disabled():
+            while (register.recorded_seq(request.reference) or 0) < state.next_seq - 1:
+                assert loop.time() < give_up, "the register never received the note"
+                await asyncio.sleep(0.2)
+        record = register.case(request.reference)
+        assert record is not None
+        assert [n.text for n in record.notes] == ["Called the duty manager"]
+        assert record.status == "open"
+        await handle.terminate("test over")
+    register.close()
+
+
 async def test_an_escalation_with_a_form_and_a_withdrawal(
     new_worker: type[Harness], ts_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:

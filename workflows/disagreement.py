@@ -582,10 +582,11 @@ class DisagreementWorkflow:
             sa.AGENCIES.value_set([state.raising_agency.key, state.receiving_agency.key]),
             sa.CATEGORIES.value_set(list(state.categories)),
         ]
-        if updates == self._published and workflow.patched(PATCH_PUBLISH_CHANGES):
-            return
-        self._published = updates
-        workflow.upsert_search_attributes(updates)
+        # The register is written after every change, whether or not the
+        # search attributes moved (a note, a notice sent, a reminder).
+        if updates != self._published or not workflow.patched(PATCH_PUBLISH_CHANGES):
+            self._published = updates
+            workflow.upsert_search_attributes(updates)
         workflow.set_current_details(ladder.current_details(state))
         self._changes += 1
 
