@@ -171,7 +171,7 @@ async def _check(request: Request, token: str) -> Checked:
             link.reference,
             come_back=f"{PATH}{token}",
         )
-    if recipient is None and viewer is not None:
+    if viewer is not None and (recipient is None or viewer.id != recipient.id):
         raise LinkRefused(
             403,
             "This link was sent to someone else",
@@ -186,14 +186,6 @@ async def _check(request: Request, token: str) -> Checked:
             "The address the email went to does not belong to anyone who can sign in here, "
             "so the link cannot act for them. Nothing has been changed. Sign in to act on "
             "the case.",
-            link.reference,
-        )
-    if viewer is not None and viewer.id != recipient.id:
-        raise LinkRefused(
-            403,
-            "This link was sent to someone else",
-            f"You are signed in as {viewer.name}, and the link works only for the person it "
-            "was emailed to. Nothing has been changed. Open the case to act on it yourself.",
             link.reference,
         )
     record = seen if seen is not None else await _record(request, recipient, link.reference)

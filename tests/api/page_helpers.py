@@ -13,10 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest_asyncio
 import uvicorn
 from canary_helpers import free_port
 from fastapi import FastAPI
+from pydantic import SecretStr
+
+from escalation.settings import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
@@ -173,3 +177,24 @@ async def raise_case(page: Any, site: str, who: Partnership, child: str) -> str:
         "This stage has no written timescale" in main and "Deadline\tNo written timescale" in main
     ), main
     return reference
+
+
+async def signing_in_through(provider: str, settings: Settings, site: str) -> Settings:
+    """``settings`` for an app at ``site`` whose pages sign people in through
+    the OIDC provider at ``provider``, registered there as a client of its own."""
+    async with httpx.AsyncClient() as http:
+        registered = await http.post(
+            f"{provider}/oauth2/clients", json={"redirect_uris": [f"{site}/sign-in/callback"]}
+        )
+        registered.raise_for_status()
+    client = registered.json()
+    return settings.model_copy(
+        update={
+            "oidc_issuer": provider,
+            "oidc_audience": client["client_id"],
+            "oidc_client_id": client["client_id"],
+            "oidc_client_secret": SecretStr(client["client_secret"]),
+            "demo_users": False,
+            "public_url": site,
+        }
+    )

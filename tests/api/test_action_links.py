@@ -22,8 +22,7 @@ import pytest_asyncio
 from api_helpers import Api, eventually
 from canary_helpers import free_port
 from link_stack import PRIYA, TOM, LinkStack, Outbox
-from page_helpers import serve
-from pydantic import SecretStr
+from page_helpers import serve, signing_in_through
 
 from activities.notices import NoticeActivities, OutboxSink
 from api.main import create_app
@@ -386,22 +385,7 @@ async def provider_site(link_stack: LinkStack) -> AsyncIterator[str]:
         require_client_registration=True, require_nonce=True, user_claims=[tom]
     ) as server:
         provider = f"http://localhost:{server.server_port}"
-        async with httpx.AsyncClient() as http:
-            registered = await http.post(
-                f"{provider}/oauth2/clients", json={"redirect_uris": [f"{site}/sign-in/callback"]}
-            )
-            registered.raise_for_status()
-        client = registered.json()
-        settings = link_stack.settings.model_copy(
-            update={
-                "oidc_issuer": provider,
-                "oidc_audience": client["client_id"],
-                "oidc_client_id": client["client_id"],
-                "oidc_client_secret": SecretStr(client["client_secret"]),
-                "demo_users": False,
-                "public_url": site,
-            }
-        )
+        settings = await signing_in_through(provider, link_stack.settings, site)
         app = create_app(settings, client=link_stack.client, register=link_stack.register)
         async with app.router.lifespan_context(app), serve(app, port):
             yield site

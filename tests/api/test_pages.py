@@ -38,8 +38,8 @@ from page_helpers import (
     serve,
     sign_in_as,
     sign_out,
+    signing_in_through,
 )
-from pydantic import SecretStr
 from pypdf import PdfReader
 from temporalio.testing import WorkflowEnvironment
 
@@ -448,21 +448,7 @@ async def oidc_site(
     """A second app over the same stack, signing in through the provider."""
     port = free_port()
     site = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient() as http:
-        registered = await http.post(
-            f"{provider}/oauth2/clients", json={"redirect_uris": [f"{site}/sign-in/callback"]}
-        )
-        registered.raise_for_status()
-    client = registered.json()
-    oidc = settings.model_copy(
-        update={
-            "oidc_issuer": provider,
-            "oidc_audience": client["client_id"],
-            "oidc_client_id": client["client_id"],
-            "oidc_client_secret": SecretStr(client["client_secret"]),
-            "demo_users": False,
-        }
-    )
+    oidc = await signing_in_through(provider, settings, site)
     app = create_app(oidc, client=dev_env.client, register=register)
     async with app.router.lifespan_context(app), serve(app, port) as url:
         assert url == site
