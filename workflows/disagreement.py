@@ -162,6 +162,8 @@ class DisagreementWorkflow:
         self._failures: deque[DeliveryFailed] = deque()
         # Register writes: changes made and changes written (see _recorder).
         self._registering = False
+        self._notice_identity = False
+        self._publish_changes = False
         # What this run last upserted (None: nothing yet in this run).
         self._published: list[SearchAttributeUpdate[Any]] | None = None
         self._changes = 0
@@ -177,6 +179,12 @@ class DisagreementWorkflow:
                 "; ".join(self._problems), type="InvalidRaise", non_retryable=True
             )
         self._registering = workflow.patched(PATCH_REGISTER)
+        # Asked once, at the run's start, before any activity: a patch first
+        # asked in the middle of a step lands in the history beside the
+        # register's write, which runs concurrently, on either side of it,
+        # and a replay that meets them the other way round fails.
+        self._notice_identity = workflow.patched(PATCH_NOTICE_IDENTITY)
+        self._publish_changes = workflow.patched(PATCH_PUBLISH_CHANGES)
         if self._registering:
             # A run continued as new writes what the run before it had not.
             state = self.state
@@ -414,7 +422,7 @@ class DisagreementWorkflow:
     async def _send(self, planned: ladder.PlannedNotice) -> None:
         state = self.state
         stage = self.policy.stages[state.stage]
-        if workflow.patched(PATCH_NOTICE_IDENTITY):
+        if self._notice_identity:
             notice_id = notice_identity(state, planned.template)
         else:
             notice_id = f"{state.reference}-{state.next_seq:05d}-{planned.template}"
@@ -584,7 +592,7 @@ class DisagreementWorkflow:
         ]
         # The register is written after every change, whether or not the
         # search attributes moved (a note, a notice sent, a reminder).
-        if updates != self._published or not workflow.patched(PATCH_PUBLISH_CHANGES):
+        if updates != self._published or not self._publish_changes:
             self._published = updates
             workflow.upsert_search_attributes(updates)
         workflow.set_current_details(ladder.current_details(state))
