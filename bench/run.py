@@ -60,6 +60,8 @@ from bench.stats import (
     CaptureLog,
     CpuMeter,
     Progress,
+    env_float,
+    env_int,
     frontend_requests,
     machine_cpu_s,
     say,
@@ -98,30 +100,20 @@ TARGETS = {
 }
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    return int(value) if value else default
-
-
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name, "").strip()
-    return float(value) if value else default
-
-
 class Config:
     def __init__(self) -> None:
-        self.n = _env_int("BENCH_N", 1000)
-        self.spread_seconds = _env_float("BENCH_SPREAD_SECONDS", 120.0)
-        self.api_rate = _env_float("BENCH_API_RATE", 20.0)
-        self.api_seconds = _env_float("BENCH_API_SECONDS", 15.0)
+        self.n = env_int("BENCH_N", 1000)
+        self.spread_seconds = env_float("BENCH_SPREAD_SECONDS", 120.0)
+        self.api_rate = env_float("BENCH_API_RATE", 20.0)
+        self.api_seconds = env_float("BENCH_API_SECONDS", 15.0)
         self.api_count = max(1, int(self.api_rate * self.api_seconds))
-        self.saturation_count = _env_int("BENCH_SATURATION_COUNT", min(150, self.api_count))
-        self.concurrency = _env_int("BENCH_CONCURRENCY", 16)
+        self.saturation_count = env_int("BENCH_SATURATION_COUNT", min(150, self.api_count))
+        self.concurrency = env_int("BENCH_CONCURRENCY", 16)
         self.skip = {s.strip() for s in os.environ.get("BENCH_SKIP", "").split(",") if s.strip()}
         # Scale: open cases raised before the burst (which raises N more), and
         # worker processes on the one task queue.
-        self.preload = _env_int("BENCH_PRELOAD", 0)
-        self.workers = _env_int("BENCH_WORKERS", 1)
+        self.preload = env_int("BENCH_PRELOAD", 0)
+        self.workers = env_int("BENCH_WORKERS", 1)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(self).items()}

@@ -193,3 +193,15 @@ def frontend_requests(metrics_port: int) -> dict[str, float]:
 def request_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, int]:
     delta = {k: int(after.get(k, 0) - before.get(k, 0)) for k in after}
     return dict(sorted(((k, v) for k, v in delta.items() if v), key=lambda kv: -kv[1]))
+
+
+def env_int(name: str, default: int) -> int:
+    """A whole-number setting from the environment, ``default`` where unset."""
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+def env_float(name: str, default: float) -> float:
+    """A number setting from the environment, ``default`` where unset."""
+    value = os.environ.get(name, "").strip()
+    return float(value) if value else default

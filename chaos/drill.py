@@ -50,7 +50,7 @@ from temporalio.client import Client
 from api.cases import workflow_id
 from api.users import StoredUser, hash_token, new_token, write_users
 from bench.stack import Stack, StackError
-from bench.stats import CaptureLog, CpuMeter, percentile, say
+from bench.stats import CaptureLog, CpuMeter, env_float, env_int, percentile, say
 from chaos import verdict as v
 from escalation.converter import data_converter
 from escalation.settings import Settings
@@ -72,16 +72,6 @@ PARTIES: dict[str, tuple[str, str]] = {
 DRILL_REASON = "Chaos drill"
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    return int(value) if value else default
-
-
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name, "").strip()
-    return float(value) if value else default
-
-
 @dataclass
 class Config:
     cases: int = 200
@@ -97,13 +87,13 @@ class Config:
     @classmethod
     def from_env(cls) -> Config:
         return cls(
-            cases=_env_int("CHAOS_CASES", cls.cases),
-            worker_kills=_env_int("CHAOS_WORKER_KILLS", cls.worker_kills),
-            server_restarts=_env_int("CHAOS_SERVER_RESTARTS", cls.server_restarts),
-            seconds=_env_float("CHAOS_SECONDS", cls.seconds),
-            seed=_env_int("CHAOS_SEED", int(time.time())),
-            recovery_limit=_env_float("CHAOS_RECOVERY_LIMIT", cls.recovery_limit),
-            drain_limit=_env_float("CHAOS_DRAIN_LIMIT", cls.drain_limit),
+            cases=env_int("CHAOS_CASES", cls.cases),
+            worker_kills=env_int("CHAOS_WORKER_KILLS", cls.worker_kills),
+            server_restarts=env_int("CHAOS_SERVER_RESTARTS", cls.server_restarts),
+            seconds=env_float("CHAOS_SECONDS", cls.seconds),
+            seed=env_int("CHAOS_SEED", int(time.time())),
+            recovery_limit=env_float("CHAOS_RECOVERY_LIMIT", cls.recovery_limit),
+            drain_limit=env_float("CHAOS_DRAIN_LIMIT", cls.drain_limit),
         )
 
 
