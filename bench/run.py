@@ -29,7 +29,10 @@ BENCH_SQLITE_PRAGMAS and BENCH_SERVER_CONFIG (see bench.stack).
 
 Figures go to bench/results/latest.json (and a timestamped copy), the table
 to bench/results/latest.md and the terminal. Logs and the SQLite file of the
-run stay in bench/results/run/ for inspection until the next run.
+run stay in bench/results/run/ for inspection until the next run. A run named
+by BENCH_ROUND (``make bench``'s scale rounds) writes ``<round>.json`` and
+``<round>.md`` and keeps its files in ``run-<round>/`` instead, so the rounds of
+one ``make bench`` do not overwrite each other.
 """
 
 from __future__ import annotations
@@ -1122,7 +1125,9 @@ def main() -> int:
     began = time.monotonic()
     cfg = Config()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    run_dir = RESULTS / "run"
+    round_name = os.environ.get("BENCH_ROUND", "").strip()
+    run_dir = RESULTS / (f"run-{round_name}" if round_name else "run")
+    figures = RESULTS / f"{round_name or 'latest'}.json"
     if run_dir.exists():
         shutil.rmtree(run_dir)
     results: dict[str, Any] = {
@@ -1173,12 +1178,13 @@ def main() -> int:
             text += "\n\n" + extra
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     blob = json.dumps(results, indent=2, default=str)
-    (RESULTS / "latest.json").write_text(blob, encoding="utf-8")
-    (RESULTS / f"{stamp}.json").write_text(blob, encoding="utf-8")
-    (RESULTS / "latest.md").write_text(text + "\n", encoding="utf-8")
-    say("\nResults\n")
+    figures.write_text(blob, encoding="utf-8")
+    stamped = RESULTS / f"{stamp}{'-' + round_name if round_name else ''}.json"
+    stamped.write_text(blob, encoding="utf-8")
+    figures.with_suffix(".md").write_text(text + "\n", encoding="utf-8")
+    say(f"\nResults{' (' + round_name + ')' if round_name else ''}\n")
     say(text)
-    say(f"\nTotal {results['total_s']:.0f}s. Figures: {RESULTS / 'latest.json'}")
+    say(f"\nTotal {results['total_s']:.0f}s. Figures: {figures}")
     if status == 0 and not all(v for v in results["verdicts"].values() if v is not None):
         say("Some targets were missed (see the README's Performance section for why).")
     return status
