@@ -436,8 +436,9 @@ async def record_bounded_notes(env: WorkflowEnvironment, name: str) -> None:
 
 async def record_continued_by_length(env: WorkflowEnvironment, name: str) -> None:
     """A case whose history passes ladder.CONTINUE_AS_NEW_AFTER_EVENTS (here
-    by thousands of operators' signals it refuses) continues as new by its
-    own rule (workflow.patched 'continue-as-new-by-length'), before any
+    by operators' signals it refuses) continues as new by its own rule
+    (workflow.patched 'continue-as-new-sooner'; 'continue-as-new-by-length'
+    at the earlier bar of 4,000 in the history recorded under it), before any
     suggestion from the server. The history is the first run's."""
     async with recorded_case(env, "REPLAY-LONG") as (request, handle):
         first = env.client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
@@ -445,7 +446,7 @@ async def record_continued_by_length(env: WorkflowEnvironment, name: str) -> Non
         # then none, so that the task that continues as new is not cut short
         # by a signal arriving under it.
         while len((await first.fetch_history()).events) < ladder.CONTINUE_AS_NEW_AFTER_EVENTS:
-            for _ in range(50):
+            for _ in range(10):
                 await handle.signal("resolv", {})
         with contextlib.suppress(WorkflowContinuedAsNewError):
             await first.result(follow_runs=False)
@@ -494,8 +495,8 @@ async def main(names: list[str]) -> None:
     jobs["merton-bounded-notes-refused"] = lambda env: record_bounded_notes(
         env, "merton-bounded-notes-refused"
     )
-    jobs["merton-continued-as-new-by-length"] = lambda env: record_continued_by_length(
-        env, "merton-continued-as-new-by-length"
+    jobs["merton-continued-as-new-sooner"] = lambda env: record_continued_by_length(
+        env, "merton-continued-as-new-sooner"
     )
     jobs["merton-clock-failure-recorded"] = lambda env: record_clock_failure(
         env, "merton-clock-failure-recorded"

@@ -154,6 +154,16 @@ def test_the_continue_by_length_path_has_a_history() -> None:
     assert b'"id":"continue-as-new-by-length"' in _marker_payloads(path)
 
 
+def test_the_continue_sooner_path_has_a_history() -> None:
+    """Since the continue-as-new-sooner patch: a run continued as new at the
+    lower bar, a few hundred events, not thousands."""
+    path = next(p for p in HISTORIES if p.stem == "merton-continued-as-new-sooner")
+    events = json.loads(path.read_text())["events"]
+    assert events[-1]["eventType"] == "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW"
+    assert len(events) < 1_000
+    assert b'"id":"continue-as-new-sooner"' in _marker_payloads(path)
+
+
 def _marker_payloads(path: Path) -> bytes:
     history = json.loads(path.read_text())
     found = []

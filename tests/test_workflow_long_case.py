@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
@@ -35,11 +34,7 @@ ESCALATE_AT_WEEKS = (13, 26, 39)
 async def test_a_year_of_reminders_and_hundreds_of_notes(
     ts_env: WorkflowEnvironment,
     new_worker: Callable[[], Harness],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # A lower bar than production's, so that a year of this case crosses it
-    # several times; the rule is the same.
-    monkeypatch.setattr(ladder, "CONTINUE_AS_NEW_AFTER_EVENTS", 600)
     harness = new_worker()
     request = make_request("hillingdon", await ts_env.get_current_time())
     assert all(stage.timescale.kind == "none" for stage in request.policy.stages)
@@ -99,5 +94,7 @@ async def test_a_year_of_reminders_and_hundreds_of_notes(
             if continued
             else None
         )
-    assert len(lengths) >= 3, lengths
-    assert max(lengths) < HISTORY_WARNING, lengths
+    # Each run ends within a step of the case's own bar, far below the
+    # warning: what a worker that does not hold the case replays to answer.
+    assert len(lengths) >= 5, lengths
+    assert max(lengths) < ladder.CONTINUE_AS_NEW_AFTER_EVENTS + 50 < HISTORY_WARNING, lengths

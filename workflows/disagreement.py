@@ -110,6 +110,9 @@ PATCH_BOUNDED_ACTIONS = "bounded-notes-and-deadlines"
 # A case continues as new once its history passes a length of its own
 # (ladder.CONTINUE_AS_NEW_AFTER_EVENTS), not only when the server suggests it.
 PATCH_CONTINUE_BY_LENGTH = "continue-as-new-by-length"
+# That length lowered from 4,000 events to 150 (ladder), so that a worker that
+# does not hold a long-lived case replays a short run before it answers.
+PATCH_CONTINUE_SOONER = "continue-as-new-sooner"
 # The calendar arithmetic failing for good (an instant an operator's start
 # or signal put beyond the calendar's range) is recorded on the case, which
 # keeps the clock it had and waits for people to act; before, the case failed.
@@ -298,8 +301,14 @@ class DisagreementWorkflow:
         info = workflow.info()
         if info.is_continue_as_new_suggested():
             return True
-        # Asked only once the history is long, so shorter ones carry no marker.
-        return info.get_current_history_length() >= ladder.CONTINUE_AS_NEW_AFTER_EVENTS and (
+        # Each asked only once the history is long, so shorter ones carry no
+        # marker; a run that began before the lower bar keeps the earlier one.
+        length = info.get_current_history_length()
+        if length >= ladder.CONTINUE_AS_NEW_AFTER_EVENTS and workflow.patched(
+            PATCH_CONTINUE_SOONER
+        ):
+            return True
+        return length >= ladder.EARLIER_CONTINUE_AS_NEW_AFTER_EVENTS and (
             workflow.patched(PATCH_CONTINUE_BY_LENGTH)
         )
 
