@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any, Self
 
 from temporalio.api.common.v1 import Payload
+from temporalio.api.failure.v1 import Failure
 from temporalio.common import RawValue
 from temporalio.contrib.pydantic import PydanticPayloadConverter, pydantic_data_converter
-from temporalio.api.failure.v1 import Failure
 from temporalio.converter import (
     DataConverter,
     DefaultFailureConverter,

@@ -669,9 +669,7 @@ async def test_an_action_sent_unencrypted_is_refused_with_how_to_send_it(
     never enters the history; the signal's does, as it was sent."""
     harness = new_worker()
     request = make_request("merton", await ts_env.get_current_time())
-    plain = plain_client(ts_env.client).get_workflow_handle(
-        f"disagreement-{request.reference}"
-    )
+    plain = plain_client(ts_env.client).get_workflow_handle(f"disagreement-{request.reference}")
     async with harness.worker(), open_case(harness, request) as handle:
         before = await state_of(handle)
         await plain.signal("withdraw", {"reason": "Signalled in plain words"})

@@ -827,10 +827,13 @@ class DisagreementWorkflow:
         so that whatever a person sends becomes an action or its recorded
         refusal, and never a failed workflow task."""
         try:
-            if self._state is not None and _unencrypted(inputs):
-                # Asked only then, so that histories without one carry no marker.
-                if workflow.patched(PATCH_UNENCRYPTED_ACTIONS):
-                    raise Refused(_sent_unencrypted(name, "signal"))
+            # The patch is asked only then, so histories without one carry no marker.
+            if (
+                self._state is not None
+                and _unencrypted(inputs)
+                and workflow.patched(PATCH_UNENCRYPTED_ACTIONS)
+            ):
+                raise Refused(_sent_unencrypted(name, "signal"))
             value = _read_signal(name, inputs)
         except Refused as refusal:
             # Dropped before the patch, as the SDK did with an input it could
