@@ -24,7 +24,13 @@ makes it fail to decrypt rather than decrypt wrongly.
 
 Decoding passes through any payload whose ``encoding`` is not
 ``binary/encrypted``: histories written before encryption was switched on
-(and the replay tests' recorded histories) keep working.
+(and the replay tests' recorded histories) keep working. The data
+converter's codec (``lenient``) marks such a payload as it passes
+(``escalation-arrived-unencrypted`` in its metadata, see
+``arrived_unencrypted``): the disagreement workflow refuses a person's action
+that carries the mark (an operator's CLI input sent without the codec
+endpoint), and reads everything else as it is. The mark is added on the
+way in, never taken from the sender, so a plain payload cannot come without it.
 
 A payload labelled ``binary/encrypted`` that does not decrypt (an operator's
 CLI input labelled so by hand, a key missing from the ring) is an error for
@@ -112,6 +118,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.converter import PayloadCodec, SerializationContext, WithSerializationContext
+from temporalio.exceptions import ApplicationError
 
 if TYPE_CHECKING:
     from escalation.settings import Settings
@@ -128,6 +135,8 @@ PARTNERSHIP_METADATA = "encryption-partnership"
 # Set by the payload converter on the plain payload of a value that names its
 # partnership; travels encrypted.
 LABEL_METADATA = "escalation-partnership"
+# Set by the lenient codec on a payload that reached it unencrypted.
+UNENCRYPTED_METADATA = "escalation-arrived-unencrypted"
 KEY_BYTES = 32
 NONCE_BYTES = 12
 KEY_FILE = "codec-keys.json"
@@ -425,6 +434,21 @@ def payload_partnership(payload: Payload) -> str | None:
     return raw.decode("ascii", errors="replace") if raw is not None else None
 
 
+def arrived_unencrypted(payload: Payload) -> bool:
+    """Whether the data converter's codec found this payload unencrypted."""
+    return UNENCRYPTED_METADATA in payload.metadata
+
+
+class UnencryptedRefusal(ApplicationError):
+    """The refusal of a person's action that arrived unencrypted. Whoever
+    sent it has no codec to read an encrypted answer with, so the data
+    converter leaves this one's message readable: it says how to send the
+    action, never what it carried."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, type="ActionRefused", non_retryable=True)
+
+
 class EncryptionCodec(PayloadCodec, WithSerializationContext):
     """AES-256-GCM over whole serialised payloads, tagged with the key id
     and the partnership of the case they belong to."""
@@ -483,7 +507,8 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
 
     def lenient_copy(self) -> EncryptionCodec:
         """The same keys and partnerships, answering an undecryptable payload
-        with an ``binary/undecodable`` one instead of raising."""
+        with an ``binary/undecodable`` one instead of raising, and marking an
+        unencrypted one (``arrived_unencrypted``)."""
         copied = copy.copy(self)
         copied.lenient = True
         return copied
@@ -502,6 +527,11 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
     def _decode_or_mark(self, payload: Payload) -> Payload:
         if not self.lenient:
             return self._decode_one(payload)
+        if payload.metadata.get("encoding") != ENCODING:
+            marked = Payload()
+            marked.CopyFrom(payload)
+            marked.metadata[UNENCRYPTED_METADATA] = b"true"
+            return marked
         try:
             return self._decode_one(payload)
         except CodecDecodeError as error:
@@ -580,13 +610,14 @@ async def encode_payloads_json(
     body: dict[str, Any], codec: EncryptionCodec | None = None, *, partnership: str | None = None
 ) -> dict[str, Any]:
     """The remote codec protocol's /encode: JSON Payloads in, encrypted out,
-    as belonging to ``partnership`` (or to none). A label inside the given
-    payloads is not trusted: it is removed."""
+    as belonging to ``partnership`` (or to none). A label or an
+    unencrypted mark inside the given payloads is not trusted: it is removed."""
     payloads = list(_payloads_from_json(body).payloads)
     codec = codec or _shared_codec()
     for payload in payloads:
-        if LABEL_METADATA in payload.metadata:
-            del payload.metadata[LABEL_METADATA]
+        for untrusted in (LABEL_METADATA, UNENCRYPTED_METADATA):
+            if untrusted in payload.metadata:
+                del payload.metadata[untrusted]
     return _payloads_to_json([codec.encode_one(payload, partnership) for payload in payloads])
 
 

@@ -5,9 +5,10 @@ Every payload (workflow and activity inputs and results, updates, signals,
 queries, memos, and the summaries and details of user metadata) goes through
 the ``EncryptionCodec`` (``escalation.codec``) on its way to and from the
 server; failures use the failure converter that moves their message and
-stack trace into an encoded attribute, so those are encrypted too. Search
-attributes cannot be encrypted (the server indexes them), which is why they
-carry only non-identifying fields.
+stack trace into an encoded attribute, so those are encrypted too (all but
+the refusal of an action that arrived unencrypted, which its sender must be
+able to read). Search attributes cannot be encrypted (the server indexes
+them), which is why they carry only non-identifying fields.
 
 Each encrypted payload carries the partnership of the case it belongs to
 (``escalation.codec`` explains how the codec learns it): this module's
@@ -33,11 +34,14 @@ from pathlib import Path
 from typing import Any, Self
 
 from temporalio.api.common.v1 import Payload
+from temporalio.api.failure.v1 import Failure
 from temporalio.common import RawValue
 from temporalio.contrib.pydantic import PydanticPayloadConverter, pydantic_data_converter
 from temporalio.converter import (
     DataConverter,
+    DefaultFailureConverter,
     DefaultFailureConverterWithEncodedAttributes,
+    PayloadConverter,
     SerializationContext,
     WithSerializationContext,
 )
@@ -49,10 +53,12 @@ from escalation.codec import (
     UNDECODABLE_REASON,
     CodecDecodeError,
     EncryptionCodec,
+    UnencryptedRefusal,
+    arrived_unencrypted,
     resolve_key_ring,
 )
 from escalation.settings import Settings
-from workflows.messages import CaseState, RaiseDisagreement
+from workflows.messages import CaseState, ManagerAction, RaiseDisagreement
 
 
 def _partnership_of(value: Any) -> str | None:
@@ -65,9 +71,11 @@ def _partnership_of(value: Any) -> str | None:
 
 class LabellingPayloadConverter(PydanticPayloadConverter):
     """Pydantic's converter, with the values that name their partnership (a
-    case's start input, its state) labelled so for the codec, and a payload
-    the codec could not decrypt an error saying why where its value is read
-    (a raw read, ``RawValue``, gets it as it is)."""
+    case's start input, its state) labelled so for the codec, a payload the
+    codec could not decrypt an error saying why where its value is read (a
+    raw read, ``RawValue``, gets it as it is), and a manager's action whose
+    payload the codec found unencrypted noted so on the action, for the
+    update's validator to refuse."""
 
     def from_payloads(
         self, payloads: Sequence[Payload], type_hints: list[type] | None = None
@@ -76,7 +84,11 @@ class LabellingPayloadConverter(PydanticPayloadConverter):
             wanted = type_hints[index] if type_hints and index < len(type_hints) else None
             if payload.metadata.get("encoding") == UNDECODABLE and wanted is not RawValue:
                 raise CodecDecodeError(undecodable_reason(payload))
-        return super().from_payloads(payloads, type_hints)
+        values = super().from_payloads(payloads, type_hints)
+        for value, payload in zip(values, payloads, strict=False):
+            if isinstance(value, ManagerAction) and arrived_unencrypted(payload):
+                value.note_arrived_unencrypted()
+        return values
 
     def to_payloads(self, values: Sequence[Any]) -> list[Payload]:
         payloads = super().to_payloads(values)
@@ -85,6 +97,23 @@ class LabellingPayloadConverter(PydanticPayloadConverter):
             if partnership:
                 payload.metadata[LABEL_METADATA] = partnership.encode("ascii", "replace")
         return payloads
+
+
+class EncryptingFailureConverter(DefaultFailureConverterWithEncodedAttributes):
+    """Failures' messages and stack traces travel encrypted, except the
+    refusal of an action that arrived unencrypted (``UnencryptedRefusal``),
+    whose sender could not read it: its message only, and in plain."""
+
+    _readable = DefaultFailureConverter()
+
+    def to_failure(
+        self, exception: BaseException, payload_converter: PayloadConverter, failure: Failure
+    ) -> None:
+        if isinstance(exception, UnencryptedRefusal):
+            self._readable.to_failure(exception, payload_converter, failure)
+            failure.stack_trace = ""
+            return
+        super().to_failure(exception, payload_converter, failure)
 
 
 def undecodable_reason(payload: Payload) -> str:
@@ -187,7 +216,7 @@ def _converter(codec: EncryptionCodec) -> DataConverter:
         # Lenient: one payload that does not decrypt fails only its own value
         # (escalation.codec), not every payload Temporal decodes with it.
         payload_codec=codec.lenient_copy(),
-        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+        failure_converter_class=EncryptingFailureConverter,
     )
 
 

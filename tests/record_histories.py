@@ -18,20 +18,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from temporalio.client import WorkflowContinuedAsNewError, WorkflowHandle
+from temporalio.api.common.v1 import Payload
+from temporalio.client import (
+    Client,
+    WorkflowContinuedAsNewError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notices import MemorySink, OutboxSink
-from escalation.converter import plain_data_converter
+from escalation.codec import EncryptionCodec, KeyRing
+from escalation.converter import LabellingPayloadConverter, plain_data_converter
 from escalation.simulate import Act, parties, rehearse, start_test_server
 from policies.loader import get_policy
 from tests import crashing_worker
@@ -470,6 +478,43 @@ async def record_clock_failure(env: WorkflowEnvironment, name: str) -> None:
         await save(name, handle)
 
 
+class _DecodesOnly(EncryptionCodec):
+    """The product's codec as a worker decodes with it (a payload that
+    arrived unencrypted is marked so), encrypting nothing: the history of a
+    case refusing unencrypted actions must replay without a key."""
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return list(payloads)
+
+
+async def record_unencrypted_actions(env: WorkflowEnvironment, name: str) -> None:
+    """An operator's withdrawal signalled and a note sent as an update, both
+    without the codec endpoint: the signal recorded as refused
+    (workflow.patched 'unencrypted-actions-refused'), the update refused by
+    its validator (nothing in the history); the deadline still escalates."""
+    worker_converter = dataclasses.replace(
+        plain_data_converter(),
+        payload_converter_class=LabellingPayloadConverter,
+        payload_codec=_DecodesOnly(KeyRing.generate(), lenient=True),
+    )
+    worker_client = Client(**{**env.client.config(), "data_converter": worker_converter})
+    request = fake_request("REPLAY-UNENCRYPTED", await env.get_current_time())
+    task_queue = f"record-{uuid.uuid4()}"
+    async with build_worker(worker_client, task_queue, MemorySink()):
+        handle = await start_case(env, request, task_queue)
+        await handle.signal("withdraw", Withdraw(reason="Sent without the codec"))
+        with contextlib.suppress(WorkflowUpdateFailedError):
+            await handle.execute_update(DisagreementWorkflow.add_note, AddNote(text="Plain"))
+            raise AssertionError("an unencrypted update was accepted")
+        state = await handle.query(DisagreementWorkflow.get_state)
+        assert state.clock.deadline is not None
+        await env.sleep(state.clock.deadline - await env.get_current_time() + timedelta(hours=1))
+        state = await handle.query(DisagreementWorkflow.get_state)
+        assert state.stage == 1 and [e.type for e in state.events].count("refused") == 1
+        await handle.terminate("recorded")
+        await save(name, handle)
+
+
 async def save(name: str, handle: WorkflowHandle) -> None:
     history = await handle.fetch_history()
     HISTORIES.mkdir(exist_ok=True)
@@ -500,6 +545,9 @@ async def main(names: list[str]) -> None:
     )
     jobs["merton-clock-failure-recorded"] = lambda env: record_clock_failure(
         env, "merton-clock-failure-recorded"
+    )
+    jobs["merton-unencrypted-actions-refused"] = lambda env: record_unencrypted_actions(
+        env, "merton-unencrypted-actions-refused"
     )
     crash = "merton-crash-after-notice-then-note"
     # Its own dev server (a worker is killed in real time).

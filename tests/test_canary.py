@@ -28,6 +28,10 @@ holds the encrypted payloads' ``binary/encrypted`` marker and the workflow
 ids in the clear (so it is searchable as it lies); `temporal workflow show`
 without the codec shows ``binary/encrypted`` payloads and no canary; and the
 form PDFs are shown to have been read.
+
+An operator who leaves out the codec endpoint is refused: a note about the
+child sent as an update never enters the case (its canary is searched for
+with the others), and one sent as a signal is recorded as refused.
 """
 
 from __future__ import annotations
@@ -101,7 +105,11 @@ TEXT = {
     "written confirmation": "CanaryConfirmationC3Y8",
     "withdrawal reason": "CanaryWithdrawReasonS7U2",
     "operator CLI note": "CanaryCliNoteE4Q1",
+    "operator CLI update without the codec": "CanaryPlainUpdateA6R3",
 }
+# A signal keeps what it carried in the history as it was sent, refused or
+# not: the one sent without the codec carries no child.
+PLAIN_SIGNAL = "Operator's note sent without the codec endpoint"
 CANARIES = {**IDENTITY, **{f"{path} canary": token for path, token in TEXT.items()}}
 NEEDLES = needles(CANARIES)
 IDENTITY_NEEDLES = needles(IDENTITY)
@@ -264,6 +272,41 @@ async def signal_as_the_readme_shows(api: Api, stack: Stack, ref: str) -> None:
     )
 
 
+async def act_without_the_codec(api: Api, stack: Stack, ref: str) -> None:
+    """An operator who leaves out ``--codec-endpoint``. A note about the child
+    sent as an update is refused before it enters the case (its canary must
+    be found nowhere), with a refusal readable without the codec saying how
+    to send it; a note sent as a signal is refused and recorded on the case,
+    saying the same."""
+
+    def cli(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [temporal_cli(), "workflow", *args, "--address", stack.address]
+            + ["--workflow-id", f"disagreement-{ref}", "--name", "add_note"],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+
+    note = json.dumps({"text": text("operator CLI update without the codec")})
+    updated = cli("update", "execute", "--input", note)
+    said = (updated.stdout + updated.stderr).decode(errors="replace")
+    assert updated.returncode != 0, said[-500:]
+    assert "the add_note update arrived unencrypted and is refused" in said, said[-500:]
+    assert "--codec-endpoint" in said, said[-500:]
+    signalled = cli("signal", "--input", json.dumps({"text": PLAIN_SIGNAL}))
+    assert signalled.returncode == 0, signalled.stderr.decode(errors="replace")[-500:]
+    state = await api.until(
+        ref,
+        lambda s: any(
+            "the add_note signal arrived unencrypted and is refused" in (e.get("detail") or "")
+            for e in s["events"]
+        ),
+        "the unencrypted signal's refusal",
+    )
+    assert not any(PLAIN_SIGNAL in n["text"] for n in state["notes"])
+
+
 async def run_cases(api: Api, stack: Stack) -> dict[str, Case]:
     """Every policy, every kind of action."""
     # Raise: at least one case per policy, as whoever may raise it.
@@ -327,6 +370,7 @@ async def run_cases(api: Api, stack: Stack) -> dict[str, Case]:
     await api.act(merton_withdrawn, "notes", POLICE, {"text": text("note")})
     await type_the_child_where_it_does_not_belong(api, merton)
     await signal_as_the_readme_shows(api, stack, merton)
+    await act_without_the_codec(api, stack, merton)
 
     # Cheshire: up every step to the one that needs Appendix A, then resolved.
     await api.act(cheshire, "acknowledge", CHESHIRE_TEAM, {"note": text("acknowledgement note")})

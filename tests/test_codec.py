@@ -18,6 +18,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, WorkflowExecution
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.workflowservice.v1 import (
@@ -33,12 +34,15 @@ from temporalio.worker import Replayer
 from escalation.codec import (
     ENCODING,
     KEY_ID_METADATA,
+    UNENCRYPTED_METADATA,
     CodecDecodeError,
     CodecKeyError,
     CodecRequestError,
     EncryptionCodec,
     KeyRing,
+    UnencryptedRefusal,
     UnknownKeyError,
+    arrived_unencrypted,
     create_key_file,
     decode_payloads_json,
     encode_payloads_json,
@@ -134,6 +138,29 @@ async def test_unencrypted_payloads_pass_through() -> None:
     old = [plain("recorded before encryption"), Payload(metadata={"encoding": b"binary/null"})]
     [new] = await codec.encode([plain("after")])
     assert await codec.decode([*old, new]) == [*old, plain("after")]
+
+
+async def test_the_converters_codec_marks_what_arrived_unencrypted() -> None:
+    """The mark is added on the way in: a plain payload has it whatever its
+    sender put in it, a decrypted one has it only if its encoder did, which
+    ``/codec/encode`` never lets through; the codec endpoint's own decode
+    (strict) adds nothing."""
+    codec = EncryptionCodec(KeyRing({"k1": key()}))
+    lenient = codec.lenient_copy()
+    [encrypted] = await codec.encode([plain("through the codec")])
+    [arrived_plain, arrived_encrypted] = await lenient.decode([plain("typed"), encrypted])
+    assert arrived_unencrypted(arrived_plain)
+    assert not arrived_unencrypted(arrived_encrypted)
+    assert not arrived_unencrypted((await codec.decode([plain("typed")]))[0])
+
+    forged = plain("claims to be encrypted")
+    forged.metadata[UNENCRYPTED_METADATA] = b"true"
+    body = {"payloads": [json_format.MessageToDict(forged)]}
+    encoded = await encode_payloads_json(body, codec)
+    [through_the_endpoint] = await lenient.decode(
+        [json_format.ParseDict(p, Payload()) for p in encoded["payloads"]]
+    )
+    assert not arrived_unencrypted(through_the_endpoint)
 
 
 # --- Keys -------------------------------------------------------------------------------
@@ -311,6 +338,21 @@ async def test_failure_messages_and_stack_traces_are_encrypted() -> None:
     decoded = await converter.decode_failure(failure)
     assert isinstance(decoded, ApplicationError)
     assert decoded.message == f"cannot act for {CANARY}"
+
+
+async def test_the_refusal_of_an_unencrypted_action_is_readable_without_the_codec() -> None:
+    """Its sender has no codec: the message travels plain (it names the
+    action, never its content) and carries no stack trace."""
+    try:
+        raise UnencryptedRefusal("the add_note update arrived unencrypted and is refused")
+    except UnencryptedRefusal as exc:
+        error = exc
+    failure = Failure()
+    await data_converter().encode_failure(error, failure)
+    assert failure.message == "the add_note update arrived unencrypted and is refused"
+    assert failure.stack_trace == "" and not failure.HasField("encoded_attributes")
+    assert failure.application_failure_info.type == "ActionRefused"
+    assert failure.application_failure_info.non_retryable
 
 
 def _payload_bytes(node: object) -> list[bytes]:

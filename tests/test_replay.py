@@ -164,6 +164,22 @@ def test_the_continue_sooner_path_has_a_history() -> None:
     assert b'"id":"continue-as-new-sooner"' in _marker_payloads(path)
 
 
+def test_the_unencrypted_actions_path_has_a_history() -> None:
+    """Since the unencrypted-actions-refused patch: a withdrawal signalled
+    without the codec, recorded as refused (the case was not withdrawn), an
+    update so sent refused before it entered the history, and the deadline
+    escalating the case after them."""
+    path = next(p for p in HISTORIES if p.stem == "merton-unencrypted-actions-refused")
+    types = [e["eventType"] for e in json.loads(path.read_text())["events"]]
+    assert types.count("EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED") == 1
+    assert "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED" not in types
+    assert "EVENT_TYPE_WORKFLOW_TASK_FAILED" not in types
+    payloads = _marker_payloads(path)
+    assert b'"id":"unencrypted-actions-refused"' in payloads
+    assert b"-s1n1-escalated-automatically" in payloads
+    assert b"-withdrawn" not in payloads
+
+
 def _marker_payloads(path: Path) -> bytes:
     history = json.loads(path.read_text())
     found = []

@@ -562,8 +562,8 @@ MALFORMED_SIGNALS: list[tuple[str, str, list[Any], str]] = [
         "withdraw",
         [raw(b"binary/encrypted", b'{"reason": "Plain text"}')],
         "the withdraw signal's input could not be decrypted (encrypted payload has no "
-        "encryption-key-id metadata); send it through the codec endpoint (--codec-endpoint), "
-        "or as plain JSON",
+        "encryption-key-id metadata); send it through the codec endpoint (--codec-endpoint, "
+        "--codec-auth)",
     ),
     (
         "not-json",
@@ -591,20 +591,25 @@ MALFORMED_SIGNALS: list[tuple[str, str, list[Any], str]] = [
 ]
 
 
+# Sent past the codec: through it, the payload labelled encrypted would be
+# encrypted in turn, and decrypt to itself.
+PAST_THE_CODEC = {"labelled-encrypted-but-not"}
+
+
 async def test_a_malformed_signal_is_recorded_as_refused_and_the_case_goes_on(
     ts_env: WorkflowEnvironment, new_worker: Callable[[], Harness]
 ) -> None:
     """Every way a signal can be wrong, sent to one case as the Temporal CLI
-    sends them (no codec): each is recorded on the case as refused, saying
-    what was wrong and not what was sent, and the case still takes actions
-    and still escalates at its deadline."""
+    sends them through the codec endpoint: each is recorded on the case as
+    refused, saying what was wrong and not what was sent, and the case still
+    takes actions and still escalates at its deadline."""
     harness = new_worker()
     request = make_request("merton", await ts_env.get_current_time())
     plain = plain_client(ts_env.client)
     async with harness.worker(), open_case(harness, request) as handle:
-        as_sent = plain.get_workflow_handle(handle.id)
-        for _, name, inputs, _ in MALFORMED_SIGNALS:
-            await as_sent.signal(name, args=inputs)
+        for key, name, inputs, _ in MALFORMED_SIGNALS:
+            sender = plain.get_workflow_handle(handle.id) if key in PAST_THE_CODEC else handle
+            await sender.signal(name, args=inputs)
         # Not one of them stops the case's workflow tasks.
         with ts_env.auto_time_skipping_disabled():
             await asyncio.wait_for(barrier(handle), 30)
@@ -642,6 +647,62 @@ async def test_a_malformed_update_is_refused_to_its_sender_and_the_case_goes_on(
             DisagreementWorkflow.resolve, Resolve(by=receiving_manager(request), outcome="Agreed")
         )
         assert (await state_of(handle)).status == "awaiting-confirmation"
+
+
+def unencrypted_refusal(name: str, command: str) -> str:
+    kind = "signal" if command == "signal" else "update"
+    return (
+        f"the {name} {kind} arrived unencrypted and is refused: send it again through the "
+        f"codec endpoint, temporal workflow {command} --codec-endpoint <API address>/codec "
+        '--codec-auth "Bearer <operator token>" (see the README on acting from the CLI)'
+    )
+
+
+async def test_an_action_sent_unencrypted_is_refused_with_how_to_send_it(
+    ts_env: WorkflowEnvironment, new_worker: Callable[[], Harness]
+) -> None:
+    """An operator's signal and update sent as the Temporal CLI sends them
+    when ``--codec-endpoint`` is left out (plain JSON): the signal is recorded
+    on the case as refused and the update refused to its sender, each saying
+    how to send it; neither changes the case, which still takes the same
+    action encrypted and still escalates at its deadline. The update's text
+    never enters the history; the signal's does, as it was sent."""
+    harness = new_worker()
+    request = make_request("merton", await ts_env.get_current_time())
+    plain = plain_client(ts_env.client).get_workflow_handle(f"disagreement-{request.reference}")
+    async with harness.worker(), open_case(harness, request) as handle:
+        before = await state_of(handle)
+        await plain.signal("withdraw", {"reason": "Signalled in plain words"})
+        with ts_env.auto_time_skipping_disabled():
+            cause = await refused(
+                asyncio.wait_for(plain.execute_update("add_note", {"text": "Noted in plain"}), 20)
+            )
+        assert cause.message == unencrypted_refusal("add_note", "update execute")
+        await barrier(handle)
+
+        after = await state_of(handle)
+        new_events = after.events[len(before.events) :]
+        (refusal,) = [e for e in new_events if e.type == "refused"]
+        assert refusal.detail == unencrypted_refusal("withdraw", "signal")
+        assert refusal.by == "operator"
+        unchanged = {"events", "next_seq", "recorded_seq", "notes"}
+        assert after.model_dump(exclude=unchanged) == before.model_dump(exclude=unchanged)
+        assert after.status == "open"
+        assert [n.text for n in after.notes] == [n.text for n in before.notes] + ["barrier"]
+
+        history = b"".join(e.SerializeToString() for e in (await handle.fetch_history()).events)
+        assert b"Noted in plain" not in history
+        assert b"Signalled in plain words" in history
+
+        # The same action, encrypted, is taken; the deadline still escalates.
+        note = AddNote(by=receiving_manager(request), text="Noted through the codec")
+        await handle.execute_update(DisagreementWorkflow.add_note, note)
+        assert (await state_of(handle)).notes[-1].text == "Noted through the codec"
+        assert after.clock.deadline is not None
+        await ts_env.sleep(
+            after.clock.deadline - await ts_env.get_current_time() + timedelta(minutes=1)
+        )
+        assert (await state_of(handle)).stage == 1
 
 
 async def test_a_raise_dated_beyond_the_calendar_is_recorded_and_the_case_goes_on(

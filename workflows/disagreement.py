@@ -34,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
     import workflows.snapshots as snapshots
     import workflows.timeline as timeline
     from escalation import search_attributes as sa
-    from escalation.codec import CodecDecodeError
+    from escalation.codec import CodecDecodeError, UnencryptedRefusal, arrived_unencrypted
     from policies.model import Policy
     from workflows.ladder import Refused, Step
     from workflows.messages import (
@@ -121,6 +121,12 @@ PATCH_CLOCK_FAILURE = "clock-failure-recorded"
 # nothing: every reminder and note upserted all nine unchanged, each upsert
 # an event in the run's history and work for the server.
 PATCH_PUBLISH_CHANGES = "publish-only-changes"
+# A signal whose input arrived unencrypted (an operator's CLI without the
+# codec endpoint: what they typed is in the history in plain) is recorded on
+# the case as refused, saying how to send it; before, it was applied. An
+# update so sent is refused by its validator, which leaves nothing in the
+# history to replay (and a validator cannot ask for a patch).
+PATCH_UNENCRYPTED_ACTIONS = "unencrypted-actions-refused"
 # A local activity retries in the worker for this long before the worker
 # hands the wait to a server timer (the SDK's default is a minute).
 LOCAL_RETRY_THRESHOLD = timedelta(seconds=30)
@@ -696,6 +702,9 @@ class DisagreementWorkflow:
         return answer
 
     def _validate(self, action: Action) -> None:
+        if action.arrived_unencrypted:
+            update = workflow.current_update_info()
+            raise UnencryptedRefusal(_sent_unencrypted(update.name if update else "", "update"))
         if self._state is None:
             raise ApplicationError(
                 "the case was never raised: " + "; ".join(self._problems),
@@ -827,6 +836,13 @@ class DisagreementWorkflow:
         so that whatever a person sends becomes an action or its recorded
         refusal, and never a failed workflow task."""
         try:
+            # The patch is asked only then, so histories without one carry no marker.
+            if (
+                self._state is not None
+                and _unencrypted(inputs)
+                and workflow.patched(PATCH_UNENCRYPTED_ACTIONS)
+            ):
+                raise Refused(_sent_unencrypted(name, "signal"))
             value = _read_signal(name, inputs)
         except Refused as refusal:
             # Dropped before the patch, as the SDK did with an input it could
@@ -872,6 +888,22 @@ def _unknown_action(name: str) -> str:
     return f"no action is called {name[:64]!r}; the actions are {actions}"
 
 
+def _unencrypted(inputs: Sequence[RawValue]) -> bool:
+    return any(arrived_unencrypted(value.payload) for value in inputs)
+
+
+def _sent_unencrypted(name: str, kind: str) -> str:
+    """The refusal of an action that arrived unencrypted, saying how to send
+    it (README, operating the cases)."""
+    shown = f"the {name} {kind}" if name in SIGNALS else f"this {kind}"
+    command = "signal" if kind == "signal" else "update execute"
+    return (
+        f"{shown} arrived unencrypted and is refused: send it again through the codec "
+        f"endpoint, temporal workflow {command} --codec-endpoint <API address>/codec "
+        '--codec-auth "Bearer <operator token>" (see the README on acting from the CLI)'
+    )
+
+
 def _read_signal(name: str, inputs: Sequence[RawValue]) -> Action | DeliveryFailed:
     """The action a signal carries, or ``Refused`` saying what is wrong with
     it. The reasons name fields and what was wrong with them, never the
@@ -889,7 +921,7 @@ def _read_signal(name: str, inputs: Sequence[RawValue]) -> Action | DeliveryFail
     except CodecDecodeError as error:
         raise Refused(
             f"the {name} signal's input could not be decrypted ({error}); send it through "
-            "the codec endpoint (--codec-endpoint), or as plain JSON"
+            "the codec endpoint (--codec-endpoint, --codec-auth)"
         ) from None
     except pydantic.ValidationError as error:
         raise Refused(

@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_serializer,
     field_validator,
@@ -260,25 +261,41 @@ def unpack_policy(value: Any) -> Any:
 # --- Manager actions (updates, and the same as signals) ------------------
 
 
-class Acknowledge(_Model):
+class ManagerAction(_Model):
+    """What every action shares. Whether it arrived unencrypted (an operator
+    who left out the codec endpoint) is not part of the action but of how it
+    came: the data converter notes it (``escalation.converter``) and the case
+    refuses such an action, so it is never serialised with it."""
+
+    _arrived_unencrypted: bool = PrivateAttr(default=False)
+
+    @property
+    def arrived_unencrypted(self) -> bool:
+        return self._arrived_unencrypted
+
+    def note_arrived_unencrypted(self) -> None:
+        self._arrived_unencrypted = True
+
+
+class Acknowledge(ManagerAction):
     by: Actor = Field(default_factory=Actor)
     note: str | None = Field(default=None, max_length=MAX_TEXT)
 
 
-class Resolve(_Model):
+class Resolve(ManagerAction):
     by: Actor = Field(default_factory=Actor)
     outcome: Text
     form: dict[str, str] = Field(default_factory=dict)
 
 
-class ConfirmOutcome(_Model):
+class ConfirmOutcome(ManagerAction):
     by: Actor = Field(default_factory=Actor)
     confirmation: str = Field(
         default="Outcome confirmed in writing", min_length=1, max_length=MAX_TEXT
     )
 
 
-class Escalate(_Model):
+class Escalate(ManagerAction):
     by: Actor = Field(default_factory=Actor)
     reason: Text
     form: dict[str, str] = Field(default_factory=dict)
@@ -287,29 +304,29 @@ class Escalate(_Model):
     )
 
 
-class FlagImmediateRisk(_Model):
+class FlagImmediateRisk(ManagerAction):
     by: Actor = Field(default_factory=Actor)
     reason: Text
     jump_to_stage: int | None = None
 
 
-class ShortenDeadline(_Model):
+class ShortenDeadline(ManagerAction):
     by: Actor = Field(default_factory=Actor)
     deadline: datetime
     reason: Text
 
 
-class AddNote(_Model):
+class AddNote(ManagerAction):
     by: Actor = Field(default_factory=Actor)
     text: Text
 
 
-class Withdraw(_Model):
+class Withdraw(ManagerAction):
     by: Actor = Field(default_factory=Actor)
     reason: Text
 
 
-class Reopen(_Model):
+class Reopen(ManagerAction):
     """The outcome awaiting written confirmation turned out not to be agreed:
     the case is open again at its stage, and may be escalated."""
 
@@ -317,7 +334,7 @@ class Reopen(_Model):
     reason: Text
 
 
-class SubmitForm(_Model):
+class SubmitForm(ManagerAction):
     """The form a stage needs, sent after the case entered the stage."""
 
     by: Actor = Field(default_factory=Actor)
