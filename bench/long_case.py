@@ -21,6 +21,7 @@ import json
 import subprocess
 import sys
 import time
+import tracemalloc
 from datetime import timedelta
 from typing import Any
 
@@ -42,8 +43,9 @@ from tests.conftest import (
     raising_manager,
     state_of,
 )
+from tests.registers import whole
 from workflows.disagreement import DisagreementWorkflow
-from workflows.messages import AddNote, Escalate
+from workflows.messages import AddNote, CaseState, Escalate
 
 HISTORY_WARNING = 10_240
 QUERY_TARGET_MS = 100.0
@@ -102,6 +104,37 @@ async def _replay_ms(handle: WorkflowHandle, sandboxed: bool) -> float:
     return times[-1]
 
 
+async def _state_size(handle: WorkflowHandle) -> dict[str, Any]:
+    """What the case itself holds after its year: the ``state`` query's
+    answer (events and notes the register has not yet confirmed), its JSON
+    size and the memory its objects take (tracemalloc), and the ``record``
+    query's JSON size."""
+    live = await handle.query(DisagreementWorkflow.get_state)
+    record = await handle.query(DisagreementWorkflow.get_record)
+    text = live.model_dump_json()
+    whole_text = whole(live).model_dump_json()
+    return {
+        "events_kept": len(live.events),
+        "notes_kept": len(live.notes),
+        "state_query_bytes": len(text),
+        "record_query_bytes": len(record.model_dump_json()),
+        "state_kib": _kib(text),
+        # The same case had it kept every event and note, as it did before.
+        "whole_state_bytes": len(whole_text),
+        "whole_state_kib": _kib(whole_text),
+    }
+
+
+def _kib(text: str) -> float:
+    """What a CaseState read from this JSON takes in memory."""
+    tracemalloc.start()
+    kept = CaseState.model_validate_json(text)
+    held, _peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    del kept
+    return round(held / 1024, 1)
+
+
 async def _run_lengths(client: Client, handle: WorkflowHandle) -> list[int]:
     lengths: list[int] = []
     run_id = handle.first_execution_run_id
@@ -129,6 +162,7 @@ async def measure(weeks: int = 52) -> dict[str, Any]:
         async with harness.worker(sandboxed=sandboxed):
             handle = await _hold_a_year(harness, weeks, env)
             state = await state_of(handle)
+            size = await _state_size(handle)
             warm = sorted([await _query_ms(handle) for _ in range(QUERIES)])
         lengths = await _run_lengths(env.client, handle)
         cold = await _replay_ms(handle, sandboxed)
@@ -143,6 +177,8 @@ async def measure(weeks: int = 52) -> dict[str, Any]:
         "events_per_run": lengths,
         "max_events_per_run": max(lengths),
         "reminders": sum(1 for e in state.events if e.template == "stage-reminder"),
+        "notes": len(state.notes),
+        "state": size,
         "stage": state.stage,
         "status": state.status,
         "query_ms": {
