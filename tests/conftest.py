@@ -27,7 +27,7 @@ from escalation.temporal_bin import temporal_cli, test_server
 from policies.loader import get_policy
 from policies.model import Policy
 from register import Register
-from tests.registers import REGISTERS, whole
+from tests.registers import remember, whole
 from workers.worker import build_worker
 from workflows.disagreement import DisagreementWorkflow
 from workflows.messages import Actor, AddNote, Agency, CaseState, RaiseDisagreement
@@ -88,8 +88,7 @@ class Harness:
         # can read a case whole (the case lets go what the register holds).
         register = options.setdefault("register", Register.in_memory(KeyRing.generate()))
         assert isinstance(register, Register)
-        if register not in REGISTERS:
-            REGISTERS.append(register)
+        remember(register)
         return build_worker(self.client, self.task_queue, self.sink, **options)
 
     async def raise_case(self, request: RaiseDisagreement) -> WorkflowHandle:

@@ -14,6 +14,13 @@ from workflows.messages import CaseState
 REGISTERS: list[Register] = []
 
 
+def remember(register: Register) -> Register:
+    """A register a test's worker writes to, for ``whole`` to read."""
+    if register not in REGISTERS:
+        REGISTERS.append(register)
+    return register
+
+
 def whole(state: CaseState) -> CaseState:
     """The case as the API shows it: what it holds, with the events and notes
     it has let go to the register it writes to."""
