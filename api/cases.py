@@ -315,8 +315,9 @@ async def wait_until_raised(handle: WorkflowHandle[Any, Any], timeout: float) ->
                 DisagreementWorkflow.get_state,
                 rpc_timeout=timedelta(seconds=max(remaining, 1.0)),
             )
-            # A case is made with no events; raising it records the first.
-            if state.events:
+            # A case is made with no events; raising it records the first
+            # (which the case may already have let go to the register).
+            if state.next_seq > 1:
                 return state
         except (WorkflowQueryFailedError, RPCError):
             pass  # not yet raised, or no worker has picked it up yet
@@ -507,7 +508,7 @@ async def read_case(
         raise
     if not case.running and scope is not None:
         return await _from_register(register, reference)
-    return await _live_record(case, timeout)
+    return await _whole(register, await _live_record(case, timeout))
 
 
 async def _from_register(register: Register, reference: str) -> CaseRecord:
@@ -515,6 +516,17 @@ async def _from_register(register: Register, reference: str) -> CaseRecord:
     if record is None:
         raise problems.not_found()
     return record
+
+
+async def _whole(register: Register, live: CaseRecord) -> CaseRecord:
+    """The running case's record with the events the register holds and the
+    case has let go; while the register cannot be read, what the case holds
+    (every event since the register last confirmed a write)."""
+    try:
+        return await run_in_threadpool(register.whole, live)
+    except RegisterUnavailableError:
+        log.warning("the register could not be reached; the case's earlier events are left out")
+        return live
 
 
 async def _live_record(case: Case, timeout: float) -> CaseRecord:
@@ -529,7 +541,7 @@ async def _live_record(case: Case, timeout: float) -> CaseRecord:
                 DisagreementWorkflow.get_record, rpc_timeout=timedelta(seconds=timeout)
             )
             # A case is made with no events; raising it records the first.
-            if record.events:
+            if record.next_seq > 1:
                 return record
         except WorkflowQueryFailedError:
             pass  # only "still being raised" fails the query; it passes in a moment

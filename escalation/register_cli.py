@@ -221,6 +221,8 @@ class RebuildReport:
         self.added: list[str] = []
         self.completed: dict[str, int] = {}
         self.unreadable: list[str] = []
+        # Events the register lacks and the case no longer holds, by case.
+        self.lost: dict[str, int] = {}
 
     def summary(self) -> str:
         lines = [
@@ -232,6 +234,11 @@ class RebuildReport:
         ]
         lines += [f"  added      {ref}" for ref in self.added]
         lines += [f"  completed  {ref} (+{n} events)" for ref, n in self.completed.items()]
+        lines += [
+            f"  lacking    {ref} ({n} earlier events, which the case no longer holds: "
+            "restore them from a backup of the register)"
+            for ref, n in self.lost.items()
+        ]
         if self.unreadable:
             lines.append(
                 f"{len(self.unreadable)} cases could not be read (is a worker running?): "
@@ -270,16 +277,20 @@ async def _rebuild_from_temporal(
             report.unreadable.append(reference)
             continue
         held = await asyncio.to_thread(register.recorded_seq, reference)
-        if held is not None and held >= record.next_seq - 1:
-            continue
-        state = CaseState(**record.model_dump(exclude={"about", "source"}))
-        receipt = await asyncio.to_thread(
-            register.record, RecordCase(case=state, after_seq=0, about=record.about)
-        )
-        if held is None:
-            report.added.append(reference)
-        else:
-            report.completed[reference] = receipt.events_added
+        if held is None or held < record.next_seq - 1:
+            state = CaseState(**record.model_dump(exclude={"about", "source"}))
+            receipt = await asyncio.to_thread(
+                register.record, RecordCase(case=state, after_seq=0, about=record.about)
+            )
+            if held is None:
+                report.added.append(reference)
+            else:
+                report.completed[reference] = receipt.events_added
+        # A case keeps only the events the register had not confirmed: any
+        # the register has since lost are in neither.
+        whole = await asyncio.to_thread(register.whole, record)
+        if len(whole.events) < record.next_seq - 1:
+            report.lost[reference] = record.next_seq - 1 - len(whole.events)
         if report.seen % 100 == 0:
             print(f"  ... {report.seen} cases read", file=sys.stderr, flush=True)
     return report

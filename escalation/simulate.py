@@ -33,11 +33,13 @@ from escalation.clitools import (
     print_json,
     resolve_policy,
 )
+from escalation.codec import KeyRing
 from escalation.converter import data_converter, use_ephemeral_key_when_unconfigured
 from escalation.policy_cli import closures_line, deployment_closures
 from escalation.temporal_bin import test_server
 from policies.directory import Directory
 from policies.model import AgencyKind, Policy
+from register import Register
 from workers.worker import build_worker
 from workflows.disagreement import DisagreementWorkflow
 from workflows.ladder import raise_problems
@@ -346,11 +348,15 @@ async def rehearse(
         # The raiser is a person, not a role: give the rehearsal's one an
         # (invented) address so the directory run has nobody unfilled.
         request.raised_by.email = f"raising.practitioner@{raising.key}.example.org"
+    # The case writes itself here and lets go what it has written: the
+    # timeline is read back whole from it.
+    register = Register.in_memory(KeyRing.generate())
     async with build_worker(
         env.client,
         task_queue,
         sink,
         closures,
+        register=register,
         directory=directory,
         workflows=[RehearsalWorkflow],
         # A rehearsal should fail loudly on a bug, not retry it for ever.
@@ -371,6 +377,8 @@ async def rehearse(
         if state.is_open:
             await case.terminate("simulation horizon reached")
         await rehearsal.result()  # a rehearsal that failed says why
+        state = register.whole(state)
+        register.close()
     return Rehearsal(raised=raised, state=state, sink=sink, case=case)
 
 

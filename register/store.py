@@ -28,7 +28,7 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import (
     Connection,
@@ -70,6 +70,9 @@ from workflows.timeline import with_text
 
 if TYPE_CHECKING:
     from escalation.settings import Settings
+
+# A running case's state or its record (CaseRecord is a CaseState).
+S = TypeVar("S", bound=CaseState)
 
 NOTICE_TYPES = {"notice": "sent", "reminder": "sent", "notice_failed": "failed"}
 # Deadlines sort soonest first; a case with none (closed, or a stage with no
@@ -402,49 +405,72 @@ class Register:
             row = session.get(t.Case, reference)
             if row is None:
                 return None
-            events = list(
-                session.scalars(
-                    select(t.Event).where(t.Event.reference == reference).order_by(t.Event.seq)
-                )
-            )
+            events = self._events(session, reference)
         state = json.loads(open_(row.sealed_state, f"cases.state:{reference}") or "{}")
-        events_read = []
-        notes = []
-        for ev in events:
-            place = f"{reference}:{ev.seq}"
-            item = CaseEvent(
-                seq=ev.seq,
-                at=ev.at,
-                type=ev.type,
-                stage=ev.stage,
-                deadline=ev.deadline,
-                by=ev.actor_id,
-                by_name=ev.actor_name,
-                by_role=ev.actor_role,
-                by_agency=ev.actor_agency,
-                to=list(ev.recipients or []),
-                template=ev.template,
-                notice_id=ev.notice_id,
-                forms=list(ev.forms or []),
-                reason=open_(ev.sealed_reason, f"case_events.reason:{place}"),
-                detail=open_(ev.sealed_detail, f"case_events.detail:{place}"),
-            )
-            events_read.append(item)
-            if item.type == "note" and item.reason is not None:
-                by = Actor(
-                    id=item.by or "operator",
-                    name=item.by_name or "",
-                    role=item.by_role or "operator",
-                    agency=item.by_agency,
-                )
-                notes.append(Note(at=item.at, by=by, text=item.reason))
         about_json = open_(row.sealed_about, f"cases.about:{reference}")
         about = CaseAbout.model_validate_json(about_json) if about_json else None
         record = CaseRecord(
-            **{**state, "events": events_read, "notes": notes}, about=about, source="register"
+            **{**state, "events": events, "notes": notes_of(events)},
+            about=about,
+            source="register",
         )
         record.events = with_text(record)
         return record
+
+    def whole(self, live: S) -> S:
+        """A running case as its own state or record holds it (the events
+        and notes the register has not yet confirmed) with the register's
+        events and notes before them: the case whole, each event once by
+        its number. RegisterUnavailableError if the register cannot be read."""
+        with self._session() as session:
+            recorded = self._events(session, live.reference)
+        events = {e.seq: e for e in recorded}
+        events.update((e.seq, e) for e in live.events)
+        notes: dict[int, Note] = {}
+        kept: list[Note] = []  # notes kept before they carried their number
+        for note in [*notes_of(recorded), *live.notes]:
+            if note.seq is None:
+                kept.append(note)
+            else:
+                notes[note.seq] = note
+        whole = live.model_copy(
+            update={
+                "events": [events[seq] for seq in sorted(events)],
+                "notes": kept + [notes[seq] for seq in sorted(notes)],
+            }
+        )
+        if isinstance(whole, CaseRecord):
+            whole.events = with_text(whole)
+        return whole
+
+    def _events(self, session: Session, reference: str) -> list[CaseEvent]:
+        open_ = self.sealer.open
+        rows = session.scalars(
+            select(t.Event).where(t.Event.reference == reference).order_by(t.Event.seq)
+        )
+        events = []
+        for ev in rows:
+            place = f"{reference}:{ev.seq}"
+            events.append(
+                CaseEvent(
+                    seq=ev.seq,
+                    at=ev.at,
+                    type=ev.type,
+                    stage=ev.stage,
+                    deadline=ev.deadline,
+                    by=ev.actor_id,
+                    by_name=ev.actor_name,
+                    by_role=ev.actor_role,
+                    by_agency=ev.actor_agency,
+                    to=list(ev.recipients or []),
+                    template=ev.template,
+                    notice_id=ev.notice_id,
+                    forms=list(ev.forms or []),
+                    reason=open_(ev.sealed_reason, f"case_events.reason:{place}"),
+                    detail=open_(ev.sealed_detail, f"case_events.detail:{place}"),
+                )
+            )
+        return events
 
     def list_cases(self, query: CaseQuery) -> CasePage:
         c = t.Case
@@ -769,6 +795,25 @@ class Register:
             "used_at": datetime.now(UTC),
         }
         return self._insert_once(t.UsedActionLink, "link_id", row)
+
+
+def notes_of(events: list[CaseEvent]) -> list[Note]:
+    """The notes among the events (a note's text is its event's reason)."""
+    return [
+        Note(
+            at=e.at,
+            by=Actor(
+                id=e.by or "operator",
+                name=e.by_name or "",
+                role=e.by_role or "operator",
+                agency=e.by_agency,
+            ),
+            text=e.reason,
+            seq=e.seq,
+        )
+        for e in events
+        if e.type == "note" and e.reason is not None
+    ]
 
 
 @contextmanager

@@ -20,11 +20,14 @@ from temporalio.worker import Worker
 
 from activities.notices import MemorySink
 from escalation import search_attributes as sa
+from escalation.codec import KeyRing
 from escalation.converter import data_converter, use_ephemeral_key_when_unconfigured
 from escalation.simulate import _register_search_attributes, parties
 from escalation.temporal_bin import temporal_cli, test_server
 from policies.loader import get_policy
 from policies.model import Policy
+from register import Register
+from tests.registers import remember, whole
 from workers.worker import build_worker
 from workflows.disagreement import DisagreementWorkflow
 from workflows.messages import Actor, AddNote, Agency, CaseState, RaiseDisagreement
@@ -81,6 +84,11 @@ class Harness:
     def worker(self, **options: object) -> Worker:
         # A workflow bug fails the test at once instead of retrying for ever.
         options.setdefault("workflow_failure_exception_types", [Exception])
+        # The register the cases write themselves to, so that ``state_of``
+        # can read a case whole (the case lets go what the register holds).
+        register = options.setdefault("register", Register.in_memory(KeyRing.generate()))
+        assert isinstance(register, Register)
+        remember(register)
         return build_worker(self.client, self.task_queue, self.sink, **options)
 
     async def raise_case(self, request: RaiseDisagreement) -> WorkflowHandle:
@@ -164,7 +172,9 @@ def escalation_form(policy: Policy, target: int) -> dict[str, str]:
 
 
 async def state_of(handle: WorkflowHandle) -> CaseState:
-    return await handle.query(DisagreementWorkflow.get_state)
+    """The case whole, as the API shows it: what the case holds, with the
+    events and notes it has let go to the register it writes to."""
+    return whole(await handle.query(DisagreementWorkflow.get_state))
 
 
 async def barrier(handle: WorkflowHandle) -> None:

@@ -50,7 +50,7 @@ from escalation.codec import (
 )
 from escalation.converter import data_converter
 from escalation.settings import Settings
-from tests.conftest import Harness, make_request
+from tests.conftest import Harness, make_request, state_of
 from workflows.disagreement import DisagreementWorkflow
 from workflows.messages import Actor, AddNote, ChildDetails, ConfirmOutcome, Resolve
 
@@ -429,7 +429,7 @@ async def test_a_real_case_keeps_the_child_out_of_temporal(
         await handle.result()
 
         # The product's client reads everything back.
-        state = await handle.query(DisagreementWorkflow.get_state)
+        state = await state_of(handle)
         assert any(CANARY in note.text for note in state.notes)
         # (Client.describe() trips on how the time-skipping server returns a
         # datetime search attribute, so read the raw description.)

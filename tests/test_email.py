@@ -40,8 +40,7 @@ from escalation.settings import Settings
 from policies.directory import example_directory, parse_directory
 from register import Register
 from register.migrate import upgrade
-from tests.conftest import Harness, make_request
-from workflows.disagreement import DisagreementWorkflow
+from tests.conftest import Harness, make_request, state_of
 from workflows.messages import (
     ChildDetails,
     FilledField,
@@ -668,7 +667,7 @@ async def test_a_refused_send_is_recorded_on_the_case_and_reported(
         handle = await harness.raise_case(request)
         try:
             for _ in range(200):
-                state = await handle.query(DisagreementWorkflow.get_state)
+                state = await state_of(handle)
                 if any(e.template == "delivery-failed" for e in state.events):
                     break
                 await asyncio.sleep(0.05)

@@ -127,14 +127,15 @@ def case(
     state.stage_name = policy.stages[stage].name
     state.stages_reached = list(range(stage + 1))
     for index in range(1, stage + 1):
-        state.events.append(
-            CaseEvent(
-                seq=index,
-                at=datetime(2027, 1, 4 + index, 17, tzinfo=UTC),
-                type="auto_escalated",
-                stage=index,
-            )
+        event = CaseEvent(
+            seq=index,
+            at=datetime(2027, 1, 4 + index, 17, tzinfo=UTC),
+            type="auto_escalated",
+            stage=index,
         )
+        # As the workflow records an event: the forms read its tallies.
+        state.events.append(event)
+        ladder.tally(state, event)
     state.notes.append(
         Note(
             at=datetime(2027, 1, 12, 11, tzinfo=UTC),

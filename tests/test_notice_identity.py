@@ -20,6 +20,7 @@ from register import Register
 from register.migrate import upgrade
 from tests import crashing_worker
 from tests.conftest import Harness, barrier, make_request, receiving_manager
+from tests.registers import remember
 from tests.test_workflow_register import poll
 from workers.worker import build_worker
 from workflows.disagreement import DisagreementWorkflow
@@ -82,7 +83,7 @@ async def test_a_worker_killed_after_sending_an_escalation_sends_it_once(
         assert sent_notices(outbox)["escalated-automatically"] == 1
         # While nobody holds the case, a manager adds a note.
         await handle.signal("add_note", AddNote(by=manager, text="Called the chair"))
-        register = Register.from_url(url, crashing_worker.payload_codec().ring)
+        register = remember(Register.from_url(url, crashing_worker.payload_codec().ring))
         worker = build_worker(
             dev_server.client, harness.task_queue, OutboxSink(outbox), register=register
         )

@@ -36,7 +36,7 @@ from activities.notices import (
 from activities.templates import TEMPLATES, render
 from policies.directory import Directory, example_directory, parse_directory
 from policies.loader import get_policy
-from tests.conftest import Harness, make_request
+from tests.conftest import Harness, make_request, state_of
 from workflows import ladder
 from workflows.disagreement import DisagreementWorkflow
 from workflows.messages import (
@@ -433,7 +433,7 @@ async def wait_for(
 ) -> CaseState:
     deadline = asyncio.get_running_loop().time() + seconds
     while True:
-        state = await handle.query(DisagreementWorkflow.get_state)
+        state = await state_of(handle)
         if predicate(state):
             return state
         if asyncio.get_running_loop().time() > deadline:
@@ -568,7 +568,7 @@ async def test_a_bounce_is_recorded_and_the_business_team_told(
             case, lambda s: any(e.template == "delivery-failed" for e in s.events)
         )
         await barrier(case)
-        state = await case.query(DisagreementWorkflow.get_state)
+        state = await state_of(case)
     assert state.delivery_failures == [report]
     failed = [e for e in state.events if e.type == "delivery_failed"]
     assert len(failed) == 1 and failed[0].notice_id == first.notice_id

@@ -21,6 +21,7 @@ from workflows.messages import (
     CaseEvent,
     CaseState,
     ChildDetails,
+    Note,
     RecordCase,
 )
 
@@ -99,6 +100,25 @@ def test_a_retried_write_adds_no_event_twice(register: Register) -> None:
     with register.engine.connect() as connection:
         notices = connection.execute(select(t.Notice.notice_id, t.Notice.outcome)).all()
     assert notices == [(f"{state.reference}-00003-stage-started", "sent")]
+
+
+def test_a_running_case_is_read_whole_each_event_once(register: Register) -> None:
+    """The register holds events 1-4; the case still holds 4 (its write's
+    receipt not yet back) and 5: read whole, each once, in order, with the
+    notes' texts from both."""
+    state = raised(new_case())
+    event(state, "note", by=MANAGER.id, by_name=MANAGER.name, reason="Called the school")
+    write(register, state)
+    event(state, "note", by=MANAGER.id, by_name=MANAGER.name, reason="Met the family")
+    live = state.model_copy(update={"events": state.events[3:], "recorded_seq": 3})
+    live.notes = [Note(at=e.at, by=MANAGER, text=e.reason or "", seq=e.seq) for e in live.events]
+    whole = register.whole(live)
+    assert [e.seq for e in whole.events] == [1, 2, 3, 4, 5]
+    assert [n.text for n in whole.notes] == ["Called the school", "Met the family"]
+    assert whole.recorded_seq == 3 and whole.next_seq == 6
+    # A case the register has never seen is as the case holds it.
+    other = raised(new_case())
+    assert register.whole(other).events == other.events
 
 
 def test_events_a_lost_task_numbered_are_replaced(register: Register) -> None:

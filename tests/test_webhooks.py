@@ -26,8 +26,7 @@ from api.routes import webhooks
 from api.routes.webhooks import load_public_key, verify_signature
 from escalation.settings import Settings
 from policies.directory import example_directory
-from tests.conftest import Harness, make_request
-from workflows.disagreement import DisagreementWorkflow
+from tests.conftest import Harness, make_request, state_of
 from workflows.messages import DeliveryFailed
 
 SIG = "X-Twilio-Email-Event-Webhook-Signature"
@@ -313,7 +312,7 @@ async def test_a_bounce_reaches_the_case_and_the_business_team(
                 response = await client.post("/webhooks/sendgrid", content=body, headers=headers)
             assert response.status_code == 204
             for _ in range(200):
-                state = await handle.query(DisagreementWorkflow.get_state)
+                state = await state_of(handle)
                 if any(e.template == "delivery-failed" for e in state.events):
                     break
                 await asyncio.sleep(0.05)

@@ -14,9 +14,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
+import workflows.ladder as ladder
 from escalation.codec import KeyRing
 from escalation.converter import payload_codec
 from register import Register
@@ -33,6 +34,9 @@ from tests.conftest import (
 )
 from workflows.disagreement import DisagreementWorkflow
 from workflows.messages import (
+    MAX_TEXT,
+    NOTE_CHARACTERS_PER_CASE,
+    NOTES_PER_STAGE,
     Acknowledge,
     Actor,
     AddNote,
@@ -40,6 +44,7 @@ from workflows.messages import (
     CaseState,
     ConfirmOutcome,
     Escalate,
+    RaiseDisagreement,
     Resolve,
     ShortenDeadline,
     Withdraw,
@@ -318,8 +323,9 @@ async def test_rebuild_fills_in_what_the_register_lacks(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A register restored from an old backup (here: an empty one) is filled
-    in from the cases Temporal still holds, each once; a second run adds
-    nothing."""
+    in from the cases Temporal still holds, each once, and told which
+    events only a backup can give back (a case keeps none its register
+    confirmed); a second run adds nothing."""
     from escalation.cli import main
     from escalation.settings import get_settings
 
@@ -332,7 +338,11 @@ async def test_rebuild_fills_in_what_the_register_lacks(
             DisagreementWorkflow.escalate,
             Escalate(by=raising_manager(request), reason="No agreement"),
         )
-        state = await state_of(handle)
+        state = await poll(
+            handle,
+            lambda s: s.recorded_seq == s.next_seq - 1,
+            "its own register to confirm every event",
+        )
 
         ring = payload_codec().ring
         keys = ",".join(f"{i}:{base64.b64encode(k).decode()}" for i, k in ring.keys.items())
@@ -355,13 +365,104 @@ async def test_rebuild_fills_in_what_the_register_lacks(
             assert await asyncio.to_thread(main, rebuild) == 0
             out = capsys.readouterr().out
             assert "1 added to the register" in out and f"added      {request.reference}" in out
+            # The case let go of the events its own register confirmed: the
+            # rebuild says which the restored register still lacks.
+            lacking = f"lacking    {request.reference} ({state.next_seq - 1} earlier events"
+            assert lacking in out
             assert await asyncio.to_thread(main, rebuild) == 0
-            assert "1 already whole" in capsys.readouterr().out
+            out = capsys.readouterr().out
+            assert "1 already whole" in out and lacking in out
             assert main(["register", "rebuild", "--since", "yesterday"]) == 1
         finally:
             get_settings.cache_clear()
         register = Register.from_url(f"sqlite:///{tmp_path / 'register.sqlite3'}", ring)
-        record = same_record(register, state)
+        record = register.case(request.reference)
+        assert record is not None and record.status == state.status
         assert record.about is not None and record.about.summary == request.summary
         register.close()
         await handle.terminate("test over")
+
+
+# --- What the case keeps --------------------------------------------------------------
+
+
+async def caught_up(handle: WorkflowHandle, ts_env: WorkflowEnvironment) -> CaseState:
+    """The case's own state (not read whole) once the register has confirmed
+    every event."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + 30
+    with ts_env.auto_time_skipping_disabled():
+        while True:
+            live = await handle.query(DisagreementWorkflow.get_state)
+            if live.recorded_seq == live.next_seq - 1:
+                return live
+            assert loop.time() < give_up, "the register never caught up"
+            await asyncio.sleep(0.2)
+
+
+async def test_a_case_keeps_only_what_the_register_has_not_confirmed_and_its_bounds_hold(
+    new_worker: type[Harness],
+    ts_env: WorkflowEnvironment,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Dozens of notes and events: once the register holds them the case lets
+    them go (its state stays small, and a run continued as new carries only
+    that), the register and the case together still tell the whole story,
+    and a stage's fifty notes and the case's 200,000 characters are still
+    refused past their limits."""
+    monkeypatch.setattr(ladder, "CONTINUE_AS_NEW_AFTER_EVENTS", 60)
+    harness = new_worker()
+    register = file_register(tmp_path)
+    request = make_request("merton", await ts_env.get_current_time())
+    manager = receiving_manager(request)
+
+    async def note(text: str) -> None:
+        await handle.execute_update(DisagreementWorkflow.add_note, AddNote(by=manager, text=text))
+
+    async with harness.worker(register=register):
+        handle = await harness.raise_case(request)
+        for number in range(NOTES_PER_STAGE):
+            await note(f"Call {number} with the duty manager")
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await note("One more call")
+        assert f"already has {NOTES_PER_STAGE} notes" in str(refused.value.cause)
+        await handle.execute_update(
+            DisagreementWorkflow.escalate,
+            Escalate(by=raising_manager(request), reason="No agreement"),
+        )
+        long_notes = (NOTE_CHARACTERS_PER_CASE - 2_000) // MAX_TEXT
+        for _ in range(long_notes):
+            await note("x" * MAX_TEXT)
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await note("y" * MAX_TEXT)
+        assert f"would pass {NOTE_CHARACTERS_PER_CASE:,} characters" in str(refused.value.cause)
+        live = await caught_up(handle, ts_env)
+        await handle.terminate("test over")
+
+    # The case holds no event and no note the register has, and is small.
+    assert live.events == [] and live.notes == []
+    assert live.next_seq > NOTES_PER_STAGE + long_notes
+    assert len(live.model_dump_json()) < 10_000
+    # Read whole, nothing is missing: every event once, every note's text.
+    whole = register.whole(live)
+    assert [e.seq for e in whole.events] == list(range(1, live.next_seq))
+    assert len(whole.notes) == NOTES_PER_STAGE + long_notes
+    assert whole.notes[0].text == "Call 0 with the duty manager"
+    assert "One more call" not in {n.text for n in whole.notes}
+    # It continued as new, and the new run was given only what it runs on.
+    continued = 0
+    first = ts_env.client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
+    async for event in first.fetch_history_events():
+        if event.HasField("workflow_execution_continued_as_new_event_attributes"):
+            continued += 1
+            attributes = event.workflow_execution_continued_as_new_event_attributes
+            [carried] = await ts_env.client.data_converter.decode(
+                attributes.input.payloads, [RaiseDisagreement]
+            )
+            assert carried.resume is not None
+            kept = carried.resume.events
+            assert all(e.seq > carried.resume.recorded_seq for e in kept), kept
+            assert len(kept) < 20 and carried.resume.notes_at_stage
+    assert continued == 1  # the first run's last event
+    register.close()

@@ -159,6 +159,9 @@ class DisagreementWorkflow:
         self._policy: Policy | None = request.policy
         self._problems = [] if request.resume else ladder.raise_problems(request)
         self._state: CaseState | None = request.resume
+        if self._state is not None:
+            # Carried over from a run that kept every event: its tallies.
+            ladder.tally_kept(self._state)
         if self._state is None and not self._problems:
             raised_at = request.raised_at or workflow.now()
             self._state = ladder.new_state(request, raised_at)
@@ -576,16 +579,16 @@ class DisagreementWorkflow:
         if self._registering and reason is not None:
             fields["reason"] = reason
         deadline = state.clock.deadline if state.is_open else None
-        state.events.append(
-            CaseEvent(
-                seq=state.next_seq,
-                at=workflow.now(),
-                type=type_,
-                stage=state.stage,
-                deadline=deadline,
-                **fields,
-            )
+        event = CaseEvent(
+            seq=state.next_seq,
+            at=workflow.now(),
+            type=type_,
+            stage=state.stage,
+            deadline=deadline,
+            **fields,
         )
+        state.events.append(event)
+        ladder.tally(state, event)
         state.next_seq += 1
 
     def _publish(self) -> None:
@@ -638,6 +641,9 @@ class DisagreementWorkflow:
             receipt = await self._write_record(update)
             state.recorded_seq = max(state.recorded_seq, receipt.recorded_seq)
             state.about_recorded = state.about_recorded or update.about is not None
+            # The register holds them now: the case keeps only what it runs
+            # on (no command depends on the events, so replay is unchanged).
+            ladder.let_go_recorded(self.policy, state)
             self._written = target
 
     async def _write_record(self, update: RecordCase) -> RecordReceipt:
@@ -724,8 +730,9 @@ class DisagreementWorkflow:
 
     @workflow.query(name="record")
     def get_record(self) -> CaseRecord:
-        """The case whole: its state and what it is about (for GET
-        /disagreements/{ref} and ``escalation register rebuild``)."""
+        """The case's state and what it is about, with the events and notes
+        the register has not yet confirmed (for GET /disagreements/{ref},
+        which adds the register's, and ``escalation register rebuild``)."""
         if self._state is None:
             raise ApplicationError("the case was never raised", type="InvalidRaise")
         state = self.state

@@ -76,20 +76,15 @@ class _Case:
         return f"{s.raising_agency.name} and {s.receiving_agency.name}"
 
     def first_told_business_team(self) -> datetime | None:
-        for event in self.state.events:
-            if event.type in ("notice", "reminder") and "business-team" in event.to:
-                return event.at
-        return None
+        return self.state.business_team_told_at
 
     def stage_label(self, index: int) -> str:
         return self.policy.stages[index].name
 
     def entered(self, index: int) -> tuple[str, datetime, str | None] | None:
         """How and when the case entered stage ``index`` (first time)."""
-        for event in self.state.events:
-            if event.type in ("escalated", "auto_escalated") and event.stage == index:
-                return event.type, event.at, event.by
-        return None
+        entry = self.state.stage_entries.get(index)
+        return None if entry is None else (entry.how, entry.at, entry.by)
 
     def owners(self, index: int) -> str:
         stage = self.policy.stages[index]
@@ -164,6 +159,12 @@ def _step_concluded(case: _Case, index: int) -> str:
 
 def _notes(case: _Case) -> str:
     return "\n".join(f"{case.day(n.at)}: {n.text}" for n in case.state.notes)
+
+
+def reads_notes(policy: Policy) -> bool:
+    """Whether one of the policy's forms is filled with the case's notes,
+    which the case must then keep whole (the workflow fills the forms)."""
+    return any(_RULES.get(f.key) is _notes for form in policy.forms for f in form.fields)
 
 
 # Field key -> how the case fills it. Keys are shared across the policies'

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from policies.ladder import risk_override
 from policies.model import NoTimescale, Policy, Stage
-from workflows.forms import fill_form
+from workflows.forms import fill_form, reads_notes
 from workflows.messages import (
     DEADLINE_HORIZON,
     NOTE_CHARACTERS_PER_CASE,
@@ -25,6 +25,7 @@ from workflows.messages import (
     Actor,
     AddNote,
     Agency,
+    CaseEvent,
     CaseState,
     Clock,
     ClockRequest,
@@ -41,6 +42,7 @@ from workflows.messages import (
     Reopen,
     Resolve,
     ShortenDeadline,
+    StageEntry,
     SubmitForm,
     Withdraw,
 )
@@ -319,6 +321,7 @@ def new_state(request: RaiseDisagreement, raised_at: datetime) -> CaseState:
         subject=request.subject,
         immediate_risk=request.immediate_risk,
         risk_from_stage=request.start_stage if request.immediate_risk else None,
+        tallied=True,
     )
 
 
@@ -658,14 +661,14 @@ def out_of_bounds(state: CaseState, action: Action | None, now: datetime) -> str
     """Why this action would pass what a case keeps or can work out, if it
     would (``Features.bounded_actions``)."""
     if isinstance(action, AddNote):
-        at_stage = sum(1 for e in state.events if e.type == "note" and e.stage == state.stage)
+        at_stage = state.notes_at_stage.get(state.stage, 0)
         if at_stage >= NOTES_PER_STAGE:
             return (
                 f"this stage already has {NOTES_PER_STAGE} notes, the most a stage keeps; "
                 "add to an earlier note's subject in the agencies' own records, or move "
                 "the case on"
             )
-        held = sum(len(n.text) for n in state.notes)
+        held = state.note_characters
         if held + len(action.text) > NOTE_CHARACTERS_PER_CASE:
             return (
                 f"the case's notes would pass {NOTE_CHARACTERS_PER_CASE:,} characters, the "
@@ -926,7 +929,10 @@ def apply(
         state.clock.acknowledgement_due = None
         return Step(events=[PlannedEvent("acknowledged", action.by, reason=action.note)])
     if isinstance(action, AddNote):
-        state.notes.append(Note(at=now, by=action.by, text=action.text))
+        # The note's event is the step's only one: it takes the next number.
+        state.notes.append(Note(at=now, by=action.by, text=action.text, seq=state.next_seq))
+        state.notes_at_stage[state.stage] = state.notes_at_stage.get(state.stage, 0) + 1
+        state.note_characters += len(action.text)
         return Step(events=[PlannedEvent("note", action.by, reason=action.text)])
     if isinstance(action, Resolve):
         return _resolve(policy, state, action, now)
@@ -1215,3 +1221,48 @@ def filled_forms(
         for key in keys
         if key in known
     ]
+
+
+# --- What the case keeps ------------------------------------------------------
+
+
+def tally(state: CaseState, event: CaseEvent) -> None:
+    """Keep what the case's forms read from an event just recorded, so the
+    event itself may go once the register holds it."""
+    if (
+        state.business_team_told_at is None
+        and event.type in ("notice", "reminder")
+        and "business-team" in event.to
+    ):
+        state.business_team_told_at = event.at
+    if event.type in ("escalated", "auto_escalated") and event.stage not in state.stage_entries:
+        how = "escalated" if event.type == "escalated" else "auto_escalated"
+        state.stage_entries[event.stage] = StageEntry(how=how, at=event.at, by=event.by)
+
+
+def tally_kept(state: CaseState) -> None:
+    """Work out the tallies of a state carried over from a run that kept
+    every event and note, and number its notes by their events (one note
+    event for each note, in order)."""
+    if state.tallied:
+        return
+    note_events = [e for e in state.events if e.type == "note"]
+    for event in state.events:
+        tally(state, event)
+    for event in note_events:
+        state.notes_at_stage[event.stage] = state.notes_at_stage.get(event.stage, 0) + 1
+    state.note_characters = sum(len(n.text) for n in state.notes)
+    for note, event in zip(state.notes, note_events, strict=False):
+        if note.seq is None:
+            note.seq = event.seq
+    state.tallied = True
+
+
+def let_go_recorded(policy: Policy, state: CaseState) -> None:
+    """Drop the events and notes the register has confirmed: it holds them,
+    and the case runs on its tallies. Notes stay where one of the policy's
+    forms is filled with them."""
+    recorded = state.recorded_seq
+    state.events = [e for e in state.events if e.seq > recorded]
+    if not reads_notes(policy):
+        state.notes = [n for n in state.notes if n.seq is None or n.seq > recorded]

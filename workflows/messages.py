@@ -388,6 +388,17 @@ class Note(_Model):
     at: datetime
     by: Actor
     text: str
+    # The number of the note's event, by which the register holds it. None
+    # on notes kept before it was carried.
+    seq: int | None = None
+
+
+class StageEntry(_Model):
+    """How and when the case first entered a stage by moving up to it."""
+
+    how: Literal["escalated", "auto_escalated"]
+    at: datetime
+    by: str | None = None
 
 
 class FormTask(_Model):
@@ -468,6 +479,17 @@ class CaseState(_Model):
     # How many notices of each template each stage has sent ("<stage>:<template>"):
     # a notice's id counts from it (workflows.disagreement.notice_identity).
     notices_sent: dict[str, int] = Field(default_factory=dict)
+    # What the case works out from its events and notes, kept as they are
+    # made: once the register holds an event or a note, the case lets it go
+    # (``events`` and ``notes`` hold only what the register has not yet
+    # confirmed), so its state stays the size of what it runs on. ``tallied``
+    # is false in a state carried over from a run that kept every event; the
+    # tallies are then worked out from those (ladder.tally_kept).
+    tallied: bool = False
+    notes_at_stage: dict[int, int] = Field(default_factory=dict)
+    note_characters: int = 0
+    business_team_told_at: datetime | None = None
+    stage_entries: dict[int, StageEntry] = Field(default_factory=dict)
 
     @property
     def is_open(self) -> bool:

@@ -364,8 +364,9 @@ CASE_STATE_EXAMPLE: dict[str, Any] = {
     summary="A case, whole",
     description="What the case is about (summary, decision disputed, the child's details), "
     "where it stands (stage, deadline, who has acted) and its timeline, every event with "
-    "who acted and their reason. Read live from the running case, or from the register "
-    "once it has closed (`source`), for as long as the register keeps it.",
+    "who acted and their reason. Read live from the running case (its events the register "
+    "has not yet confirmed, with the register's), or from the register once it has closed "
+    "(`source`), for as long as the register keeps it.",
     responses={200: _ok(CASE_STATE_EXAMPLE), **problems.responses(401, 404, 409, 422, 503)},
 )
 async def get_disagreement(

@@ -17,6 +17,7 @@ from api_helpers import Api, eventually
 from temporalio.testing import WorkflowEnvironment
 from test_api_disagreements import BUSINESS_TEAM, MANAGER, OPERATOR, PRACTITIONER, assert_problem
 
+from activities.notices import MemorySink
 from api.auth import UsersFileAuthenticator
 from api.cases import workflow_id
 from api.main import create_app
@@ -27,6 +28,8 @@ from escalation.converter import data_converter
 from escalation.settings import Settings
 from escalation.temporal_bin import temporal_cli
 from register import Register
+from workers.worker import build_worker
+from workflows.disagreement import DisagreementWorkflow
 
 ABOUT = {
     "summary": "The referral was closed; health believes the threshold is met.",
@@ -210,3 +213,79 @@ async def test_a_register_that_is_down_answers_503_and_readyz_says_so(
             ready = await http.get("/readyz")
             assert_problem(ready, 503, "not-ready", "register")
             assert ready.json()["register_database"] == "unreachable"
+
+
+# --- A running case read whole --------------------------------------------------
+
+
+async def test_a_running_case_is_read_whole_though_it_keeps_only_what_it_runs_on(
+    api: Api, dev_env: WorkflowEnvironment
+) -> None:
+    """Once the register holds a case's events the case lets them go; the
+    page and the API still show every one, each once, with its reason."""
+    ref = await api.raise_case(**ABOUT)
+    path = f"/disagreements/{ref}"
+    notes = [f"Call {n} with the duty manager" for n in range(12)]
+    for text in notes:
+        response = await api.post(f"{path}/notes", MANAGER, {"text": text})
+        assert response.status_code == 200, response.text
+    response = await api.post(f"{path}/escalate", PRACTITIONER, {"reason": "We cannot agree"})
+    assert response.status_code == 200, response.text
+    handle = dev_env.client.get_workflow_handle(workflow_id(ref))
+
+    async def let_go() -> bool:
+        live = await handle.query(DisagreementWorkflow.get_state)
+        return live.recorded_seq == live.next_seq - 1 and not live.events
+
+    await eventually(let_go, what="the case to let go what the register holds")
+    live = await handle.query(DisagreementWorkflow.get_state)
+    assert live.notes == []
+
+    response = await api.get(path, MANAGER)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [e["seq"] for e in body["events"]] == list(range(1, live.next_seq))
+    assert [e["reason"] for e in body["events"] if e["type"] == "note"] == notes
+    assert [n["text"] for n in body["notes"]] == notes
+    escalated = next(e for e in body["events"] if e["type"] == "escalated")
+    assert escalated["text"].endswith(": We cannot agree")
+
+
+async def test_while_the_register_is_down_a_case_keeps_its_events_and_shows_them(
+    dev_env: WorkflowEnvironment, settings: Settings, sink: MemorySink
+) -> None:
+    down = Register.from_url("postgresql+psycopg://register@127.0.0.1:9/none", KeyRing.generate())
+    own = settings.model_copy(update={"task_queue": f"down-{uuid.uuid4().hex[:8]}"})
+    app = create_app(
+        own,
+        client=dev_env.client,
+        authenticator=UsersFileAuthenticator(settings.users_path),
+        register=down,
+    )
+    tokens = {u.id: t for u, t in ensure_demo_users(settings.data_dir)}
+    async with (
+        build_worker(dev_env.client, own.task_queue, sink, register=down),
+        app.router.lifespan_context(app),
+    ):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+            api = Api(http, tokens)
+            ref = await api.raise_case(**ABOUT)
+            path = f"/disagreements/{ref}"
+            for text in ("Called the duty manager", "Sent the chronology"):
+                response = await api.post(f"{path}/notes", MANAGER, {"text": text})
+                assert response.status_code == 200, response.text
+            live = await dev_env.client.get_workflow_handle(workflow_id(ref)).query(
+                DisagreementWorkflow.get_state
+            )
+            assert live.recorded_seq == 0
+            assert [e.seq for e in live.events] == list(range(1, live.next_seq))
+            response = await api.get(path, MANAGER)
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert [e["seq"] for e in body["events"]] == list(range(1, live.next_seq))
+            assert [e["reason"] for e in body["events"] if e["type"] == "note"] == [
+                "Called the duty manager",
+                "Sent the chronology",
+            ]
+            await dev_env.client.get_workflow_handle(workflow_id(ref)).terminate("test over")
