@@ -685,7 +685,16 @@ async def test_an_action_sent_unencrypted_is_refused_with_how_to_send_it(
         (refusal,) = [e for e in new_events if e.type == "refused"]
         assert refusal.detail == unencrypted_refusal("withdraw", "signal")
         assert refusal.by == "operator"
-        unchanged = {"events", "next_seq", "recorded_seq", "notes"}
+        # The barrier's note is the only change: the notes, their tallies and
+        # the events that record them.
+        unchanged = {
+            "events",
+            "next_seq",
+            "recorded_seq",
+            "notes",
+            "notes_at_stage",
+            "note_characters",
+        }
         assert after.model_dump(exclude=unchanged) == before.model_dump(exclude=unchanged)
         assert after.status == "open"
         assert [n.text for n in after.notes] == [n.text for n in before.notes] + ["barrier"]
