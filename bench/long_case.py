@@ -50,7 +50,6 @@ from tests.registers import whole
 from workflows.disagreement import DisagreementWorkflow
 from workflows.messages import AddNote, CaseState, Escalate
 
-HISTORY_WARNING = 10_240
 QUERY_TARGET_MS = 100.0
 NOTES_A_WEEK = 4
 ESCALATE_EVERY_WEEKS = 13
@@ -206,7 +205,7 @@ async def measure(weeks: int = 52, policy: str = "hillingdon") -> dict[str, Any]
 def within_targets(result: dict[str, Any]) -> bool:
     query = result["query_ms"]
     return bool(
-        result["max_events_per_run"] < HISTORY_WARNING
+        result["max_events_per_run"] < ladder.HISTORY_WARNING
         and max(query["warm_max"], query["cold"]) < QUERY_TARGET_MS
     )
 

@@ -56,7 +56,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from api.schemas import RAISE_EXAMPLE
-from bench.long_case import HISTORY_WARNING, QUERY_TARGET_MS, scenario_long_case
+from bench.long_case import QUERY_TARGET_MS, scenario_long_case
 from bench.register_list import scenario_register
 from bench.stack import TRIVIAL_QUEUE, Stack, StackError, rss_kib
 from bench.stats import (
@@ -72,6 +72,7 @@ from bench.stats import (
 )
 from bench.trivial import WORKFLOW_NAME
 from escalation.settings import Settings
+from workflows.ladder import HISTORY_WARNING
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -561,16 +562,16 @@ def workers_rss_kib(stack: Stack) -> tuple[int, int]:
 
 
 def scenario_memory(stack: Stack, baseline_kib: int, cases: int) -> dict[str, Any]:
-    rss, hwm = workers_rss_kib(stack)
-    workers = len(stack.all_workers)
-    each = [rss_kib(proc.pid)[0] for proc in stack.all_workers]
+    sizes = [rss_kib(proc.pid) for proc in stack.all_workers]
+    rss, hwm = sum(r for r, _ in sizes), sum(h for _, h in sizes)
+    workers = len(sizes)
     per_case = (rss - baseline_kib) / cases if cases else None
     result = {
         "cases_open": cases,
         "workers": workers,
         "baseline_mib": round(baseline_kib / 1024, 1),
         "rss_mib": round(rss / 1024, 1),
-        "rss_each_mib": [round(kib / 1024, 1) for kib in each],
+        "rss_each_mib": [round(r / 1024, 1) for r, _ in sizes],
         "peak_mib": round(hwm / 1024, 1),
         "per_case_kib": round(per_case, 1) if per_case is not None else None,
         # A worker keeps at most this many cases (the product's default);

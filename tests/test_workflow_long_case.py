@@ -24,8 +24,6 @@ from tests.conftest import (
 from workflows.disagreement import DisagreementWorkflow
 from workflows.messages import NOTES_PER_STAGE, AddNote, Escalate
 
-# Temporal warns of a workflow history past this many events.
-HISTORY_WARNING = 10_240
 WEEKS = 52
 NOTES_A_WEEK = 4
 ESCALATE_AT_WEEKS = (13, 26, 39)
@@ -97,4 +95,4 @@ async def test_a_year_of_reminders_and_hundreds_of_notes(
     # Each run ends within a step of the case's own bar, far below the
     # warning: what a worker that does not hold the case replays to answer.
     assert len(lengths) >= 5, lengths
-    assert max(lengths) < ladder.CONTINUE_AS_NEW_AFTER_EVENTS + 50 < HISTORY_WARNING, lengths
+    assert max(lengths) < ladder.CONTINUE_AS_NEW_AFTER_EVENTS + 50 < ladder.HISTORY_WARNING, lengths

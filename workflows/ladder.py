@@ -57,8 +57,10 @@ PARTY_ROLES = ("practitioner", "manager")
 # small to carry over.
 CONTINUE_AS_NEW_AFTER_EVENTS = 150
 # The bar before that one, still the bar of a run that began under it: well
-# under the 10,240 events at which Temporal warns.
+# under the events at which Temporal warns.
 EARLIER_CONTINUE_AS_NEW_AFTER_EVENTS = 4_000
+# Temporal warns of a workflow run whose history passes this many events.
+HISTORY_WARNING = 10_240
 
 
 @dataclass
