@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from fpdf import FPDF, FontFace
 from fpdf.enums import XPos, YPos
-from fpdf.util import Padding
+from fpdf.fonts import CoreFont
 
 from workflows.forms import WITHHELD
 from workflows.messages import FilledField, FilledForm
@@ -98,22 +98,20 @@ def _header(pdf: _Pdf, form: FilledForm) -> None:
     width = pdf.epw
     pdf.set_font("Helvetica", "", 9)
     pdf.set_text_color(*GREY)
-    pdf.multi_cell(width, 4.5, latin1(form.partnership), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    _paragraph(pdf, width, 4.5, latin1(form.partnership))
     pdf.set_text_color(0, 0, 0)
     pdf.set_font("Helvetica", "B", 14)
-    pdf.multi_cell(width, 7, latin1(form.name), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    _paragraph(pdf, width, 7, latin1(form.name))
     pdf.ln(1)
     pdf.set_font("Helvetica", "", 10)
     line = f"Case reference: {form.reference}"
     if form.completed_on:
         line += f"    Filled from the case on: {form.completed_on}"
-    pdf.multi_cell(width, 5, latin1(line), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    _paragraph(pdf, width, 5, latin1(line))
     pdf.set_font("Helvetica", "", 8.5)
     pdf.set_text_color(*GREY)
-    pdf.multi_cell(width, 4, latin1(f"Source: {form.source}"), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    pdf.multi_cell(
-        width, 4, latin1(f"Send to: {form.sent_to}"), new_x=XPos.LMARGIN, new_y=YPos.NEXT
-    )
+    _paragraph(pdf, width, 4, latin1(f"Source: {form.source}"))
+    _paragraph(pdf, width, 4, latin1(f"Send to: {form.sent_to}"))
     pdf.set_text_color(0, 0, 0)
     banner = None
     if form.anonymised:
@@ -132,15 +130,65 @@ def _header(pdf: _Pdf, form: FilledForm) -> None:
         pdf.ln(2)
         pdf.set_font("Helvetica", "B", 10)
         pdf.set_fill_color(253, 236, 234)
-        pdf.multi_cell(
-            width, 6, latin1(banner), border=1, fill=True, new_x=XPos.LMARGIN, new_y=YPos.NEXT
-        )
+        _paragraph(pdf, width, 6, latin1(banner), border="LTRB", fill=True)
     pdf.ln(4)
 
 
-def _line_count(pdf: _Pdf, width: float, height: float, text: str) -> int:
-    lines = pdf.multi_cell(width, height, text, dry_run=True, output="LINES")
-    return len(lines) if isinstance(lines, list) else 1
+def _text_width(pdf: _Pdf, text: str) -> float:
+    """Width of text in the current font, in the page's units: summed from
+    a core font's character widths, as fpdf2 does, without its text shaping."""
+    font = pdf.current_font
+    if not isinstance(font, CoreFont):
+        return pdf.get_string_width(text)
+    widths: dict[str, int] = font.cw
+    return sum(widths[c] for c in text) * pdf.font_size_pt * 0.001 / pdf.k
+
+
+def _wrap(pdf: _Pdf, width: float, text: str) -> list[str]:
+    """The lines text takes in a box of this width, broken at spaces (a word
+    wider than the box is broken where it must be). fpdf2's own line breaker
+    measures a line again for every character it adds, which made the forms'
+    PDFs most of a notice's cost; a word at a time is measured once."""
+    room = width - 2 * pdf.c_margin
+    space = _text_width(pdf, " ")
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        line, used = "", 0.0
+        for word in paragraph.split(" "):
+            size = _text_width(pdf, word)
+            if line and used + space + size <= room:
+                line, used = f"{line} {word}", used + space + size
+                continue
+            if line:
+                lines.append(line)
+            while size > room and len(word) > 1:
+                cut = len(word) - 1
+                while cut > 1 and _text_width(pdf, word[:cut]) > room:
+                    cut -= 1
+                lines.append(word[:cut])
+                word = word[cut:]
+                size = _text_width(pdf, word)
+            line, used = word, size
+        lines.append(line.rstrip())
+    return lines
+
+
+def _paragraph(
+    pdf: _Pdf, width: float, height: float, text: str, border: str = "", fill: bool = False
+) -> None:
+    """Text wrapped to the width from the left margin, a cell a line (what
+    ``multi_cell`` draws, with its border split over the lines)."""
+    lines = _wrap(pdf, width, text)
+    for i, line in enumerate(lines):
+        edges = "".join(
+            side
+            for side in "LTRB"
+            if side in border
+            and (side in "LR" or (side == "T" and i == 0) or (side == "B" and i == len(lines) - 1))
+        )
+        pdf.cell(
+            width, height, line, border=edges or 0, fill=fill, new_x=XPos.LMARGIN, new_y=YPos.NEXT
+        )
 
 
 def _value_text(field: FilledField) -> str:
@@ -169,33 +217,19 @@ def _boxes(pdf: _Pdf, form: FilledForm) -> None:
         min_height = 22.0 if field.key in _LONG else 8.0
         # Keep a label with its box: start a new page if the pair would split.
         pdf.set_font("Helvetica", "", 10)
-        lines = _line_count(pdf, width - 4, 5, value or " ")
+        lines = len(_wrap(pdf, width - 4, value or " "))
         needed = 7 + max(min_height, lines * 5 + 3)
         if pdf.get_y() + needed > pdf.h - pdf.b_margin:
             pdf.add_page()
         pdf.set_font("Helvetica", "B", 10)
         pdf.set_fill_color(*SHADE)
-        pdf.multi_cell(
-            width,
-            5.5,
-            latin1(label),
-            border="LTR",
-            fill=True,
-            new_x=XPos.LMARGIN,
-            new_y=YPos.NEXT,
-        )
+        _paragraph(pdf, width, 5.5, latin1(label), border="LTR", fill=True)
         pdf.set_font("Helvetica", "", 10)
         top = pdf.get_y()
-        pdf.set_x(pdf.l_margin + 2)
-        pdf.multi_cell(
-            width - 4,
-            5,
-            value or "",
-            align="L",
-            padding=Padding(top=1.5),
-            new_x=XPos.LMARGIN,
-            new_y=YPos.NEXT,
-        )
+        pdf.set_y(top + 1.5)
+        for line in _wrap(pdf, width - 4, value) if value else []:
+            pdf.set_x(pdf.l_margin + 2)
+            pdf.cell(width - 4, 5, line, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         bottom = max(pdf.get_y() + 1.5, top + min_height)
         pdf.rect(pdf.l_margin, top, width, bottom - top)
         pdf.set_y(bottom + 3)
@@ -214,7 +248,7 @@ def _table_fits(pdf: _Pdf, form: FilledForm) -> bool:
         width = pdf.epw * weight / total - 3
         for text, style in ((field.label, "B"), (field.value.strip() or " ", "")):
             pdf.set_font("Helvetica", style, 9)
-            lines = _line_count(pdf, width, 4.8, latin1(text))
+            lines = len(_wrap(pdf, width, latin1(text)))
             tallest = max(tallest, lines * 4.8 + 3)
     return pdf.get_y() + 2 * tallest + 5 < pdf.h - pdf.b_margin
 
