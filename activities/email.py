@@ -5,14 +5,20 @@
 package and records what SendGrid accepted in a ledger, so a retried
 activity never mails the same notice twice.
 
-- **One message per recipient.** Each recipient's copy is its own request,
-  addressed to them alone, so no recipient sees another's address. A
-  notice's copies go out at once, over connections the sink keeps open (the
-  ``sendgrid`` package builds the request; httpx carries it).
+- **One message per recipient, one request per email.** Each recipient's
+  copy is its own message, addressed to them alone, so no recipient sees
+  another's address; the copies of one email travel in one request, a
+  SendGrid *personalization* each (their address, their ledger key as a
+  custom argument, and, where their words differ, their own words as a
+  substitution), so the attachments and the shared words are posted once.
+  Copies that cannot share a body (their own words past SendGrid's
+  substitution limit) go as a request each, at once. Requests go over
+  connections the sink keeps open (the ``sendgrid`` package builds the
+  request; httpx carries it).
 - **Exactly once.** The ledger (the register's ``sent_emails`` and
   ``email_attempts`` tables, shared by every worker host) is asked once for
   all of a notice's keys before anything is sent. Each copy's attempt (its
-  key, and when) is written before it is posted; once the copies have
+  key, and when) is written before it is posted; once the requests have
   answered, each copy SendGrid accepted is recorded under its own key (2xx
   only), and the email's own key once every copy is accepted. A worker that
   dies after SendGrid accepted a copy and before that write leaves an
@@ -47,8 +53,10 @@ activity never mails the same notice twice.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
+import os
 from collections.abc import Collection
 from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
@@ -72,7 +80,9 @@ from sendgrid.helpers.mail import (
     Mail,
     MailSettings,
     OpenTracking,
+    Personalization,
     SandBoxMode,
+    Substitution,
     To,
     TrackingSettings,
 )
@@ -95,6 +105,13 @@ DEFAULT_RATE_LIMIT_DELAY = timedelta(seconds=30)
 DEFAULT_ACTIVITY_LAG = timedelta(minutes=2)
 # What the Email Activity API answers an account (or key) without it.
 NO_ACTIVITY_ACCESS = {401, 403, 404}
+# SendGrid's limits for one request: its personalizations, and the bytes of
+# one personalization's substitutions.
+PERSONALIZATIONS_AT_ONCE = 1000
+SUBSTITUTION_BYTES = 10_000
+# Where each recipient's own words go in the words all the copies share.
+OWN_TEXT = "-escalation-own-text-"
+OWN_HTML = "-escalation-own-html-"
 
 
 class Ledger:
@@ -158,6 +175,74 @@ def request_body(email: OutgoingEmail, sandbox: bool = False) -> dict[str, Any]:
         settings.sandbox_mode = SandBoxMode(True)
         mail.mail_settings = settings
     return mail.get()
+
+
+def _shared_and_own(variants: list[str], tag: str) -> tuple[str, list[str] | None]:
+    """The words every copy shares, with ``tag`` where they differ, and each
+    copy's own words for the tag (None when every copy has the same words).
+    Each copy's own words are never empty."""
+    if all(v == variants[0] for v in variants):
+        return variants[0], None
+    prefix = os.path.commonprefix(variants)
+    rest = [v[len(prefix) :] for v in variants]
+    suffix = os.path.commonprefix([r[::-1] for r in rest])[::-1]
+    own = [r[: len(r) - len(suffix)] for r in rest]
+    if not all(own):
+        if prefix:
+            own = [prefix[-1] + o for o in own]
+            prefix = prefix[:-1]
+        else:
+            own = [o + suffix[0] for o in own]
+            suffix = suffix[1:]
+    return prefix + tag + suffix, own
+
+
+def shared_request_body(
+    copies: list[OutgoingEmail], sandbox: bool = False
+) -> dict[str, Any] | None:
+    """One v3 mail-send request for the copies of one email: the shared
+    words, attachments and settings once, and a personalization for each
+    copy (its recipient alone, its custom arguments, its own words). None
+    when the copies cannot share one request."""
+    first = copies[0]
+    texts = [c.text for c in copies]
+    htmls = [c.html for c in copies]
+    if any(OWN_TEXT in w or OWN_HTML in w for w in (first.subject, *texts, *htmls)):
+        return None
+    text, own_text = _shared_and_own(texts, OWN_TEXT)
+    html, own_html = _shared_and_own(htmls, OWN_HTML)
+    body = request_body(dataclasses.replace(first, text=text, html=html), sandbox)
+    body.pop("custom_args", None)
+    personalizations = []
+    for i, copy in enumerate(copies):
+        if len(copy.to) != 1 or copy.subject != first.subject:
+            return None
+        personalization = Personalization()
+        personalization.add_to(To(copy.to[0].email, copy.to[0].name))
+        for name, value in copy.custom_args.items():
+            personalization.add_custom_arg(CustomArg(name, value))
+        own = {}
+        if own_text is not None:
+            own[OWN_TEXT] = own_text[i]
+        if own_html is not None:
+            own[OWN_HTML] = own_html[i]
+        if len(json.dumps(own).encode("utf-8")) > SUBSTITUTION_BYTES:
+            return None
+        for tag, words in own.items():
+            personalization.add_substitution(Substitution(tag, words))
+        personalizations.append(personalization.get())
+    body["personalizations"] = personalizations
+    return body
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One mail-send request: the copies it carries, and what names it in
+    a message (the email's key, or the one copy's)."""
+
+    key: str
+    copies: list[OutgoingEmail]
+    body: dict[str, Any]
 
 
 def _header(headers: Any, name: str) -> str | None:
@@ -246,10 +331,11 @@ class SendGridSink:
     def deliver(
         self, notice: Notice, email: OutgoingEmail, sent: AbstractSet[str] = frozenset()
     ) -> None:
-        """One request per recipient, each to them alone and all at once:
-        each copy's attempt recorded in the ledger before it is posted, the
-        accepted ones under their own keys after, and the email's own key
-        once every copy is accepted, in one write."""
+        """The copies not yet sent in one request (or a request each, at
+        once, when they cannot share one): each copy's attempt recorded in
+        the ledger before it is posted, the accepted ones under their own
+        keys after, and the email's own key once every copy is accepted, in
+        one write."""
         if email.key in sent:
             return
         if not email.to:
@@ -259,22 +345,40 @@ class SendGridSink:
         copies = [copy for copy in email.copies() if copy.key not in sent]
         copies, accepted, unsure = self._settle_attempts(copies)
         self.ledger.attempt([_entry(c) for c in copies], unsure)
-        if len(copies) == 1:
-            outcomes = [self._send(copies[0])]
+        requests = self._requests(email, copies)
+        if len(requests) == 1:
+            outcomes = [self._send(requests[0])]
         else:
-            outcomes = list(self._copies.map(self._send, copies))
-        accepted += [o for o in outcomes if isinstance(o, SentEmail)]
+            outcomes = list(self._copies.map(self._send, requests))
+        for outcome in outcomes:
+            if isinstance(outcome, list):
+                accepted += outcome
         failures = [o for o in outcomes if isinstance(o, ApplicationError)]
         if not failures:
             accepted.append(SentEmail(email.key, email.notice_id, email.reference))
         self.ledger.record(accepted)
-        # A copy SendGrid answered with a refusal it did not take: its retry
-        # is posted without asking. One that got no answer stays attempted.
-        self.ledger.forget_attempts([o.key for o in outcomes if isinstance(o, _Refused)])
+        # Copies SendGrid answered with a refusal it did not take: their
+        # retry is posted without asking. One that got no answer stays attempted.
+        self.ledger.forget_attempts(
+            [key for o in outcomes if isinstance(o, _Refused) for key in o.keys]
+        )
         if failures:
-            # The first copy's failure, in the order of the recipients: the
-            # others accepted are recorded and not sent again on the retry.
+            # The first request's failure, in the order of the recipients:
+            # the copies accepted are recorded and not sent again on the retry.
             raise failures[0]
+
+    def _requests(self, email: OutgoingEmail, copies: list[OutgoingEmail]) -> list[_Request]:
+        requests = []
+        for start in range(0, len(copies), PERSONALIZATIONS_AT_ONCE):
+            group = copies[start : start + PERSONALIZATIONS_AT_ONCE]
+            body = shared_request_body(group, sandbox=self.sandbox)
+            if body is not None:
+                requests.append(_Request(email.key, group, body))
+            else:
+                requests += [
+                    _Request(c.key, [c], request_body(c, sandbox=self.sandbox)) for c in group
+                ]
+        return requests
 
     def _settle_attempts(
         self, copies: list[OutgoingEmail]
@@ -366,31 +470,37 @@ class SendGridSink:
                 type="SendGridUnavailable",
             ) from None
 
-    def _send(self, email: OutgoingEmail) -> SentEmail | ApplicationError:
-        """One copy: what the ledger records if SendGrid accepted it, or why
-        not (``_Refused`` when SendGrid answered, so it did not take it)."""
+    def _send(self, request: _Request) -> list[SentEmail] | ApplicationError:
+        """One request: what the ledger records of its copies if SendGrid
+        accepted it, or why not (``_Refused`` when SendGrid answered, so it
+        took none of them)."""
         try:
-            response = self.post(request_body(email, sandbox=self.sandbox))
+            response = self.post(request.body)
         except ApplicationError as exc:
-            return ApplicationError(f"{exc.message} ({email.key})", type=exc.type)
+            return ApplicationError(f"{exc.message} ({request.key})", type=exc.type)
         if not response.is_success:
-            failure = self._failure(email, response.status_code, response.content, response.headers)
+            failure = self._failure(
+                request.key, response.status_code, response.content, response.headers
+            )
             return _Refused(
                 failure.message,
                 type=failure.type,
                 non_retryable=failure.non_retryable,
                 next_retry_delay=failure.next_retry_delay,
-                key=email.key,
+                keys=[c.key for c in request.copies],
             )
         message_id = response.headers.get("X-Message-Id")
-        log.info("SendGrid accepted %s (%s)", email.key, message_id or "no message id")
-        return _entry(email, message_id)
+        log.info(
+            "SendGrid accepted %s: %d copies (%s)",
+            request.key,
+            len(request.copies),
+            message_id or "no message id",
+        )
+        return [_entry(c, message_id) for c in request.copies]
 
-    def _failure(
-        self, email: OutgoingEmail, status: int, body: Any, headers: Any
-    ) -> ApplicationError:
+    def _failure(self, key: str, status: int, body: Any, headers: Any) -> ApplicationError:
         detail = _sendgrid_errors(body)
-        what = f"SendGrid answered {status} for {email.key}" + (f": {detail}" if detail else "")
+        what = f"SendGrid answered {status} for {key}" + (f": {detail}" if detail else "")
         if status == 429:
             return ApplicationError(
                 what, type="SendGridRateLimited", next_retry_delay=_retry_after(headers)
@@ -402,11 +512,11 @@ class SendGridSink:
 
 
 class _Refused(ApplicationError):
-    """A copy SendGrid answered with a refusal: certainly not taken."""
+    """A request SendGrid answered with a refusal: none of its copies taken."""
 
-    def __init__(self, message: str, *, key: str, **kwargs: Any) -> None:
+    def __init__(self, message: str, *, keys: list[str], **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
-        self.key = key
+        self.keys = keys
 
 
 def _entry(email: OutgoingEmail, message_id: str | None = None) -> SentEmail:

@@ -8,20 +8,22 @@ SendGrid, and appends one JSON line per email to FILE::
      "template": "escalated-automatically", "notice_id": "...", "ledger_key": "..."}
 
 ``t`` is the arrival time (``time.time()``, the same wall clock the Temporal
-server's timers use on this machine). The reference and template come from
-the email's ``custom_args`` (top level or per personalization), which carry
-nothing identifying. The body itself is not kept.
+server's timers use on this machine). A request's personalizations are its
+emails, a line each, as SendGrid sends a message for each: the reference,
+template and ledger key come from each one's ``custom_args`` over the
+request's own, which carry nothing identifying. The body itself is not kept.
 
-Each accepted email gets an ``X-Message-Id``, and ``GET /v3/messages`` with
+Each accepted request gets an ``X-Message-Id`` (and each of its emails a
+message id starting with it, as SendGrid's Email Activity shows), and ``GET /v3/messages`` with
 SendGrid's Email Activity query ``unique_args['ledger_key']="KEY"`` answers
 ``{"messages": [{"msg_id": ..., "status": "processed", ...}]}`` with the
 emails captured under that ledger key: what a retry after a worker crash asks
 SendGrid (``activities.email``). Unlike SendGrid's feed it has no lag, so the
 stacks that use it set ``SENDGRID_ACTIVITY_LAG`` low (``bench.stack``).
 
-``GET /stats`` answers ``{"received": N, "connections": C}`` (C: the TCP
-connections opened to it, so a run shows whether the sink keeps its
-connection); anything else is 404. It binds to 127.0.0.1 only.
+``GET /stats`` answers ``{"received": N, "requests": R, "connections": C}``
+(N emails in R requests; C the TCP connections opened to it, so a run shows
+whether the sink keeps its connection); anything else is 404. It binds to 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -47,24 +49,30 @@ LEDGER_KEY_QUERY = re.compile(r"unique_args\['ledger_key'\]\s*=\s*\"([^\"]*)\"")
 MAX_BODY = 32 * 1024 * 1024
 
 
-def _custom_args(body: dict[str, Any]) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for personalization in body.get("personalizations") or []:
+def _emails_args(body: dict[str, Any]) -> list[dict[str, str]]:
+    """The custom arguments of each email a request makes: one for each
+    personalization, its own over the request's."""
+    shared = body.get("custom_args") or {}
+    found = []
+    for personalization in body.get("personalizations") or [{}]:
+        args = dict(shared)
         if isinstance(personalization, dict):
-            found.update(personalization.get("custom_args") or {})
-    found.update(body.get("custom_args") or {})
-    return {str(k): str(v) for k, v in found.items()}
+            args.update(personalization.get("custom_args") or {})
+        found.append({str(k): str(v) for k, v in args.items()})
+    return found
 
 
-def record_of(body: dict[str, Any], arrived: float) -> dict[str, Any]:
-    args = _custom_args(body)
-    return {
-        "t": arrived,
-        "case_reference": args.get("case_reference"),
-        "template": args.get("template"),
-        "notice_id": args.get("notice_id"),
-        "ledger_key": args.get("ledger_key"),
-    }
+def records_of(body: dict[str, Any], arrived: float) -> list[dict[str, Any]]:
+    return [
+        {
+            "t": arrived,
+            "case_reference": args.get("case_reference"),
+            "template": args.get("template"),
+            "notice_id": args.get("notice_id"),
+            "ledger_key": args.get("ledger_key"),
+        }
+        for args in _emails_args(body)
+    ]
 
 
 class CaptureServer(ThreadingHTTPServer):
@@ -76,6 +84,7 @@ class CaptureServer(ThreadingHTTPServer):
         super().__init__(address, Handler)
         self.lock = threading.Lock()
         self.received = 0
+        self.requests = 0
         self.connections = 0
         # The message ids captured under each ledger key (the file's too,
         # so a restarted stand-in still knows what it took).
@@ -89,15 +98,18 @@ class CaptureServer(ThreadingHTTPServer):
                     )
         self.out = out.open("a", encoding="utf-8")
 
-    def record(self, line: dict[str, Any]) -> str:
-        """Append the email's line; its message id."""
+    def record(self, lines: list[dict[str, Any]]) -> str:
+        """Append a request's emails, a line each; the request's message id."""
         with self.lock:
-            self.received += 1
-            line["msg_id"] = message_id = f"capture-{os.getpid()}-{self.received}"
-            self.by_key.setdefault(str(line.get("ledger_key")), []).append(message_id)
-            self.out.write(json.dumps(line, separators=(",", ":")) + "\n")
+            self.requests += 1
+            request_id = f"capture-{os.getpid()}-{self.requests}"
+            for n, line in enumerate(lines, start=1):
+                self.received += 1
+                line["msg_id"] = message_id = f"{request_id}.{n}"
+                self.by_key.setdefault(str(line.get("ledger_key")), []).append(message_id)
+                self.out.write(json.dumps(line, separators=(",", ":")) + "\n")
             self.out.flush()
-        return message_id
+        return request_id
 
     def messages(self, key: str) -> list[str]:
         with self.lock:
@@ -152,7 +164,7 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             self._answer(400, b'{"errors":[{"message":"bad JSON"}]}')
             return
-        message_id = self.server.record(record_of(body, arrived))
+        message_id = self.server.record(records_of(body, arrived))
         self._answer(202, headers={"X-Message-Id": message_id})
 
     def do_GET(self) -> None:  # noqa: N802
@@ -163,7 +175,11 @@ class Handler(BaseHTTPRequestHandler):
             self._answer(
                 200,
                 json.dumps(
-                    {"received": self.server.received, "connections": self.server.connections}
+                    {
+                        "received": self.server.received,
+                        "requests": self.server.requests,
+                        "connections": self.server.connections,
+                    }
                 ).encode(),
             )
         else:

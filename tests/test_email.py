@@ -7,6 +7,7 @@ import asyncio
 import base64
 import io
 import json
+import secrets
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from pypdf import PdfReader
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+import activities.email as email_module
 from activities.email import (
     Ledger,
     NoticeConfigError,
@@ -35,6 +37,7 @@ from activities.notices import (
     recipient_key,
 )
 from bench.capture import CaptureServer
+from escalation.action_links import LinkMaker
 from escalation.codec import KeyRing
 from escalation.settings import Settings
 from policies.directory import example_directory, parse_directory
@@ -290,7 +293,8 @@ async def test_the_request_carries_recipients_case_reference_and_the_form(
     assert body["personalizations"][0]["to"] == [
         {"email": "mscp-business-team@merton.example.org", "name": "MSCP Business Team"}
     ]
-    assert body["custom_args"] == {
+    assert "custom_args" not in body
+    assert body["personalizations"][0]["custom_args"] == {
         "case_reference": "MER-7K2Q9XAB",
         "notice_id": "MER-7K2Q9XAB-00004-business-team-record",
         "ledger_key": recipient_key(
@@ -330,19 +334,85 @@ async def test_stage_notices_go_to_both_agencies_role_holders_each_alone(
 ) -> None:
     acts = activities(sink_for(sendgrid_server, tmp_path))
     await ActivityEnvironment().run(acts.send_notice, notice())
-    bodies = sorted(sendgrid_server.mail_sends, key=lambda b: STAGE_HOLDERS.index(to_of(b)))
-    # One message per recipient: nobody sees another's address.
-    assert [[t["email"] for t in b["personalizations"][0]["to"]] for b in bodies] == [
-        [address] for address in STAGE_HOLDERS
-    ]
-    for body, address in zip(bodies, STAGE_HOLDERS, strict=True):
-        assert len(body["personalizations"]) == 1
-        assert "cc" not in body["personalizations"][0] and "bcc" not in body["personalizations"][0]
-        others = [a for a in STAGE_HOLDERS if a != address]
-        assert not any(other in json.dumps(body) for other in others)
-        assert body["custom_args"]["ledger_key"] == recipient_key(notice().notice_id, address)
-    assert bodies[0]["subject"] == bodies[1]["subject"]
-    assert "attachments" not in bodies[0]
+    # One request, a message (personalization) per recipient: nobody sees
+    # another's address.
+    (body,) = sendgrid_server.mail_sends
+    people = sorted(
+        body["personalizations"], key=lambda p: STAGE_HOLDERS.index(p["to"][0]["email"])
+    )
+    assert [[t["email"] for t in p["to"]] for p in people] == [[a] for a in STAGE_HOLDERS]
+    for personalization, address in zip(people, STAGE_HOLDERS, strict=True):
+        assert set(personalization) == {"to", "custom_args"}
+        assert personalization["custom_args"]["ledger_key"] == recipient_key(
+            notice().notice_id, address
+        )
+    assert "attachments" not in body
+
+
+def as_delivered(body: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Each recipient's words (text, HTML) as SendGrid makes them from the
+    request: the shared content with their personalization's substitutions."""
+    text, html = (c["value"] for c in body["content"])
+    out = {}
+    for personalization in body["personalizations"]:
+        own = dict(personalization.get("substitutions") or {})
+        mine = [text, html]
+        for tag, words in own.items():
+            assert words, "an empty substitution"
+            mine = [m.replace(tag, words) for m in mine]
+        out[personalization["to"][0]["email"]] = (mine[0], mine[1])
+    return out
+
+
+async def test_each_recipients_own_link_travels_in_the_one_request(
+    sendgrid_server: FakeSendGrid, tmp_path: Path
+) -> None:
+    """The receiving side's owner is asked to acknowledge: their copy alone
+    carries the link. One request still carries both copies, the link as
+    their personalization's substitution, and each recipient gets exactly
+    the words their own copy has."""
+    maker = LinkMaker(secrets.token_bytes(32), "https://escalation.example", timedelta(days=7))
+    acts = NoticeActivities(
+        sink_for(sendgrid_server, tmp_path), example_directory(), sender=SENDER, links=maker
+    )
+    raised = notice(
+        "stage-started",
+        context={"reason": "raised"},
+        receiving_agency="merton-childrens-social-care",
+    )
+    (email,), _ = acts.compose(raised)
+    copies = {c.to[0].email: (c.text, c.html) for c in email.copies()}
+    receiving = "dev.ward@merton-childrens-social-care.example.org"
+    assert "/act/" in copies[receiving][0] and "/act/" not in "".join(copies[STAGE_HOLDERS[0]])
+    await ActivityEnvironment().run(acts.send_notice, raised)
+    (body,) = sendgrid_server.mail_sends
+    assert "/act/" not in json.dumps(body["content"])
+    assert as_delivered(body) == copies
+
+
+async def test_copies_whose_own_words_are_too_long_to_share_go_as_a_request_each(
+    sendgrid_server: FakeSendGrid, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past SendGrid's limit on a personalization's substitutions, each copy
+    is its own request, all sent at once (the stand-in answers neither until
+    both have arrived: one after the other, the notice would fail)."""
+    monkeypatch.setattr(email_module, "SUBSTITUTION_BYTES", 10)
+    maker = LinkMaker(secrets.token_bytes(32), "https://escalation.example", timedelta(days=7))
+    acts = NoticeActivities(
+        sink_for(sendgrid_server, tmp_path), example_directory(), sender=SENDER, links=maker
+    )
+    raised = notice(
+        "stage-started",
+        context={"reason": "raised"},
+        receiving_agency="merton-childrens-social-care",
+    )
+    sendgrid_server.together = threading.Barrier(len(STAGE_HOLDERS), timeout=30)
+    receipt = await ActivityEnvironment().run(acts.send_notice, raised)
+    assert receipt.delivered
+    sends = sendgrid_server.mail_sends
+    assert sorted(to_of(b) for b in sends) == sorted(STAGE_HOLDERS)
+    assert all(len(b["personalizations"]) == 1 for b in sends)
+    assert sum("/act/" in b["content"][0]["value"] for b in sends) == 1
 
 
 async def test_sandbox_mode(sendgrid_server: FakeSendGrid, tmp_path: Path) -> None:
@@ -368,29 +438,32 @@ async def test_a_retry_after_a_crash_sends_nothing_twice(
     await ActivityEnvironment().run(
         activities(sink_for(sendgrid_server, tmp_path)).send_notice, notice()
     )
-    assert len(sendgrid_server.mail_sends) == 2
+    assert len(sendgrid_server.mail_sends) == 1
     restarted = activities(sink_for(sendgrid_server, tmp_path))
     receipt = await ActivityEnvironment().run(restarted.send_notice, notice())
     assert receipt.duplicate and receipt.delivered
-    assert len(sendgrid_server.mail_sends) == 2
+    assert len(sendgrid_server.mail_sends) == 1
     entries = Ledger(register_in(tmp_path)).entries()
     assert sorted(e["key"] for e in entries) == sorted(
         [notice().notice_id, *(recipient_key(notice().notice_id, a) for a in STAGE_HOLDERS)]
     )
-    assert {e["message_id"] for e in entries} == {"msg-1", "msg-2", None}
+    assert sorted(str(e["message_id"]) for e in entries) == ["None", "msg-1", "msg-1"]
 
 
-async def test_a_copy_refused_for_now_is_sent_again_and_the_accepted_one_is_not(
+async def test_a_notice_refused_for_now_is_sent_again_whole(
     sendgrid_server: FakeSendGrid, tmp_path: Path
 ) -> None:
-    sendgrid_server.answer(503, to=STAGE_HOLDERS[1])
+    sendgrid_server.answer(503)
     acts = activities(sink_for(sendgrid_server, tmp_path))
     with pytest.raises(ApplicationError):
         await ActivityEnvironment().run(acts.send_notice, notice())
     receipt = await ActivityEnvironment().run(acts.send_notice, notice())
     assert receipt.delivered
-    sent_to = sorted(to_of(b) for b in sendgrid_server.mail_sends)
-    assert sent_to == sorted([STAGE_HOLDERS[0], STAGE_HOLDERS[1], STAGE_HOLDERS[1]])
+    sent_to = [
+        sorted(p["to"][0]["email"] for p in b["personalizations"])
+        for b in sendgrid_server.mail_sends
+    ]
+    assert sent_to == [sorted(STAGE_HOLDERS)] * 2
 
 
 async def test_emails_go_over_one_kept_connection(
@@ -413,19 +486,6 @@ async def test_emails_go_over_one_kept_connection(
     assert sendgrid_server.connections == 1
 
 
-async def test_a_notices_copies_are_sent_together(
-    sendgrid_server: FakeSendGrid, tmp_path: Path
-) -> None:
-    """The stand-in answers neither copy until both have arrived (a copy
-    that waits alone is refused): sent one after the other, the notice
-    would fail."""
-    sendgrid_server.together = threading.Barrier(len(STAGE_HOLDERS), timeout=30)
-    acts = activities(sink_for(sendgrid_server, tmp_path))
-    receipt = await ActivityEnvironment().run(acts.send_notice, notice())
-    assert receipt.delivered
-    assert sorted(to_of(b) for b in sendgrid_server.mail_sends) == sorted(STAGE_HOLDERS)
-
-
 async def test_a_failure_half_way_resends_only_what_was_not_accepted(
     sendgrid_server: FakeSendGrid, tmp_path: Path
 ) -> None:
@@ -440,7 +500,7 @@ async def test_a_failure_half_way_resends_only_what_was_not_accepted(
     receipt = await ActivityEnvironment().run(acts.send_notice, notice())
     assert receipt.unfilled_roles == ["merton-childrens-social-care:head-of-service"]
     sends = sendgrid_server.mail_sends
-    keys = [s["custom_args"]["ledger_key"] for s in sends]
+    keys = [s["personalizations"][0]["custom_args"]["ledger_key"] for s in sends]
     team = "mscp-business-team@merton.example.org"
     assert keys == [
         recipient_key(notice().notice_id, "tom.fraser@merton-health.example.org"),
@@ -621,8 +681,8 @@ async def test_a_5xx_is_retried(sendgrid_server: FakeSendGrid, tmp_path: Path, s
         await ActivityEnvironment().run(activities(sink).send_notice, notice())
     assert not caught.value.non_retryable and caught.value.type == "SendGridUnavailable"
     receipt = await ActivityEnvironment().run(activities(sink).send_notice, notice())
-    # The refused first copy again, then the second.
-    assert receipt.delivered and len(sendgrid_server.mail_sends) == 3
+    # The refused request again, whole.
+    assert receipt.delivered and len(sendgrid_server.mail_sends) == 2
 
 
 async def test_a_429_is_retried_after_retry_after(
@@ -677,7 +737,9 @@ async def test_a_refused_send_is_recorded_on_the_case_and_reported(
     assert len(failed) == 1 and "Invalid email address" in (failed[0].detail or "")
     assert state.status == "open"
     reports = [
-        b for b in sendgrid_server.mail_sends if b["custom_args"]["template"] == "delivery-failed"
+        b
+        for b in sendgrid_server.mail_sends
+        if b["personalizations"][0]["custom_args"]["template"] == "delivery-failed"
     ]
     assert len(reports) == 1
     assert reports[0]["personalizations"][0]["to"][0]["email"] == (
