@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -178,6 +179,29 @@ def test_the_unencrypted_actions_path_has_a_history() -> None:
     assert b'"id":"unencrypted-actions-refused"' in payloads
     assert b"-s1n1-escalated-automatically" in payloads
     assert b"-withdrawn" not in payloads
+
+
+def test_the_all_changes_path_has_histories() -> None:
+    """Since a new case asks one patch for every change before it: the
+    unattended case and the updates' case recorded again, each with that one
+    patch marker (and one ``TemporalChangeVersion`` upsert), on the paths
+    the other patches opened (the register's writes, local activities,
+    notices named by what they are for)."""
+    named = {p.stem: p for p in HISTORIES}
+    for stem in ("staffordshire-unattended-all-changes", "merton-updates-all-changes"):
+        payloads = _marker_payloads(named[stem])
+        patches = re.findall(rb'"id":"([a-z0-9-]+)"', payloads)
+        assert patches == [b"all-changes-to-2026-12-06"], stem
+        assert b'"activity_type":"record_case"' in payloads, stem
+        assert b"-s0n1-stage-started" in payloads, stem
+        assert b"-escalated-automatically" in payloads or b"-resolved" in payloads, stem
+        versions = [
+            event
+            for event in json.loads(named[stem].read_text())["events"]
+            if "TemporalChangeVersion"
+            in json.dumps(event.get("upsertWorkflowSearchAttributesEventAttributes", {}))
+        ]
+        assert len(versions) == 1, stem
 
 
 def _marker_payloads(path: Path) -> bytes:

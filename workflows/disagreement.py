@@ -69,6 +69,12 @@ with workflow.unsafe.imports_passed_through():
     )
 
 # workflow.patched ids: each marks a change to what running cases do.
+# A case started since this marker takes every change named below without
+# asking for each: its history carries this one marker, where a new case's
+# first workflow task carried four (each with the SDK's search-attribute
+# upsert), work for the server on every raise. Cases started before it ask
+# for each change as they always did, so their histories replay unchanged.
+PATCH_ALL_CHANGES = "all-changes-to-2026-12-06"
 PATCH_BUSINESS_TEAM_FOR_SKIPPED_STAGES = "business-team-for-skipped-stages"
 PATCH_RISK_WHILE_AWAITING_CONFIRMATION = "immediate-risk-while-awaiting-confirmation"
 
@@ -190,13 +196,15 @@ class DisagreementWorkflow:
             raise ApplicationError(
                 "; ".join(self._problems), type="InvalidRaise", non_retryable=True
             )
-        self._registering = workflow.patched(PATCH_REGISTER)
+        # First of all: whether this case takes every change at once.
+        self._patched(PATCH_ALL_CHANGES)
+        self._registering = self._patched(PATCH_REGISTER)
         # Asked once, at the run's start, before any activity: a patch first
         # asked in the middle of a step lands in the history beside the
         # register's write, which runs concurrently, on either side of it,
         # and a replay that meets them the other way round fails.
-        self._notice_identity = workflow.patched(PATCH_NOTICE_IDENTITY)
-        self._publish_changes = workflow.patched(PATCH_PUBLISH_CHANGES)
+        self._notice_identity = self._patched(PATCH_NOTICE_IDENTITY)
+        self._publish_changes = self._patched(PATCH_PUBLISH_CHANGES)
         if self._registering:
             # A run continued as new writes what the run before it had not.
             state = self.state
@@ -222,7 +230,7 @@ class DisagreementWorkflow:
                 # A manager's action has been applied, but its handler has not
                 # yet answered: let it, then continue as new. Before this, a
                 # case that only received actions waited for its next timer.
-                if workflow.patched(PATCH_CONTINUE_AFTER_ACTIONS):
+                if self._patched(PATCH_CONTINUE_AFTER_ACTIONS):
                     await workflow.wait_condition(
                         lambda: (
                             workflow.all_handlers_finished()
@@ -306,6 +314,12 @@ class DisagreementWorkflow:
         if ticket is not None:
             self._answers[ticket] = self._result()
 
+    def _patched(self, patch_id: str) -> bool:
+        """Whether the case takes this change: every change, for a case
+        started since ``PATCH_ALL_CHANGES``; otherwise as ``workflow.patched``
+        says (the SDK remembers each answer for the run)."""
+        return workflow.patched(PATCH_ALL_CHANGES) or workflow.patched(patch_id)
+
     def _history_long(self) -> bool:
         info = workflow.info()
         if info.is_continue_as_new_suggested():
@@ -313,12 +327,10 @@ class DisagreementWorkflow:
         # Each asked only once the history is long, so shorter ones carry no
         # marker; a run that began before the lower bar keeps the earlier one.
         length = info.get_current_history_length()
-        if length >= ladder.CONTINUE_AS_NEW_AFTER_EVENTS and workflow.patched(
-            PATCH_CONTINUE_SOONER
-        ):
+        if length >= ladder.CONTINUE_AS_NEW_AFTER_EVENTS and self._patched(PATCH_CONTINUE_SOONER):
             return True
         return length >= ladder.EARLIER_CONTINUE_AS_NEW_AFTER_EVENTS and (
-            workflow.patched(PATCH_CONTINUE_BY_LENGTH)
+            self._patched(PATCH_CONTINUE_BY_LENGTH)
         )
 
     def _features(self, action: Action | None) -> ladder.Features:
@@ -332,15 +344,15 @@ class DisagreementWorkflow:
             return ladder.ALL_FEATURES
         return ladder.Features(
             business_team_for_skipped_stages=(
-                workflow.patched(PATCH_BUSINESS_TEAM_FOR_SKIPPED_STAGES) if skips else True
+                self._patched(PATCH_BUSINESS_TEAM_FOR_SKIPPED_STAGES) if skips else True
             ),
             immediate_risk_while_awaiting_confirmation=(
-                workflow.patched(PATCH_RISK_WHILE_AWAITING_CONFIRMATION) if risk_awaiting else True
+                self._patched(PATCH_RISK_WHILE_AWAITING_CONFIRMATION) if risk_awaiting else True
             ),
             withdraw_by_raising_side_only=(
-                workflow.patched(PATCH_WITHDRAW_BY_RAISING_SIDE) if withdraw else True
+                self._patched(PATCH_WITHDRAW_BY_RAISING_SIDE) if withdraw else True
             ),
-            bounded_actions=workflow.patched(PATCH_BOUNDED_ACTIONS) if bounded else True,
+            bounded_actions=self._patched(PATCH_BOUNDED_ACTIONS) if bounded else True,
         )
 
     # --- Carrying out a step ----------------------------------------------------
@@ -382,7 +394,7 @@ class DisagreementWorkflow:
         start_to_close_timeout: timedelta,
         schedule_to_close_timeout: timedelta | None = None,
     ) -> Any:
-        if workflow.patched(PATCH_LOCAL_ACTIVITIES):
+        if self._patched(PATCH_LOCAL_ACTIVITIES):
             return await workflow.execute_local_activity(
                 name,
                 arg,
@@ -429,7 +441,7 @@ class DisagreementWorkflow:
     def _clock_failed(self, failure: FailureError, what: str) -> None:
         """Only a failure for good reaches here (a deadline activity retries
         anything else): recorded, and the case goes on without the date."""
-        if not workflow.patched(PATCH_CLOCK_FAILURE):
+        if not self._patched(PATCH_CLOCK_FAILURE):
             raise failure
         self._record(
             "clock_failed",
@@ -483,7 +495,7 @@ class DisagreementWorkflow:
         except FailureError as failure:
             # A refused notice (SendGrid 4xx) or one that could not be
             # sent in a day is recorded and reported, not fatal to the case.
-            if not workflow.patched(PATCH_NOTICE_FAILURE):
+            if not self._patched(PATCH_NOTICE_FAILURE):
                 raise
             reason = _failure_reason(failure)
             self._record(
@@ -545,7 +557,7 @@ class DisagreementWorkflow:
         )
         template = report.template or _template_of(report.notice_id)
         # Never report the failure of a failure report: that would loop.
-        if template != "delivery-failed" and workflow.patched(PATCH_DELIVERY_FAILED):
+        if template != "delivery-failed" and self._patched(PATCH_DELIVERY_FAILED):
             await self._report_undelivered(report, template)
         self._publish()
 
@@ -847,14 +859,14 @@ class DisagreementWorkflow:
             if (
                 self._state is not None
                 and _unencrypted(inputs)
-                and workflow.patched(PATCH_UNENCRYPTED_ACTIONS)
+                and self._patched(PATCH_UNENCRYPTED_ACTIONS)
             ):
                 raise Refused(_sent_unencrypted(name, "signal"))
             value = _read_signal(name, inputs)
         except Refused as refusal:
             # Dropped before the patch, as the SDK did with an input it could
             # not read; a case that was never raised has nowhere to record it.
-            if self._state is not None and workflow.patched(PATCH_MALFORMED_SIGNALS):
+            if self._state is not None and self._patched(PATCH_MALFORMED_SIGNALS):
                 self._queue.append((None, refusal))
             else:
                 workflow.logger.warning("a signal was refused: %s", refusal)
