@@ -364,6 +364,21 @@ def as_delivered(body: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return out
 
 
+def with_links(fake: FakeSendGrid, tmp_path: Path) -> tuple[NoticeActivities, Notice]:
+    """Notices with action links, and a raise that asks the receiving
+    side's owner (alone) to acknowledge."""
+    maker = LinkMaker(secrets.token_bytes(32), "https://escalation.example", timedelta(days=7))
+    acts = NoticeActivities(
+        sink_for(fake, tmp_path), example_directory(), sender=SENDER, links=maker
+    )
+    raised = notice(
+        "stage-started",
+        context={"reason": "raised"},
+        receiving_agency="merton-childrens-social-care",
+    )
+    return acts, raised
+
+
 async def test_each_recipients_own_link_travels_in_the_one_request(
     sendgrid_server: FakeSendGrid, tmp_path: Path
 ) -> None:
@@ -371,15 +386,7 @@ async def test_each_recipients_own_link_travels_in_the_one_request(
     carries the link. One request still carries both copies, the link as
     their personalization's substitution, and each recipient gets exactly
     the words their own copy has."""
-    maker = LinkMaker(secrets.token_bytes(32), "https://escalation.example", timedelta(days=7))
-    acts = NoticeActivities(
-        sink_for(sendgrid_server, tmp_path), example_directory(), sender=SENDER, links=maker
-    )
-    raised = notice(
-        "stage-started",
-        context={"reason": "raised"},
-        receiving_agency="merton-childrens-social-care",
-    )
+    acts, raised = with_links(sendgrid_server, tmp_path)
     (email,), _ = acts.compose(raised)
     copies = {c.to[0].email: (c.text, c.html) for c in email.copies()}
     receiving = "dev.ward@merton-childrens-social-care.example.org"
@@ -397,15 +404,7 @@ async def test_copies_whose_own_words_are_too_long_to_share_go_as_a_request_each
     is its own request, all sent at once (the stand-in answers neither until
     both have arrived: one after the other, the notice would fail)."""
     monkeypatch.setattr(email_module, "SUBSTITUTION_BYTES", 10)
-    maker = LinkMaker(secrets.token_bytes(32), "https://escalation.example", timedelta(days=7))
-    acts = NoticeActivities(
-        sink_for(sendgrid_server, tmp_path), example_directory(), sender=SENDER, links=maker
-    )
-    raised = notice(
-        "stage-started",
-        context={"reason": "raised"},
-        receiving_agency="merton-childrens-social-care",
-    )
+    acts, raised = with_links(sendgrid_server, tmp_path)
     sendgrid_server.together = threading.Barrier(len(STAGE_HOLDERS), timeout=30)
     receipt = await ActivityEnvironment().run(acts.send_notice, raised)
     assert receipt.delivered
