@@ -98,7 +98,8 @@ from workflows.messages import Notice
 log = logging.getLogger("escalation.sendgrid")
 
 DEFAULT_TIMEOUT = 20.0
-# Copies of notices in flight at once (and connections kept to SendGrid).
+# Requests in flight at once, for copies that cannot share one (and
+# connections kept to SendGrid).
 COPIES_AT_ONCE = 8
 # How long to wait after a 429 when SendGrid gives no Retry-After.
 DEFAULT_RATE_LIMIT_DELAY = timedelta(seconds=30)
@@ -200,7 +201,8 @@ def _shared_and_own(variants: list[str], tag: str) -> tuple[str, list[str] | Non
 def shared_request_body(
     copies: list[OutgoingEmail], sandbox: bool = False
 ) -> dict[str, Any] | None:
-    """One v3 mail-send request for the copies of one email: the shared
+    """One v3 mail-send request for the copies of one email (``copies``
+    makes each to one recipient, under the email's subject): the shared
     words, attachments and settings once, and a personalization for each
     copy (its recipient alone, its custom arguments, its own words). None
     when the copies cannot share one request."""
@@ -215,8 +217,6 @@ def shared_request_body(
     body.pop("custom_args", None)
     personalizations = []
     for i, copy in enumerate(copies):
-        if len(copy.to) != 1 or copy.subject != first.subject:
-            return None
         personalization = Personalization()
         personalization.add_to(To(copy.to[0].email, copy.to[0].name))
         for name, value in copy.custom_args.items():

@@ -197,7 +197,7 @@ class DisagreementWorkflow:
                 "; ".join(self._problems), type="InvalidRaise", non_retryable=True
             )
         # First of all: whether this case takes every change at once.
-        self._patched(PATCH_ALL_CHANGES)
+        workflow.patched(PATCH_ALL_CHANGES)
         self._registering = self._patched(PATCH_REGISTER)
         # Asked once, at the run's start, before any activity: a patch first
         # asked in the middle of a step lands in the history beside the

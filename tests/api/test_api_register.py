@@ -14,6 +14,7 @@ from datetime import timedelta
 import httpx
 import pytest
 from api_helpers import Api, eventually
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from test_api_disagreements import BUSINESS_TEAM, MANAGER, OPERATOR, PRACTITIONER, assert_problem
 
@@ -55,19 +56,26 @@ async def api_on_a_new_temporal(settings: Settings, register: Register) -> Async
         dev_server_log_level="error",
     )
     try:
-        app = create_app(
-            settings,
-            client=empty.client,
-            authenticator=UsersFileAuthenticator(settings.users_path),
-            register=register,
-        )
-        tokens = {u.id: t for u, t in ensure_demo_users(settings.data_dir)}
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
-                yield Api(http, tokens)
+        async with api_with(settings, empty.client, register) as api:
+            yield api
     finally:
         await empty.shutdown()
+
+
+@asynccontextmanager
+async def api_with(settings: Settings, client: Client, register: Register) -> AsyncIterator[Api]:
+    """The API in-process, on this Temporal client and this register."""
+    app = create_app(
+        settings,
+        client=client,
+        authenticator=UsersFileAuthenticator(settings.users_path),
+        register=register,
+    )
+    tokens = {u.id: t for u, t in ensure_demo_users(settings.data_dir)}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+            yield Api(http, tokens)
 
 
 async def test_a_closed_case_stays_readable_after_temporal_forgets_it(
@@ -256,36 +264,26 @@ async def test_while_the_register_is_down_a_case_keeps_its_events_and_shows_them
 ) -> None:
     down = Register.from_url("postgresql+psycopg://register@127.0.0.1:9/none", KeyRing.generate())
     own = settings.model_copy(update={"task_queue": f"down-{uuid.uuid4().hex[:8]}"})
-    app = create_app(
-        own,
-        client=dev_env.client,
-        authenticator=UsersFileAuthenticator(settings.users_path),
-        register=down,
-    )
-    tokens = {u.id: t for u, t in ensure_demo_users(settings.data_dir)}
     async with (
         build_worker(dev_env.client, own.task_queue, sink, register=down),
-        app.router.lifespan_context(app),
+        api_with(own, dev_env.client, down) as api,
     ):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
-            api = Api(http, tokens)
-            ref = await api.raise_case(**ABOUT)
-            path = f"/disagreements/{ref}"
-            for text in ("Called the duty manager", "Sent the chronology"):
-                response = await api.post(f"{path}/notes", MANAGER, {"text": text})
-                assert response.status_code == 200, response.text
-            live = await dev_env.client.get_workflow_handle(workflow_id(ref)).query(
-                DisagreementWorkflow.get_state
-            )
-            assert live.recorded_seq == 0
-            assert [e.seq for e in live.events] == list(range(1, live.next_seq))
-            response = await api.get(path, MANAGER)
+        ref = await api.raise_case(**ABOUT)
+        path = f"/disagreements/{ref}"
+        for text in ("Called the duty manager", "Sent the chronology"):
+            response = await api.post(f"{path}/notes", MANAGER, {"text": text})
             assert response.status_code == 200, response.text
-            body = response.json()
-            assert [e["seq"] for e in body["events"]] == list(range(1, live.next_seq))
-            assert [e["reason"] for e in body["events"] if e["type"] == "note"] == [
-                "Called the duty manager",
-                "Sent the chronology",
-            ]
-            await dev_env.client.get_workflow_handle(workflow_id(ref)).terminate("test over")
+        live = await dev_env.client.get_workflow_handle(workflow_id(ref)).query(
+            DisagreementWorkflow.get_state
+        )
+        assert live.recorded_seq == 0
+        assert [e.seq for e in live.events] == list(range(1, live.next_seq))
+        response = await api.get(path, MANAGER)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert [e["seq"] for e in body["events"]] == list(range(1, live.next_seq))
+        assert [e["reason"] for e in body["events"] if e["type"] == "note"] == [
+            "Called the duty manager",
+            "Sent the chronology",
+        ]
+        await dev_env.client.get_workflow_handle(workflow_id(ref)).terminate("test over")
