@@ -53,7 +53,7 @@ bench-base: $(STAMP)
 ## At scale: 10,000 open cases with 1,000 deadlines at one instant, on one
 ## worker and then on two workers sharing the task queue (about 20 minutes).
 bench-scale: $(STAMP)
-	BENCH_ROUND=scale-one-worker BENCH_PRELOAD=9000 BENCH_N=1000 BENCH_SKIP=simulate,register,long,spread,api $(BIN)/python -m bench.run
+	BENCH_ROUND=scale-one-worker BENCH_PRELOAD=9000 BENCH_N=1000 BENCH_WORKERS=1 BENCH_SKIP=simulate,register,long,spread,api $(BIN)/python -m bench.run
 	BENCH_ROUND=scale-two-workers BENCH_PRELOAD=9000 BENCH_N=1000 BENCH_WORKERS=2 BENCH_SKIP=simulate,register,long,spread,api $(BIN)/python -m bench.run
 
 ## The chaos drill: cases through worker SIGKILLs and dev-server restarts, every

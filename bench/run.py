@@ -24,7 +24,7 @@ BENCH_API_RATE (20), BENCH_API_SECONDS (15), BENCH_SATURATION_COUNT (150),
 BENCH_CONCURRENCY (16), BENCH_SKIP (comma list of scenario names:
 simulate,register,long,burst,spread,api); for the scale scenarios, BENCH_PRELOAD (open
 cases raised before the burst, default 0) and BENCH_WORKERS (worker processes
-on the one task queue, default 1); for experiments on the server,
+on the one task queue, default: as many as `make run` starts); for experiments on the server,
 BENCH_SQLITE_PRAGMAS and BENCH_SERVER_CONFIG (see bench.stack).
 
 Figures go to bench/results/latest.json (and a timestamped copy), the table
@@ -115,9 +115,9 @@ class Config:
         self.concurrency = env_int("BENCH_CONCURRENCY", 16)
         self.skip = {s.strip() for s in os.environ.get("BENCH_SKIP", "").split(",") if s.strip()}
         # Scale: open cases raised before the burst (which raises N more), and
-        # worker processes on the one task queue.
+        # worker processes on the one task queue (by default what make run has).
         self.preload = env_int("BENCH_PRELOAD", 0)
-        self.workers = env_int("BENCH_WORKERS", 1)
+        self.workers = env_int("BENCH_WORKERS", Settings.model_fields["worker_processes"].default)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(self).items()}

@@ -92,7 +92,7 @@ class Stack:
     baseline: bool = True
     procs: dict[str, Service] = field(default_factory=dict)
     worker_env: dict[str, str] = field(default_factory=dict)
-    # Worker processes on the one task queue (a deployment that outgrew one).
+    # Worker processes on the one task queue (the bench asks for as many as make run starts).
     workers: int = 1
     codec_keys: str = ""
     _factories: dict[str, Callable[[], Service]] = field(default_factory=dict)

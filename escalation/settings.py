@@ -79,6 +79,17 @@ class Settings(BaseSettings):
         "default: the tests always run it sandboxed, and in the worker the sandbox cost "
         "18 ms of CPU per new case and 93 KiB per cached case (README, Performance).",
     )
+    worker_processes: int = Field(
+        default=2,
+        ge=1,
+        le=32,
+        validation_alias=AliasChoices("ESCALATION_WORKER_PROCESSES"),
+        description="Worker processes `escalation run` (make run) starts on the one task "
+        "queue. A Python worker runs on one core at a time (its threads share one "
+        "interpreter lock); two use both cores of a small machine, and a close-of-business "
+        "burst or a manager's resolution waits less (README, Performance). Each takes about "
+        "145 MiB when idle.",
+    )
     worker_cached_cases: int = Field(
         default=5000,
         ge=1,

@@ -143,6 +143,9 @@ def test_the_production_shape(compose: dict[str, Any]) -> None:
         depends = services[name]["depends_on"]
         assert depends["temporal-setup"]["condition"] == "service_completed_successfully"
     assert services["worker"]["command"][:2] == ["escalation", "worker"]
+    # As many worker processes as make run starts, each on its own core.
+    processes = Settings.model_fields["worker_processes"].default
+    assert services["worker"]["deploy"]["replicas"] == processes
     assert services["api"]["command"][:2] == ["uvicorn", "api.main:app"]
     # Production: no demo users, and secrets must come from the environment.
     api_env = services["api"]["environment"]

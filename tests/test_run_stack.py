@@ -10,10 +10,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
 
 from escalation import run
 from escalation.converter import data_converter
+from escalation.settings import Settings
 from escalation.simulate import parties
 from policies.loader import get_policy
 from tests.canary_helpers import Stack
@@ -49,6 +53,8 @@ async def test_an_open_case_and_its_deadline_survive_a_restart(
     stack.start()
     assert f"http://localhost:{stack.ports['ui']}".encode() in stack.output
     client = await Client.connect(stack.address, data_converter=data_converter())
+    # Both worker processes take the cases' steps from the one task queue.
+    assert len(await _polling_workers(client)) == Settings.model_fields["worker_processes"].default
     policy = get_policy("merton")
     raising, receiving, area = parties(policy)
     request = RaiseDisagreement(
@@ -96,6 +102,25 @@ async def test_an_open_case_and_its_deadline_survive_a_restart(
     assert after.stage_entries[1].how == "auto_escalated"
     await handle.terminate("test over")
     assert stack.stop() == 0
+
+
+async def _polling_workers(client: Client) -> set[str]:
+    """The identities (pid@host) polling the cases' workflow tasks, once
+    every worker has begun to poll."""
+    request = DescribeTaskQueueRequest(
+        namespace="default",
+        task_queue=TaskQueue(name="escalation"),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    )
+    expected = Settings.model_fields["worker_processes"].default
+    identities: set[str] = set()
+    for _ in range(60):
+        described = await client.workflow_service.describe_task_queue(request)
+        identities = {poller.identity for poller in described.pollers}
+        if len(identities) >= expected:
+            break
+        await asyncio.sleep(0.5)
+    return identities
 
 
 async def _wait_for_stage_started(handle: WorkflowHandle) -> CaseState:
