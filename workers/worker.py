@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import logging
 import signal
 from collections.abc import Callable, Iterable
@@ -47,6 +48,15 @@ STICKY_SCHEDULE_TO_START = timedelta(seconds=Settings.model_fields["worker_stick
 # How often the worker hands the allocator's free pages back to the system.
 TRIM_EVERY_SECONDS = 10.0
 
+# The collector's thresholds in the worker: its youngest generation is
+# collected after this many new container objects rather than Python's 700,
+# each older one after 20 and 100 collections of the one below. Every case
+# the worker holds is thousands of objects the collector would otherwise
+# walk again and again: its pauses held a deadline's notice or a manager's
+# resolution back by a few hundred milliseconds (spread lag max 0.96 s ->
+# 0.56 s, resolve p99 507 -> 133 ms; README, Performance).
+COLLECTOR_THRESHOLDS = (50_000, 20, 100)
+
 
 def _malloc_trim() -> Callable[[], object] | None:
     """glibc's malloc_trim, where there is one. After a close-of-business burst
@@ -70,6 +80,14 @@ async def _give_back_memory(stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), TRIM_EVERY_SECONDS)
         # A ctypes call releases the GIL: the worker's tasks go on meanwhile.
         await asyncio.to_thread(trim)
+
+
+def tune_collector() -> None:
+    """Leave what the worker loaded at start (modules, policies, the
+    register's tables) out of every collection from now on, and collect the
+    rest less often."""
+    gc.freeze()
+    gc.set_threshold(*COLLECTOR_THRESHOLDS)
 
 
 def build_worker(
@@ -170,6 +188,7 @@ async def run_worker(settings: Settings) -> None:
         max_cached_workflows=settings.worker_cached_cases,
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_timeout),
     )
+    tune_collector()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
