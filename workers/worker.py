@@ -53,8 +53,9 @@ TRIM_EVERY_SECONDS = 10.0
 # each older one after 20 and 100 collections of the one below. Every case
 # the worker holds is thousands of objects the collector would otherwise
 # walk again and again: its pauses held a deadline's notice or a manager's
-# resolution back by a few hundred milliseconds (spread lag max 0.96 s ->
-# 0.56 s, resolve p99 507 -> 133 ms; README, Performance).
+# resolution back by a few hundred milliseconds (two runs either side: spread
+# lag max 0.95-0.96 s -> 0.56-0.68 s, resolve p99 507 -> 133-224 ms; README,
+# Performance).
 COLLECTOR_THRESHOLDS = (50_000, 20, 100)
 
 
