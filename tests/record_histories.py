@@ -272,6 +272,9 @@ REHEARSALS["merton-resolve-with-confirmation-publish-changes"] = REHEARSALS[
 # that arrived unencrypted, which a case since that change refuses. The
 # updates' history covers the actions.)
 REHEARSALS["staffordshire-unattended-all-changes"] = REHEARSALS["staffordshire-unattended-register"]
+# Since a stage's clock and its first notice go in one activity, under the
+# next all-changes marker: the same two cases again.
+REHEARSALS["staffordshire-unattended-stage-start"] = REHEARSALS["staffordshire-unattended-register"]
 
 
 async def record_rehearsal(env: WorkflowEnvironment, name: str) -> None:
@@ -539,6 +542,9 @@ async def main(names: list[str]) -> None:
     )
     jobs["merton-updates-all-changes"] = lambda env: record_updates(
         env, "merton-updates-all-changes"
+    )
+    jobs["merton-updates-stage-start"] = lambda env: record_updates(
+        env, "merton-updates-stage-start"
     )
     jobs["merton-withdraw-by-receiving-side-refused"] = lambda env: (
         record_withdraw_by_receiving_side(env, "merton-withdraw-by-receiving-side-refused")

@@ -50,6 +50,7 @@ from workflows.messages import (
     FilledForm,
     Notice,
     NoticeTemplate,
+    RaiseDisagreement,
     Recipient,
     Resolve,
 )
@@ -621,6 +622,57 @@ async def test_a_refused_notice_does_not_stop_the_case(
     told = [n for n in harness.sink.notices if n.template == "delivery-failed"]
     assert told[0].context["event"] == "rejected"
     assert state.status == "open" and state.stage == 0
+
+
+class FailsOnceSink(MemorySink):
+    """SendGrid out of reach for one template's first try, then back."""
+
+    def __init__(self, template: str) -> None:
+        super().__init__()
+        self.template = template
+        self.tries = 0
+
+    def deliver(
+        self,
+        notice: Notice,
+        email: OutgoingEmail | None = None,
+        sent: AbstractSet[str] = frozenset(),
+    ) -> None:
+        if notice.template == self.template:
+            self.tries += 1
+            if self.tries == 1:
+                raise ApplicationError("SendGrid could not be reached", type="SendGridUnavailable")
+        super().deliver(notice, email, sent)
+
+
+async def test_a_stage_notice_that_misses_its_first_try_still_goes_once(
+    ts_env: WorkflowEnvironment, new_worker: Callable[[], Harness]
+) -> None:
+    """A stage's clock and its first notice go in one activity; when the
+    notice cannot go then, the stage keeps its deadline and the same notice
+    (the same id, so no recipient gets it twice) goes by its own activity."""
+    harness = new_worker()
+    harness.sink = FailsOnceSink("stage-started")
+    request = make_request("wirral", await ts_env.get_current_time())
+    async with harness.worker(directory=example_directory()), open_case(harness, request) as case:
+        state = await wait_for(
+            case,
+            lambda s: (
+                s.notices_sent.get("0:stage-started") == 1
+                and any(e.type == "notice" and e.template == "stage-started" for e in s.events)
+            ),
+        )
+    # Refused once, then every email of it went (the sink is called per email).
+    assert harness.sink.tries == 1 + len(harness.sink.emails_for(started_id(request)))
+    started = [n for n in harness.sink.notices if n.template == "stage-started"]
+    assert [n.notice_id for n in started] == [started_id(request)]
+    assert started[0].deadline == state.clock.deadline is not None
+    assert started[0].deadline_text == state.clock.deadline_text
+    assert not [e for e in state.events if e.type == "notice_failed"]
+
+
+def started_id(request: RaiseDisagreement) -> str:
+    return f"{request.reference}-s0n1-stage-started"
 
 
 def test_filled_forms_skip_forms_the_policy_does_not_have() -> None:

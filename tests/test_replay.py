@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -188,10 +189,16 @@ def test_the_all_changes_path_has_histories() -> None:
     the other patches opened (the register's writes, local activities,
     notices named by what they are for)."""
     named = {p.stem: p for p in HISTORIES}
-    for stem in ("staffordshire-unattended-all-changes", "merton-updates-all-changes"):
+    recorded = {
+        "staffordshire-unattended-all-changes": b"all-changes-to-2026-12-06",
+        "merton-updates-all-changes": b"all-changes-to-2026-12-06",
+        "staffordshire-unattended-stage-start": b"all-changes-to-2026-12-07",
+        "merton-updates-stage-start": b"all-changes-to-2026-12-07",
+    }
+    for stem, marker in recorded.items():
         payloads = _marker_payloads(named[stem])
         patches = re.findall(rb'"id":"([a-z0-9-]+)"', payloads)
-        assert patches == [b"all-changes-to-2026-12-06"], stem
+        assert patches == [marker], stem
         assert b'"activity_type":"record_case"' in payloads, stem
         assert b"-s0n1-stage-started" in payloads, stem
         assert b"-escalated-automatically" in payloads or b"-resolved" in payloads, stem
@@ -202,6 +209,27 @@ def test_the_all_changes_path_has_histories() -> None:
             in json.dumps(event.get("upsertWorkflowSearchAttributesEventAttributes", {}))
         ]
         assert len(versions) == 1, stem
+
+
+def test_a_stage_is_entered_in_one_activity() -> None:
+    """Since a stage's clock and its first notice go together: the unattended
+    case enters six stages with six ``start_stage`` activities and plans no
+    clock on its own; the updates' case plans one alone, the deadline a
+    manager moved, and sends the notice of it on its own."""
+    named = {p.stem: p for p in HISTORIES}
+    before = _activity_types(named["staffordshire-unattended-all-changes"])
+    after = _activity_types(named["staffordshire-unattended-stage-start"])
+    assert before["plan_stage_clock"] == after["start_stage"] == 6
+    assert "plan_stage_clock" not in after
+    assert after["send_notice"] == before["send_notice"] - 6
+    assert after["record_case"] == before["record_case"]
+    updates = _activity_types(named["merton-updates-stage-start"])
+    assert updates["start_stage"] == 2 and updates["plan_stage_clock"] == 1
+
+
+def _activity_types(path: Path) -> Counter[str]:
+    found = re.findall(rb'"activity_type":"([a-z_]+)"', _marker_payloads(path))
+    return Counter(name.decode() for name in found)
 
 
 def _marker_payloads(path: Path) -> bytes:

@@ -44,7 +44,7 @@ from tests.conftest import (
     receiving_manager,
     state_of,
 )
-from workflows.disagreement import PATCH_ALL_CHANGES, DisagreementWorkflow
+from workflows.disagreement import PATCH_ALL_CHANGES_TO_2026_12_07, DisagreementWorkflow
 from workflows.messages import (
     Acknowledge,
     ActionResult,
@@ -1143,7 +1143,7 @@ async def test_search_attributes_follow_the_case(
         names = {pair.key.name for pair in typed}
         assert names == {key.name for key in sa.ALL} | {"TemporalChangeVersion"}
         # A new case asks one patch for every change made before it.
-        assert typed.get(CHANGE_VERSION) == [PATCH_ALL_CHANGES]
+        assert typed.get(CHANGE_VERSION) == [PATCH_ALL_CHANGES_TO_2026_12_07]
 
         await escalate(handle, policy, manager, 1)
         await handle.execute_update(

@@ -22,6 +22,7 @@ from activities.deadlines import DeadlineActivities
 from activities.notices import Addressee, NoticeActivities, NoticeSink
 from activities.record import RecordActivities
 from activities.report import ReportActivities, report_mailer
+from activities.stage_start import StageStartActivities
 from escalation.action_links import LinkMaker
 from escalation.codec import KeyRing
 from escalation.converter import data_converter
@@ -125,6 +126,7 @@ def build_worker(
     # still record themselves exactly as in production.
     register = register or Register.in_memory(KeyRing.generate())
     record = RecordActivities(register)
+    stage_start = StageStartActivities(deadlines, notices)
     # The quarterly report goes out by the notices' transport, on its own path.
     report = ReportActivities(register, report_mailer(sink), directory, sender, extra_closures)
     extra_workflows = list(options.pop("workflows", []))  # type: ignore[call-overload]
@@ -139,6 +141,7 @@ def build_worker(
             deadlines.plan_stage_clock,
             deadlines.next_reminder,
             notices.send_notice,
+            stage_start.start_stage,
             record.record_case,
             report.report_due_at,
             report.send_quarterly_report,

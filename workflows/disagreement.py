@@ -64,6 +64,8 @@ with workflow.unsafe.imports_passed_through():
         Reopen,
         Resolve,
         ShortenDeadline,
+        StageStart,
+        StageStarted,
         SubmitForm,
         Withdraw,
     )
@@ -75,6 +77,14 @@ with workflow.unsafe.imports_passed_through():
 # upsert), work for the server on every raise. Cases started before it ask
 # for each change as they always did, so their histories replay unchanged.
 PATCH_ALL_CHANGES = "all-changes-to-2026-12-06"
+# The same for a case started since this one: every change named in this
+# module, the stage-start one below included, under one marker.
+PATCH_ALL_CHANGES_TO_2026_12_07 = "all-changes-to-2026-12-07"
+# Entering a stage plans its clock and sends the notice that it has started
+# in one local activity (activities.stage_start), where it took two: one
+# marker in the history and one round of hand-overs in the worker fewer.
+# A case started before asks it at its start, so it keeps two for its run.
+PATCH_STAGE_START_TOGETHER = "stage-clock-with-its-notice"
 PATCH_BUSINESS_TEAM_FOR_SKIPPED_STAGES = "business-team-for-skipped-stages"
 PATCH_RISK_WHILE_AWAITING_CONFIRMATION = "immediate-risk-while-awaiting-confirmation"
 
@@ -178,6 +188,9 @@ class DisagreementWorkflow:
         self._tickets = 0
         # Delivery failures signalled by the SendGrid webhook.
         self._failures: deque[DeliveryFailed] = deque()
+        # The changes this run takes, asked at its start (see run).
+        self._all_changes = False
+        self._stage_start_together = False
         # Register writes: changes made and changes written (see _recorder).
         self._registering = False
         self._notice_identity = False
@@ -196,8 +209,11 @@ class DisagreementWorkflow:
             raise ApplicationError(
                 "; ".join(self._problems), type="InvalidRaise", non_retryable=True
             )
-        # First of all: whether this case takes every change at once.
-        workflow.patched(PATCH_ALL_CHANGES)
+        # First of all: whether this case takes every change at once (the
+        # newest marker first: a new case records that one alone).
+        self._all_changes = workflow.patched(PATCH_ALL_CHANGES_TO_2026_12_07)
+        if not self._all_changes:
+            workflow.patched(PATCH_ALL_CHANGES)
         self._registering = self._patched(PATCH_REGISTER)
         # Asked once, at the run's start, before any activity: a patch first
         # asked in the middle of a step lands in the history beside the
@@ -205,6 +221,9 @@ class DisagreementWorkflow:
         # and a replay that meets them the other way round fails.
         self._notice_identity = self._patched(PATCH_NOTICE_IDENTITY)
         self._publish_changes = self._patched(PATCH_PUBLISH_CHANGES)
+        self._stage_start_together = self._all_changes or workflow.patched(
+            PATCH_STAGE_START_TOGETHER
+        )
         if self._registering:
             # A run continued as new writes what the run before it had not.
             state = self.state
@@ -315,10 +334,13 @@ class DisagreementWorkflow:
             self._answers[ticket] = self._result()
 
     def _patched(self, patch_id: str) -> bool:
-        """Whether the case takes this change: every change, for a case
-        started since ``PATCH_ALL_CHANGES``; otherwise as ``workflow.patched``
-        says (the SDK remembers each answer for the run)."""
-        return workflow.patched(PATCH_ALL_CHANGES) or workflow.patched(patch_id)
+        """Whether the case takes this change (one named before
+        ``PATCH_ALL_CHANGES``): every change, for a case started since either
+        all-changes marker; otherwise as ``workflow.patched`` says (the SDK
+        remembers each answer for the run)."""
+        return (
+            self._all_changes or workflow.patched(PATCH_ALL_CHANGES) or workflow.patched(patch_id)
+        )
 
     def _history_long(self) -> bool:
         info = workflow.info()
@@ -358,8 +380,12 @@ class DisagreementWorkflow:
     # --- Carrying out a step ----------------------------------------------------
 
     async def _carry_out(self, step: Step) -> None:
+        started: tuple[ladder.PlannedNotice, Notice, NoticeReceipt | None] | None = None
         if step.clock is not None:
-            await self._plan_clock(step.clock, replan=step.replan)
+            if self._together(step):
+                started = await self._start_stage(step.clock, step.notices.pop(0))
+            else:
+                await self._plan_clock(step.clock, replan=step.replan)
             # A form newly owed is asked for with the due date just planned.
             step.notices += ladder.form_asks(self.policy, self.state)
         if step.reminder_after is not None:
@@ -380,9 +406,60 @@ class DisagreementWorkflow:
                 self._clock_failed(failure, "the next reminder")
         for event in step.events:
             self._record(event.type, actor=event.by, detail=event.detail, reason=event.reason)
+        if started is not None:
+            planned, notice, receipt = started
+            if receipt is not None:
+                self._sent(planned, notice, receipt)
+            else:
+                await self._deliver(planned, self._with_clock(notice))
         for planned in step.notices:
             await self._send(planned)
         self._publish()
+
+    def _together(self, step: Step) -> bool:
+        """Whether the stage's clock and its first notice go in one activity:
+        a stage newly entered (not a deadline moved), nothing else planned
+        between them, and a notice without forms (forms are filled from the
+        case as it stands after the clock)."""
+        return (
+            self._stage_start_together
+            and self._notice_identity
+            and not step.replan
+            and step.reminder_after is None
+            and bool(step.notices)
+            and not step.notices[0].forms
+        )
+
+    async def _start_stage(
+        self, request: ClockRequest, planned: ladder.PlannedNotice
+    ) -> tuple[ladder.PlannedNotice, Notice, NoticeReceipt | None]:
+        """The stage's clock planned and its first notice sent, in one local
+        activity; the notice's receipt, or None where it still has to go."""
+        notice = self._notice(planned)
+        try:
+            started: StageStarted = await workflow.execute_local_activity(
+                "start_stage",
+                StageStart(clock=request, notice=notice),
+                result_type=StageStarted,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                local_retry_threshold=LOCAL_RETRY_THRESHOLD,
+                summary=f"deadline for stage {self.state.stage}, "
+                f"{planned.template} → {', '.join(r.label for r in planned.recipients)}",
+            )
+        except FailureError:
+            # Only a clock that cannot be worked out gets here (the notice's
+            # own failures come back as no receipt): planned on its own, it
+            # fails again and is recorded as such, and the notice goes after.
+            await self._plan_clock(request, replan=False)
+            return planned, notice, None
+        self.state.clock = started.clock
+        return planned, notice, started.receipt
+
+    def _with_clock(self, notice: Notice) -> Notice:
+        clock = self.state.clock
+        return notice.model_copy(
+            update={"deadline": clock.deadline, "deadline_text": clock.deadline_text}
+        )
 
     async def _activity(
         self,
@@ -450,13 +527,16 @@ class DisagreementWorkflow:
         )
 
     async def _send(self, planned: ladder.PlannedNotice) -> None:
+        await self._deliver(planned, self._notice(planned))
+
+    def _notice(self, planned: ladder.PlannedNotice) -> Notice:
         state = self.state
         stage = self.policy.stages[state.stage]
         if self._notice_identity:
             notice_id = notice_identity(state, planned.template)
         else:
             notice_id = f"{state.reference}-{state.next_seq:05d}-{planned.template}"
-        notice = Notice(
+        return Notice(
             notice_id=notice_id,
             reference=state.reference,
             template=planned.template,
@@ -480,7 +560,8 @@ class DisagreementWorkflow:
             # for the action links in each recipient's copy.
             receiving_agency=state.receiving_agency.key,
         )
-        kind = "reminder" if planned.template in REMINDER_TEMPLATES else "notice"
+
+    async def _deliver(self, planned: ladder.PlannedNotice, notice: Notice) -> None:
         try:
             receipt = await self._activity(
                 "send_notice",
@@ -511,6 +592,11 @@ class DisagreementWorkflow:
                     planned.template,
                 )
             return
+        self._sent(planned, notice, receipt)
+
+    def _sent(self, planned: ladder.PlannedNotice, notice: Notice, receipt: NoticeReceipt) -> None:
+        state = self.state
+        kind = "reminder" if planned.template in REMINDER_TEMPLATES else "notice"
         self._record(
             kind,
             to=[r.label for r in planned.recipients],

@@ -664,6 +664,23 @@ class NoticeReceipt(_Model):
     unfilled_roles: list[str] = Field(default_factory=list)
 
 
+class StageStart(_Model):
+    """The ``start_stage`` activity's input: a stage's clock to plan and the
+    notice that the stage has started, sent with the deadline just planned
+    (the notice's own ``deadline`` and ``deadline_text`` are replaced)."""
+
+    clock: ClockRequest
+    notice: Notice
+
+
+class StageStarted(_Model):
+    """The clock planned and, when the notice went in the same attempt, its
+    receipt; None when it did not, and the case sends it on its own."""
+
+    clock: Clock
+    receipt: NoticeReceipt | None = None
+
+
 class DeliveryFailed(_Model):
     """A notice the mail service could not deliver (SendGrid's bounce or
     dropped event), signalled to the case as ``delivery_failed``."""

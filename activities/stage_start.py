@@ -1,0 +1,45 @@
+"""``start_stage``: a stage's clock and the notice that it has started, in
+one local activity.
+
+Entering a stage took two: the deadline's, then the notice's, which carries
+that deadline. Each local activity is a round of hand-overs between the
+workflow and the activity worker and a marker in the case's history; a
+thousand escalations at one instant spent a fifth of the worker's time on
+them (README, Performance). The notice's sending gets one attempt here:
+whatever stops it, the case sends the same notice (the same id, so no copy
+twice) by its own ``send_notice`` activity, with that activity's retries,
+and the deadline is not held up by the mail service meanwhile.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.deadlines import DeadlineActivities
+from activities.notices import NoticeActivities
+from workflows.messages import StageStart, StageStarted
+
+
+class StageStartActivities:
+    def __init__(self, deadlines: DeadlineActivities, notices: NoticeActivities) -> None:
+        self.deadlines = deadlines
+        self.notices = notices
+
+    @activity.defn(name="start_stage")
+    async def start_stage(self, start: StageStart) -> StageStarted:
+        # A clock that cannot be worked out fails the activity, as its own would.
+        clock = await self.deadlines.plan_stage_clock(start.clock)
+        notice = start.notice.model_copy(
+            update={"deadline": clock.deadline, "deadline_text": clock.deadline_text}
+        )
+        try:
+            receipt = await self.notices.send_notice(notice)
+        except Exception as exc:  # noqa: BLE001 - the case sends it again on its own
+            # Logged by id and kind only: a notice's context is case data.
+            activity.logger.warning(
+                "notice %s not sent with its stage's clock (%s); the case sends it on its own",
+                notice.notice_id,
+                type(exc).__name__,
+            )
+            return StageStarted(clock=clock)
+        return StageStarted(clock=clock, receipt=receipt)
