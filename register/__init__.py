@@ -16,6 +16,8 @@ The map:
   writes, through the ``record_case`` activity), ``case`` and ``list_cases``
   (the API's reads), ``export``, the notice ledger and the used action links.
 - ``register.listing``: the filters, sort orders and page tokens of a list.
+- ``register.writers``: one writer at a time on a SQLite file, across the
+  threads and processes (two workers, the API) that write it.
 - ``register.migrate``: ``upgrade(url)``, run by ``make run`` and by the
   production setup's migration step; ``register/migrations`` holds the
   revisions.

@@ -28,6 +28,7 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import (
@@ -56,6 +57,7 @@ from escalation.codec import KeyRing
 from register import tables as t
 from register.listing import CaseQuery
 from register.sealing import Sealer
+from register.writers import Writers
 from workflows.messages import (
     Actor,
     CaseAbout,
@@ -143,13 +145,18 @@ class Register:
         self._one_at_a_time = (
             threading.Lock() if isinstance(engine.pool, StaticPool) else contextlib.nullcontext()
         )
-        # SQLite takes one writer at a time: writers of one process queue here
-        # rather than in SQLite's busy handler, whose growing sleeps made a
-        # burst of writes take seconds each.
-        self._writing = (
-            threading.Lock()
-            if engine.dialect.name == "sqlite" and not isinstance(engine.pool, StaticPool)
-            else contextlib.nullcontext()
+        # SQLite takes one writer at a time: writers of every process queue
+        # for the file (register.writers) rather than in its busy handler.
+        database = engine.url.database
+        self._writers: Writers | None = (
+            Writers(Path(database))
+            if engine.dialect.name == "sqlite"
+            and database
+            and not isinstance(engine.pool, StaticPool)
+            else None
+        )
+        self._writing: contextlib.AbstractContextManager[object] = (
+            self._writers or contextlib.nullcontext()
         )
 
     @classmethod
@@ -172,6 +179,8 @@ class Register:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._writers is not None:
+            self._writers.close()
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
