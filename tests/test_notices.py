@@ -586,12 +586,18 @@ async def test_a_bounce_is_recorded_and_the_business_team_told(
     assert state.status == "open"
 
 
-class RejectingSink(MemorySink):
-    """Refuses one template, as SendGrid refuses a request (4xx)."""
+class RefusingSink(MemorySink):
+    """Refuses one template's emails as SendGrid would, every time or only
+    the first ``times`` tries; counts the tries."""
 
-    def __init__(self, template: str) -> None:
+    def __init__(
+        self, template: str, refusal: Callable[[], Exception], times: int | None = None
+    ) -> None:
         super().__init__()
         self.template = template
+        self.refusal = refusal
+        self.times = times
+        self.tries = 0
 
     def deliver(
         self,
@@ -600,9 +606,9 @@ class RejectingSink(MemorySink):
         sent: AbstractSet[str] = frozenset(),
     ) -> None:
         if notice.template == self.template:
-            raise ApplicationError(
-                "SendGrid answered 400", type="NoticeRejected", non_retryable=True
-            )
+            self.tries += 1
+            if self.times is None or self.tries <= self.times:
+                raise self.refusal()
         super().deliver(notice, email, sent)
 
 
@@ -610,7 +616,12 @@ async def test_a_refused_notice_does_not_stop_the_case(
     ts_env: WorkflowEnvironment, new_worker: Callable[[], Harness]
 ) -> None:
     harness = new_worker()
-    harness.sink = RejectingSink("stage-started")
+    harness.sink = RefusingSink(
+        "stage-started",
+        lambda: ApplicationError(
+            "SendGrid answered 400", type="NoticeRejected", non_retryable=True
+        ),
+    )
     request = make_request("wirral", await ts_env.get_current_time())
     async with harness.worker(directory=example_directory()), open_case(harness, request) as case:
         state = await wait_for(
@@ -624,27 +635,6 @@ async def test_a_refused_notice_does_not_stop_the_case(
     assert state.status == "open" and state.stage == 0
 
 
-class FailsOnceSink(MemorySink):
-    """SendGrid out of reach for one template's first try, then back."""
-
-    def __init__(self, template: str) -> None:
-        super().__init__()
-        self.template = template
-        self.tries = 0
-
-    def deliver(
-        self,
-        notice: Notice,
-        email: OutgoingEmail | None = None,
-        sent: AbstractSet[str] = frozenset(),
-    ) -> None:
-        if notice.template == self.template:
-            self.tries += 1
-            if self.tries == 1:
-                raise ApplicationError("SendGrid could not be reached", type="SendGridUnavailable")
-        super().deliver(notice, email, sent)
-
-
 async def test_a_stage_notice_that_misses_its_first_try_still_goes_once(
     ts_env: WorkflowEnvironment, new_worker: Callable[[], Harness]
 ) -> None:
@@ -652,7 +642,11 @@ async def test_a_stage_notice_that_misses_its_first_try_still_goes_once(
     notice cannot go then, the stage keeps its deadline and the same notice
     (the same id, so no recipient gets it twice) goes by its own activity."""
     harness = new_worker()
-    harness.sink = FailsOnceSink("stage-started")
+    harness.sink = RefusingSink(
+        "stage-started",
+        lambda: ApplicationError("SendGrid could not be reached", type="SendGridUnavailable"),
+        times=1,
+    )
     request = make_request("wirral", await ts_env.get_current_time())
     async with harness.worker(directory=example_directory()), open_case(harness, request) as case:
         state = await wait_for(

@@ -380,7 +380,7 @@ class DisagreementWorkflow:
     # --- Carrying out a step ----------------------------------------------------
 
     async def _carry_out(self, step: Step) -> None:
-        started: tuple[ladder.PlannedNotice, Notice, NoticeReceipt | None] | None = None
+        started: tuple[ladder.PlannedNotice, Notice, StageStarted | None] | None = None
         if step.clock is not None:
             if self._together(step):
                 started = await self._start_stage(step.clock, step.notices.pop(0))
@@ -407,9 +407,12 @@ class DisagreementWorkflow:
         for event in step.events:
             self._record(event.type, actor=event.by, detail=event.detail, reason=event.reason)
         if started is not None:
-            planned, notice, receipt = started
-            if receipt is not None:
-                self._sent(planned, notice, receipt)
+            planned, notice, outcome = started
+            if outcome is not None and outcome.receipt is not None:
+                self._sent(planned, notice, outcome.receipt)
+            elif outcome is not None and outcome.refused is not None:
+                refused = ApplicationError(outcome.refused.message, type=outcome.refused.type)
+                await self._failed(planned, notice, _failure_reason(refused))
             else:
                 await self._deliver(planned, self._with_clock(notice))
         for planned in step.notices:
@@ -432,9 +435,10 @@ class DisagreementWorkflow:
 
     async def _start_stage(
         self, request: ClockRequest, planned: ladder.PlannedNotice
-    ) -> tuple[ladder.PlannedNotice, Notice, NoticeReceipt | None]:
+    ) -> tuple[ladder.PlannedNotice, Notice, StageStarted | None]:
         """The stage's clock planned and its first notice sent, in one local
-        activity; the notice's receipt, or None where it still has to go."""
+        activity; what became of the notice (None: the clock alone was
+        planned, the notice still has to go)."""
         notice = self._notice(planned)
         try:
             started: StageStarted = await workflow.execute_local_activity(
@@ -453,7 +457,7 @@ class DisagreementWorkflow:
             await self._plan_clock(request, replan=False)
             return planned, notice, None
         self.state.clock = started.clock
-        return planned, notice, started.receipt
+        return planned, notice, started
 
     def _with_clock(self, notice: Notice) -> Notice:
         clock = self.state.clock
@@ -578,21 +582,23 @@ class DisagreementWorkflow:
             # sent in a day is recorded and reported, not fatal to the case.
             if not self._patched(PATCH_NOTICE_FAILURE):
                 raise
-            reason = _failure_reason(failure)
-            self._record(
-                "notice_failed",
-                to=[r.label for r in planned.recipients],
-                template=planned.template,
-                notice_id=notice.notice_id,
-                detail=reason,
-            )
-            if planned.template != "delivery-failed":
-                await self._report_undelivered(
-                    DeliveryFailed(notice_id=notice.notice_id, event="rejected", reason=reason),
-                    planned.template,
-                )
+            await self._failed(planned, notice, _failure_reason(failure))
             return
         self._sent(planned, notice, receipt)
+
+    async def _failed(self, planned: ladder.PlannedNotice, notice: Notice, reason: str) -> None:
+        self._record(
+            "notice_failed",
+            to=[r.label for r in planned.recipients],
+            template=planned.template,
+            notice_id=notice.notice_id,
+            detail=reason,
+        )
+        if planned.template != "delivery-failed":
+            await self._report_undelivered(
+                DeliveryFailed(notice_id=notice.notice_id, event="rejected", reason=reason),
+                planned.template,
+            )
 
     def _sent(self, planned: ladder.PlannedNotice, notice: Notice, receipt: NoticeReceipt) -> None:
         state = self.state

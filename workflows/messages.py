@@ -673,12 +673,22 @@ class StageStart(_Model):
     notice: Notice
 
 
+class NoticeRefused(_Model):
+    """The mail service refused a notice for good (SendGrid's 4xx): the
+    refusal's kind and message, as the case records a failed activity's."""
+
+    type: str | None
+    message: str
+
+
 class StageStarted(_Model):
     """The clock planned and, when the notice went in the same attempt, its
-    receipt; None when it did not, and the case sends it on its own."""
+    receipt, or its refusal for good; neither when it could not go then (the
+    mail service out of reach), and the case sends it on its own."""
 
     clock: Clock
     receipt: NoticeReceipt | None = None
+    refused: NoticeRefused | None = None
 
 
 class DeliveryFailed(_Model):

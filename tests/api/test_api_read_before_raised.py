@@ -23,26 +23,29 @@ from temporalio.worker import Worker
 
 from activities.deadlines import DeadlineActivities
 from activities.notices import MemorySink, NoticeActivities
+from activities.stage_start import StageStartActivities
 from api.main import create_app
 from escalation.settings import Settings
 from workflows.disagreement import DisagreementWorkflow
-from workflows.messages import CaseState, Clock, ClockRequest
+from workflows.messages import CaseState, StageStart, StageStarted
 
 PRACTITIONER = "merton-health-practitioner"
 
 
 @dataclass
 class Gated:
-    """The worker's stage-clock activity, held until the test opens it: the
-    window between the case's start and its raise being recorded, which a
-    busy worker opens by chance."""
+    """The worker's activity that plans the first stage's clock (and sends
+    its notice), held until the test opens it: the window between the
+    case's start and its raise being recorded, which a busy worker opens by
+    chance."""
 
     opened: asyncio.Event
+    stage_start: StageStartActivities
 
-    @activity.defn(name="plan_stage_clock")
-    async def plan_stage_clock(self, request: ClockRequest) -> Clock:
+    @activity.defn(name="start_stage")
+    async def start_stage(self, start: StageStart) -> StageStarted:
         await self.opened.wait()
-        return await DeadlineActivities().plan_stage_clock(request)
+        return await self.stage_start.start_stage(start)
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -50,14 +53,19 @@ async def gated_api(
     dev_env: WorkflowEnvironment, settings: Settings, tokens: dict[str, str]
 ) -> AsyncIterator[tuple[httpx.AsyncClient, asyncio.Event]]:
     queue = f"gated-{uuid.uuid4()}"
-    gate = Gated(asyncio.Event())
     notices = NoticeActivities(MemorySink())
     deadlines = DeadlineActivities()
+    gate = Gated(asyncio.Event(), StageStartActivities(deadlines, notices))
     worker = Worker(
         dev_env.client,
         task_queue=queue,
         workflows=[DisagreementWorkflow],
-        activities=[gate.plan_stage_clock, deadlines.next_reminder, notices.send_notice],
+        activities=[
+            gate.start_stage,
+            deadlines.plan_stage_clock,
+            deadlines.next_reminder,
+            notices.send_notice,
+        ],
     )
     app = create_app(
         settings.model_copy(update={"task_queue": queue}),
