@@ -32,9 +32,7 @@ class StageStartActivities:
     async def start_stage(self, start: StageStart) -> StageStarted:
         # A clock that cannot be worked out fails the activity, as its own would.
         clock = await self.deadlines.plan_stage_clock(start.clock)
-        notice = start.notice.model_copy(
-            update={"deadline": clock.deadline, "deadline_text": clock.deadline_text}
-        )
+        notice = start.notice.with_clock(clock)
         try:
             receipt = await self.notices.send_notice(notice)
         except ApplicationError as exc:

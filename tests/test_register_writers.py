@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -49,8 +50,6 @@ def test_a_writer_in_another_process_waits_for_the_first(tmp_path: Path) -> None
 
 
 def test_writers_in_one_process_take_turns(tmp_path: Path) -> None:
-    import threading
-
     writers = Writers(tmp_path / "register.sqlite3")
     inside = 0
     most = 0

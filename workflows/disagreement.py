@@ -77,14 +77,13 @@ with workflow.unsafe.imports_passed_through():
 # upsert), work for the server on every raise. Cases started before it ask
 # for each change as they always did, so their histories replay unchanged.
 PATCH_ALL_CHANGES = "all-changes-to-2026-12-06"
-# The same for a case started since this one: every change named in this
-# module, the stage-start one below included, under one marker.
+# The same for a case started since this one, which also enters a stage in
+# one local activity (activities.stage_start: the stage's clock and the
+# notice that it has started) where it took two: one marker in the history
+# and one round of hand-overs in the worker fewer. A case started before
+# keeps two for its run (a patch asked at a run's start is new only to a
+# new run, so this marker alone stands for the change).
 PATCH_ALL_CHANGES_TO_2026_12_07 = "all-changes-to-2026-12-07"
-# Entering a stage plans its clock and sends the notice that it has started
-# in one local activity (activities.stage_start), where it took two: one
-# marker in the history and one round of hand-overs in the worker fewer.
-# A case started before asks it at its start, so it keeps two for its run.
-PATCH_STAGE_START_TOGETHER = "stage-clock-with-its-notice"
 PATCH_BUSINESS_TEAM_FOR_SKIPPED_STAGES = "business-team-for-skipped-stages"
 PATCH_RISK_WHILE_AWAITING_CONFIRMATION = "immediate-risk-while-awaiting-confirmation"
 
@@ -190,7 +189,6 @@ class DisagreementWorkflow:
         self._failures: deque[DeliveryFailed] = deque()
         # The changes this run takes, asked at its start (see run).
         self._all_changes = False
-        self._stage_start_together = False
         # Register writes: changes made and changes written (see _recorder).
         self._registering = False
         self._notice_identity = False
@@ -221,9 +219,6 @@ class DisagreementWorkflow:
         # and a replay that meets them the other way round fails.
         self._notice_identity = self._patched(PATCH_NOTICE_IDENTITY)
         self._publish_changes = self._patched(PATCH_PUBLISH_CHANGES)
-        self._stage_start_together = self._all_changes or workflow.patched(
-            PATCH_STAGE_START_TOGETHER
-        )
         if self._registering:
             # A run continued as new writes what the run before it had not.
             state = self.state
@@ -383,7 +378,8 @@ class DisagreementWorkflow:
         started: tuple[ladder.PlannedNotice, Notice, StageStarted | None] | None = None
         if step.clock is not None:
             if self._together(step):
-                started = await self._start_stage(step.clock, step.notices.pop(0))
+                first = step.notices.pop(0)
+                started = (first, *await self._start_stage(step.clock, first))
             else:
                 await self._plan_clock(step.clock, replan=step.replan)
             # A form newly owed is asked for with the due date just planned.
@@ -414,7 +410,7 @@ class DisagreementWorkflow:
                 refused = ApplicationError(outcome.refused.message, type=outcome.refused.type)
                 await self._failed(planned, notice, _failure_reason(refused))
             else:
-                await self._deliver(planned, self._with_clock(notice))
+                await self._deliver(planned, notice.with_clock(self.state.clock))
         for planned in step.notices:
             await self._send(planned)
         self._publish()
@@ -425,8 +421,7 @@ class DisagreementWorkflow:
         between them, and a notice without forms (forms are filled from the
         case as it stands after the clock)."""
         return (
-            self._stage_start_together
-            and self._notice_identity
+            self._all_changes
             and not step.replan
             and step.reminder_after is None
             and bool(step.notices)
@@ -435,10 +430,10 @@ class DisagreementWorkflow:
 
     async def _start_stage(
         self, request: ClockRequest, planned: ladder.PlannedNotice
-    ) -> tuple[ladder.PlannedNotice, Notice, StageStarted | None]:
+    ) -> tuple[Notice, StageStarted | None]:
         """The stage's clock planned and its first notice sent, in one local
-        activity; what became of the notice (None: the clock alone was
-        planned, the notice still has to go)."""
+        activity: the notice, and what became of it (None: the clock alone
+        was planned, the notice still has to go)."""
         notice = self._notice(planned)
         try:
             started: StageStarted = await workflow.execute_local_activity(
@@ -452,18 +447,12 @@ class DisagreementWorkflow:
             )
         except FailureError:
             # Only a clock that cannot be worked out gets here (the notice's
-            # own failures come back as no receipt): planned on its own, it
+            # own failures come back in the result): planned on its own, it
             # fails again and is recorded as such, and the notice goes after.
             await self._plan_clock(request, replan=False)
-            return planned, notice, None
+            return notice, None
         self.state.clock = started.clock
-        return planned, notice, started
-
-    def _with_clock(self, notice: Notice) -> Notice:
-        clock = self.state.clock
-        return notice.model_copy(
-            update={"deadline": clock.deadline, "deadline_text": clock.deadline_text}
-        )
+        return notice, started
 
     async def _activity(
         self,

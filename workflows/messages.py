@@ -618,6 +618,12 @@ class Notice(_Model):
     # sent before it was carried.
     receiving_agency: str | None = None
 
+    def with_clock(self, clock: Clock) -> Notice:
+        """The notice with the deadline this clock sets."""
+        return self.model_copy(
+            update={"deadline": clock.deadline, "deadline_text": clock.deadline_text}
+        )
+
 
 class ClockRequest(_Model):
     """Plan the instants of one stage, or of a written confirmation.
