@@ -10,6 +10,12 @@ same state, exchanges it with the verifier, and accepts the ID token only if
 the provider's keys signed it, for this client, unexpired and with the same
 nonce. The person is read from its claims exactly as the API reads an
 access token's (``api.auth.user_from_claims``: agency, partnership and role).
+
+Signing out ends the provider's session too, where the provider offers an
+``end_session_endpoint`` (OpenID Connect RP-Initiated Logout): the browser
+goes there with this client's id and comes back to the sign-in page. Without
+it, on a shared computer the next person to press "Sign in" would be signed
+in as the last one, without a password.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import hmac
 import logging
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from fastapi import Request, Response
@@ -36,6 +43,8 @@ PENDING_SALT = "escalation.pages.oidc"
 # Long enough to type a password and answer a second factor, no longer.
 PENDING_SECONDS = 10 * 60
 CALLBACK_PATH = "/sign-in/callback"
+# Where the provider sends the browser back after ending its session.
+SIGNED_OUT_PATH = "/sign-in?signed_out=1"
 
 
 class SignInRefused(Exception):
@@ -83,8 +92,33 @@ class OidcSignIn:
         )
 
     def redirect_uri(self, request: Request) -> str:
-        base = self.settings.public_url or str(request.base_url)
-        return base.rstrip("/") + CALLBACK_PATH
+        return self._base(request) + CALLBACK_PATH
+
+    def signed_out_uri(self, request: Request) -> str:
+        return self._base(request) + SIGNED_OUT_PATH
+
+    def _base(self, request: Request) -> str:
+        return (self.settings.public_url or str(request.base_url)).rstrip("/")
+
+    async def end_session_url(self, request: Request) -> str | None:
+        """Where to send the browser for the provider to end its own session
+        and send it back signed out; None where the provider has no such
+        endpoint or cannot be reached (the person is still signed out here)."""
+        try:
+            metadata = await self.client.load_server_metadata()
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            log.warning("OIDC discovery failed at sign-out: %s", type(exc).__name__)
+            return None
+        endpoint = metadata.get("end_session_endpoint")
+        if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")):
+            return None
+        query = urlencode(
+            {
+                "client_id": self.settings.oidc_client_id,
+                "post_logout_redirect_uri": self.signed_out_uri(request),
+            }
+        )
+        return f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
 
     async def start(self, request: Request, target: str) -> tuple[str, Pending]:
         """The provider's authorization URL, and what the callback must match."""

@@ -51,6 +51,7 @@ from register.listing import CaseQuery
 from web import dates
 from web.forms import Errors, from_validation
 from web.oidc import (
+    SIGNED_OUT_PATH,
     ProviderUnavailable,
     SignInRefused,
     clear_pending,
@@ -398,7 +399,11 @@ async def sign_in(request: Request) -> Response:
 @router.post("/sign-out", response_class=HTMLResponse)
 async def sign_out(request: Request) -> Response:
     await posted(request)
-    response = RedirectResponse("/sign-in?signed_out=1", status_code=303)
+    provider = sign_in_client(request)
+    # The provider's session ended too, where it can be, so that the next
+    # person at this computer is asked who they are.
+    ended_there = await provider.end_session_url(request) if provider is not None else None
+    response = RedirectResponse(ended_there or SIGNED_OUT_PATH, status_code=303)
     clear_session(request, response)
     return response
 

@@ -455,7 +455,9 @@ async def oidc_site(
         yield site
 
 
-async def test_sign_in_and_out_through_the_identity_provider(browser: Any, oidc_site: str) -> None:
+async def test_sign_in_and_out_through_the_identity_provider(
+    browser: Any, oidc_site: str, provider: str
+) -> None:
     context = await browser.new_context()
     page = await context.new_page()
     await page.goto(f"{oidc_site}/cases")
@@ -470,10 +472,49 @@ async def test_sign_in_and_out_through_the_identity_provider(browser: Any, oidc_
     assert "Tom Okafor" in await page.locator("body").inner_text()
     session = next(c for c in await context.cookies() if c["name"] == "escalation_session")
     assert session["httpOnly"] and session["sameSite"] == "Lax"
-    await sign_out(page)
+    # Signing out ends the provider's session too: the browser goes to the
+    # provider's end-session page with this client's id, and comes back.
+    await page.get_by_role("button", name="Sign out").click()
+    await page.get_by_role("heading", name="End Session").wait_for()
+    assert page.url.startswith(provider + "/oauth2/end_session?")
+    asked = dict(parse_qsl(urlsplit(page.url).query))
+    assert asked == {
+        "client_id": asked["client_id"],
+        "post_logout_redirect_uri": f"{oidc_site}/sign-in?signed_out=1",
+    }
+    assert asked["client_id"]
+    await page.get_by_role("button", name="End session").click()
+    await page.get_by_text("You have signed out").wait_for()
+    assert page.url == f"{oidc_site}/sign-in?signed_out=1"
     await page.goto(f"{oidc_site}/cases")
     assert "/sign-in" in page.url  # signed out for real
     await context.close()
+
+
+async def test_a_provider_out_of_reach_at_sign_out_still_signs_the_person_out_here(
+    settings: Settings, provider: str
+) -> None:
+    from starlette.requests import Request
+
+    from web.oidc import OidcSignIn
+
+    site = f"http://127.0.0.1:{free_port()}"
+    request = Request({"type": "http", "headers": [], "query_string": b"", "path": "/"})
+    reachable = OidcSignIn(await signing_in_through(provider, settings, site))
+    ending = await reachable.end_session_url(request)
+    assert ending is not None and ending.startswith(f"{provider}/oauth2/end_session?")
+    gone = OidcSignIn(
+        settings.model_copy(
+            update={
+                "oidc_issuer": f"http://127.0.0.1:{free_port()}",
+                "oidc_client_id": "escalation",
+                "public_url": site,
+            }
+        )
+    )
+    # No provider to end a session at: the pages sign the person out
+    # themselves (the route falls back to the sign-in page).
+    assert await gone.end_session_url(request) is None
 
 
 def _with(url: str, **changes: str) -> str:
