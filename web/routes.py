@@ -235,6 +235,25 @@ def signed_in(request: Request) -> User:
     return user
 
 
+def redirect_saying(request: Request, url: str, what: str) -> Response:
+    """Off to ``url`` (303), whose page says once what the person just did."""
+    session = _session(request)
+    session.flash = what
+    response = RedirectResponse(url, status_code=303)
+    write_session(request, response, _secret(request), session)
+    return response
+
+
+def _just_done(request: Request) -> str | None:
+    """What the person just did, taken from the session: the page says it
+    this once, and its response carries the session without it."""
+    session = _session(request)
+    what, session.flash = session.flash, None
+    if what is not None:
+        session.changed = True
+    return what
+
+
 async def posted(request: Request) -> FormData:
     """The form, once its CSRF token is the session's (403 otherwise)."""
     form = await request.form()
@@ -249,7 +268,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     response = templates.TemplateResponse(
         request, template, {"csrf_token": session.csrf, **context}, status_code=status
     )
-    if session.fresh:
+    if session.fresh or session.changed:
         write_session(request, response, _secret(request), session)
     # Pages show case details: never keep them in a shared cache.
     response.headers["Cache-Control"] = "no-store"
@@ -576,9 +595,7 @@ async def raise_submit(request: Request) -> Response:
         raise PageError(
             exc.status, "Sorry, the case could not be raised", exc.detail or ""
         ) from None
-    return RedirectResponse(
-        f"{cases.page_path(raised.started.reference)}?raised=1", status_code=303
-    )
+    return redirect_saying(request, cases.page_path(raised.started.reference), RAISED)
 
 
 def _raise_again(
@@ -730,9 +747,9 @@ async def _case_page(
     errors: Errors | None = None,
     values: dict[str, str] | None = None,
     open_action: str | None = None,
-    done: str | None = None,
 ) -> Response:
     record = await _record(request, user, reference)
+    done = _just_done(request)
     policy = _policy_of(record)
     stage = policy.stages[record.stage]
     events = [e for e in record.events if e.type not in ("notice", "reminder")]
@@ -751,8 +768,8 @@ async def _case_page(
         values=values or {},
         errors=errors or Errors(),
         open_action=open_action,
-        raised=request.query_params.get("raised") == "1",
-        done=done or request.query_params.get("done"),
+        raised=done == RAISED,
+        done=done,
     )
 
 
@@ -779,6 +796,9 @@ async def case_form(request: Request, reference: str, form: str) -> Response:
         ) from None
     return pdf_response(pdf, filename)
 
+
+# What the case page says once after the raise form (its confirmation panel).
+RAISED = "raised"
 
 DONE_WORDS = {
     "acknowledge": "You acknowledged the concern",
@@ -917,7 +937,7 @@ async def case_action(request: Request, reference: str, verb: str) -> Response:
             errors.general.append(detail)
         errors = _prefixed(errors, verb)
         return await _case_page(request, user, reference, 422, errors, values, verb)
-    return RedirectResponse(f"{cases.page_path(reference)}?done={verb}", status_code=303)
+    return redirect_saying(request, cases.page_path(reference), verb)
 
 
 # --- Business team --------------------------------------------------------------------

@@ -7,7 +7,9 @@ person signed in through the identity provider has no entry in a file: the
 cookie carries what the provider's ID token said of them (name, email,
 agency, partnership, role), signed like the rest. An
 anonymous visitor gets a session too, so the sign-in form itself carries a
-CSRF token; signing in issues a new token (no session fixation).
+CSRF token; signing in issues a new token (no session fixation). What a
+person just did ("You escalated the case") rides in it to the page they are
+sent to, shown there once: a reload does not say it again.
 
 Every form posts ``csrf_token``; a POST without the session's token is 403.
 """
@@ -37,6 +39,10 @@ class Session:
     issued: int
     fresh: bool = False
     profile: dict[str, Any] | None = None
+    # What the person just did, for the next page to say once.
+    flash: str | None = None
+    # Changed since it was read: the response must carry it.
+    changed: bool = False
 
     @classmethod
     def new(cls, user_id: str | None = None, profile: dict[str, Any] | None = None) -> Session:
@@ -60,11 +66,13 @@ def read_session(request: Request, secret: bytes) -> Session:
         try:
             data = _serializer(secret).loads(value, max_age=SESSION_SECONDS)
             profile = data.get("p")
+            flash = data.get("f")
             return Session(
                 data.get("u"),
                 str(data["c"]),
                 int(data["t"]),
                 profile=profile if isinstance(profile, dict) else None,
+                flash=flash if isinstance(flash, str) else None,
             )
         except (BadSignature, KeyError, TypeError, ValueError):
             pass
@@ -75,6 +83,8 @@ def write_session(request: Request, response: Response, secret: bytes, session: 
     data: dict[str, Any] = {"u": session.user_id, "c": session.csrf, "t": session.issued}
     if session.profile is not None:
         data["p"] = session.profile
+    if session.flash:
+        data["f"] = session.flash
     value = _serializer(secret).dumps(data)
     response.set_cookie(
         COOKIE,

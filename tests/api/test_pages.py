@@ -170,6 +170,12 @@ async def test_raise_acknowledge_escalate_in_a_browser(
     assert re.search(r"resolved by \w+day \d{1,2} \w+ \d{4}, \d", main)
     await assert_accessible(page)
     await page.screenshot(path=str(SCREENSHOTS / "case-raised.png"), full_page=True)
+    # Said once: the page's own address carries nothing, and a reload shows
+    # the case without the confirmation.
+    assert page.url == f"{site}/cases/{reference}"
+    await page.reload()
+    await page.get_by_role("heading", name=f"Case {reference}").wait_for()
+    assert await page.get_by_role("heading", name="Disagreement raised").count() == 0
     await notice_for(sink, reference)
     await sign_out(page)
 
@@ -209,6 +215,11 @@ async def test_raise_acknowledge_escalate_in_a_browser(
     assert "No agreement at practitioner level." in main  # the timeline, with the reason
     assert "Tom Okafor" in main
     await page.screenshot(path=str(SCREENSHOTS / "case-page.png"), full_page=True)
+    await page.reload()
+    await page.get_by_role("heading", name=f"Case {reference}").wait_for()
+    main = await main_text(page)
+    assert "You escalated the case" not in main and "Success" not in main
+    assert "No agreement at practitioner level." in main
     await page.goto(f"{site}/cases")
     await page.screenshot(path=str(SCREENSHOTS / "your-cases.png"), full_page=True)
     await context.close()
