@@ -34,7 +34,7 @@ def _changed(update: RecordCase, change: int) -> RecordCase:
     state.stage = min(change, 2)
     events = []
     for kind in ("escalated", "notice"):
-        event = CaseEvent(seq=state.next_seq, at=at, type=kind, stage=state.stage)  # type: ignore[arg-type]
+        event = CaseEvent(seq=state.next_seq, at=at, type=kind, stage=state.stage)
         events.append(event.model_copy(update={"reason": "A reason given"}))
         state.next_seq += 1
     return RecordCase(case=state.model_copy(update={"events": events}), after_seq=after)

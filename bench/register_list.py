@@ -32,12 +32,20 @@ from policies.loader import builtin_policies
 from register import Register
 from register.migrate import upgrade
 from workflows import ladder
-from workflows.messages import Actor, Agency, CaseEvent, RaiseDisagreement, RecordCase
+from workflows.messages import Actor, Agency, CaseEvent, CaseStatus, RaiseDisagreement, RecordCase
 
 CASES = 10_000
 REQUESTS = 200
 PAGE = 50
-STATUSES = ("open", "open", "open", "overdue", "awaiting-confirmation", "resolved", "withdrawn")
+STATUSES: tuple[CaseStatus, ...] = (
+    "open",
+    "open",
+    "open",
+    "overdue",
+    "awaiting-confirmation",
+    "resolved",
+    "withdrawn",
+)
 
 
 def _case(policy_id: str, i: int, at: datetime) -> RecordCase:
@@ -58,14 +66,12 @@ def _case(policy_id: str, i: int, at: datetime) -> RecordCase:
         raised_at=at,
     )
     state = ladder.new_state(request, at)
-    state.status = random.choice(STATUSES)  # type: ignore[assignment]
+    state.status = random.choice(STATUSES)
     state.clock.deadline = at + timedelta(days=random.randint(1, 30))
     if state.status in ("resolved", "withdrawn"):
         state.closed_at = at + timedelta(days=3)
     for kind in ("raised", "stage_started", "notice"):
-        state.events.append(
-            CaseEvent(seq=state.next_seq, at=at, type=kind, stage=0)  # type: ignore[arg-type]
-        )
+        state.events.append(CaseEvent(seq=state.next_seq, at=at, type=kind, stage=0))
         state.next_seq += 1
     return RecordCase(case=state, after_seq=0)
 
@@ -81,7 +87,7 @@ def seed(register: Register, n: int) -> float:
 
 async def measure(data_dir: Path, register: Register, requests: int) -> dict[str, Any]:
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         ESCALATION_DATA_DIR=str(data_dir),
         ESCALATION_API_SECRET=uuid.uuid4().hex + uuid.uuid4().hex,
         TEMPORAL_ADDRESS="127.0.0.1:9",  # lists never touch Temporal
@@ -90,7 +96,7 @@ async def measure(data_dir: Path, register: Register, requests: int) -> dict[str
     token = {u.id: t for u, t in ensure_demo_users(data_dir)}["merton-business-team"]
     headers = {"Authorization": f"Bearer {token}"}
     timings: dict[str, list[float]] = {"open": [], "resolved": [], "deadline": []}
-    params = {
+    params: dict[str, dict[str, str | int | list[str]]] = {
         "open": {"partnership": "merton", "status": ["open", "overdue"], "page_size": PAGE},
         "resolved": {"partnership": "merton", "status": "resolved", "page_size": PAGE},
         "deadline": {

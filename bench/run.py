@@ -49,7 +49,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 from temporalio.api.enums.v1 import EventType
@@ -63,6 +63,7 @@ from bench.stats import (
     CaptureLog,
     CpuMeter,
     Progress,
+    Summary,
     env_float,
     env_int,
     frontend_requests,
@@ -414,6 +415,22 @@ async def shorten_many(
     return {ref for ref, ok in zip(order, results, strict=True) if ok}, elapsed
 
 
+class LagRow(TypedDict):
+    """A sampled case's steps, each with its seconds after the deadline."""
+
+    reference: str
+    steps: list[tuple[str, float]]
+
+
+class Step(TypedDict):
+    """A step's time after the deadline, over the sampled cases."""
+
+    step: str
+    cases: int
+    median_s: float | None
+    max_s: float | None
+
+
 STEP_NAMES = {
     EventType.EVENT_TYPE_TIMER_FIRED: "timer fired",
     EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED: "workflow task scheduled",
@@ -427,7 +444,7 @@ STEP_NAMES = {
 
 async def where_the_lag_went(
     client: Client, deadlines: dict[str, float], arrivals: dict[str, float], sample: int = 25
-) -> list[dict[str, Any]]:
+) -> list[LagRow]:
     """For a sample of cases, the history's steps from the deadline to the
     escalation notice (seconds after the deadline), from the server's own
     event times: the timer firing, each workflow task and activity (deadline
@@ -436,7 +453,7 @@ async def where_the_lag_went(
     if len(chosen) > sample:
         step = len(chosen) / sample
         chosen = [chosen[int(i * step)] for i in range(sample)]
-    rows = []
+    rows: list[LagRow] = []
     for reference in chosen:
         deadline = deadlines[reference]
         handle = client.get_workflow_handle(f"disagreement-{reference}")
@@ -468,7 +485,7 @@ async def where_the_lag_went(
     return rows
 
 
-def summarise_steps(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def summarise_steps(rows: list[LagRow]) -> list[Step]:
     """The median time after the deadline of each step, over the sampled cases."""
     order: list[str] = []
     times: dict[str, list[float]] = {}
@@ -481,7 +498,7 @@ def summarise_steps(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 times[key] = []
                 order.append(key)
             times[key].append(t)
-    out = []
+    out: list[Step] = []
     for key in order:
         values = times[key]
         s = summary(values)
@@ -524,7 +541,8 @@ async def scenario_burst(
     )
     lags = [t - deadline for t in arrived.values()]
     lost = len(shortened) - len(arrived)
-    result = {
+    s = summary(lags)
+    result: dict[str, object] = {
         "cases": n,
         "raised": len(refs),
         "raise_rate_per_s": round(rate, 1),
@@ -535,18 +553,18 @@ async def scenario_burst(
         "deadline_epoch": deadline,
         "notices": len(arrived),
         "lost": lost,
-        "lag_s": summary(lags),
+        "lag_s": s,
         "all_in_by_s": max(lags) if lags and not lost else None,
     }
-    s = result["lag_s"]
     if lags:
         say(
             f"    lag p50 {s['p50']:.2f}s  p99 {s['p99']:.2f}s  max {s['max']:.2f}s; "
             f"{len(arrived)}/{len(shortened)} arrived, {lost} missing"
         )
     rows = await where_the_lag_went(client, dict.fromkeys(arrived, float(deadline)), arrived)
-    result["steps"] = summarise_steps(rows)
-    for step in result["steps"]:
+    steps = summarise_steps(rows)
+    result["steps"] = steps
+    for step in steps:
         say(
             f"      {step['step']:<32} median T+{step['median_s']:.2f}s  max T+{step['max_s']:.2f}s"
         )
@@ -634,6 +652,7 @@ async def scenario_spread(
     lost = len(expected) - len(arrived)
     worst = sorted(arrived, key=lambda ref: arrived[ref] - expected[ref])[-10:]
     rows = await where_the_lag_went(client, expected, {r: arrived[r] for r in worst}, 10)
+    s = summary(lags)
     result = {
         "cases": n,
         "window_s": window,
@@ -641,14 +660,13 @@ async def scenario_spread(
         "overlap_s": round(overlap, 1),
         "notices": len(arrived),
         "lost": lost,
-        "lag_s": summary(lags),
+        "lag_s": s,
         # The same, for the deadlines after the last shorten was in.
         "lag_after_overlap_s": summary(
             [arrived[ref] - expected[ref] for ref in arrived if expected[ref] > shortens_done]
         ),
         "slowest_steps": summarise_steps(rows),
     }
-    s = result["lag_s"]
     if lags:
         say(
             f"    lag p50 {s['p50']:.2f}s  p99 {s['p99']:.2f}s  max {s['max']:.2f}s; "
@@ -729,12 +747,14 @@ async def scenario_api(
     say(f"    CPU seconds, bare starts: {cpu['capacity_bare_start']}")
     raise_cap = sum(1 for r in sat_raises if r) / sat_raise_s
     start_cap = sum(1 for r in sat_starts if r) / sat_start_s
+    r, v, b = ms(raise_lat), ms(resolve_lat), ms(start_lat)
+    ratio = round(raise_cap / start_cap, 3) if start_cap else None
     result = {
         "rate_per_s": rate,
         "count": count,
-        "raise_ms": ms(raise_lat),
-        "resolve_ms": ms(resolve_lat),
-        "bare_start_ms": ms(start_lat),
+        "raise_ms": r,
+        "resolve_ms": v,
+        "bare_start_ms": b,
         "paced_raise_throughput_per_s": round(len(raise_lat) / raise_done, 1)
         if raise_done
         else None,
@@ -752,7 +772,7 @@ async def scenario_api(
             "raise_per_s": round(raise_cap, 1),
             "bare_start_per_s": round(start_cap, 1),
             "worker_caught_up_s": round(caught_up_s, 1),
-            "ratio": round(raise_cap / start_cap, 3) if start_cap else None,
+            "ratio": ratio,
             # What each costs, the worker's catching up included: on a busy
             # machine the figure to compare between runs.
             "cpu_ms_per_raise": _per_op(cpu["capacity_raise"], k),
@@ -761,14 +781,10 @@ async def scenario_api(
         "raise_resolve_unfinished": sum(1 for o in outcomes if o is None),
         "errors": dict(api.errors),
     }
-    r, v, b = result["raise_ms"], result["resolve_ms"], result["bare_start_ms"]
     say(f"    raise   p50 {r['p50']}ms p95 {r['p95']}ms p99 {r['p99']}ms ({r['count']} ok)")
     say(f"    resolve p50 {v['p50']}ms p95 {v['p95']}ms p99 {v['p99']}ms ({v['count']} ok)")
     say(f"    bare start_workflow p50 {b['p50']}ms p95 {b['p95']}ms p99 {b['p99']}ms")
-    say(
-        f"    capacity: raise {raise_cap:.1f}/s, bare start {start_cap:.1f}/s "
-        f"(ratio {result['capacity']['ratio']})"
-    )
+    say(f"    capacity: raise {raise_cap:.1f}/s, bare start {start_cap:.1f}/s (ratio {ratio})")
     return result
 
 
@@ -782,12 +798,22 @@ def _per_op(used: dict[str, Any], count: int) -> dict[str, float]:
     }
 
 
-def ms(values: list[float]) -> dict[str, Any]:
+def ms(values: list[float]) -> Summary:
     """A latency summary in milliseconds."""
+    s = summary(values)
     return {
-        k: (round(v * 1000, 1) if isinstance(v, float) and k != "count" else v)
-        for k, v in summary(values).items()
+        "count": s["count"],
+        "p50": _in_ms(s["p50"]),
+        "p95": _in_ms(s["p95"]),
+        "p99": _in_ms(s["p99"]),
+        "max": _in_ms(s["max"]),
+        "min": _in_ms(s["min"]),
+        "mean": _in_ms(s["mean"]),
     }
+
+
+def _in_ms(seconds: float | None) -> float | None:
+    return round(seconds * 1000, 1) if isinstance(seconds, float) else seconds
 
 
 # --- Report --------------------------------------------------------------------------

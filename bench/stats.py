@@ -9,7 +9,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -21,7 +21,19 @@ def percentile(values: list[float], p: float) -> float | None:
     return ordered[min(rank, len(ordered)) - 1]
 
 
-def summary(values: list[float]) -> dict[str, Any]:
+class Summary(TypedDict):
+    """Of a list of values; each figure None if the list is empty."""
+
+    count: int
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    max: float | None
+    min: float | None
+    mean: float | None
+
+
+def summary(values: list[float]) -> Summary:
     return {
         "count": len(values),
         "p50": percentile(values, 50),
