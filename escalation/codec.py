@@ -116,6 +116,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from google.protobuf import json_format
+from pydantic import ValidationError
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.converter import PayloadCodec, SerializationContext, WithSerializationContext
 from temporalio.exceptions import ApplicationError
@@ -437,6 +438,32 @@ def payload_partnership(payload: Payload) -> str | None:
 def arrived_unencrypted(payload: Payload) -> bool:
     """Whether the data converter's codec found this payload unencrypted."""
     return UNENCRYPTED_METADATA in payload.metadata
+
+
+class UnreadableValue(ValueError):
+    """A payload that did not validate as the value wanted, told by where and
+    what was wrong and never by what it held: pydantic's own message quotes
+    the input, and a person's action is free text about a child, which must
+    reach no log line and no error."""
+
+    def __init__(self, wanted: str, problems: list[tuple[str, str, str]]) -> None:
+        # (where, what kind of problem, pydantic's message for it)
+        self.wanted = wanted
+        self.problems = problems
+        kinds = ", ".join(sorted({kind for _, kind, _ in problems}))
+        super().__init__(
+            f"a payload could not be read as {wanted} ({len(problems)} problems: {kinds})"
+        )
+
+    @classmethod
+    def from_validation(cls, error: ValidationError, wanted: str) -> UnreadableValue:
+        return cls(
+            wanted,
+            [
+                (".".join(str(part) for part in e["loc"]) or "input", e["type"], e["msg"])
+                for e in error.errors(include_url=False, include_input=False)
+            ],
+        )
 
 
 class UnencryptedRefusal(ApplicationError):

@@ -33,6 +33,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Self
 
+from pydantic import ValidationError
 from temporalio.api.common.v1 import Payload
 from temporalio.api.failure.v1 import Failure
 from temporalio.common import RawValue
@@ -54,6 +55,7 @@ from escalation.codec import (
     CodecDecodeError,
     EncryptionCodec,
     UnencryptedRefusal,
+    UnreadableValue,
     arrived_unencrypted,
     resolve_key_ring,
 )
@@ -69,13 +71,33 @@ def _partnership_of(value: Any) -> str | None:
     return None
 
 
+# The refusal of an action that arrived unencrypted and could not even be
+# read as one: its sender has no codec, so it says how to send it, plainly.
+UNREADABLE_UNENCRYPTED = (
+    "this action arrived unencrypted and could not be read, so it is refused: send it "
+    "again through the codec endpoint, temporal workflow update execute --codec-endpoint "
+    '<API address>/codec --codec-auth "Bearer <operator token>" (see the README on acting '
+    "from the CLI)"
+)
+
+
+def _wants_action(type_hints: Sequence[type] | None) -> bool:
+    return any(isinstance(t, type) and issubclass(t, ManagerAction) for t in type_hints or ())
+
+
 class LabellingPayloadConverter(PydanticPayloadConverter):
     """Pydantic's converter, with the values that name their partnership (a
     case's start input, its state) labelled so for the codec, a payload the
     codec could not decrypt an error saying why where its value is read (a
     raw read, ``RawValue``, gets it as it is), and a manager's action whose
     payload the codec found unencrypted noted so on the action, for the
-    update's validator to refuse."""
+    update's validator to refuse.
+
+    A value that does not validate fails with what was wrong and never with
+    what it held (``UnreadableValue``: pydantic would quote it); a manager's
+    action that also arrived unencrypted fails with the refusal its
+    codec-less sender can read (``UNREADABLE_UNENCRYPTED``), which is what
+    the update is rejected with."""
 
     def from_payloads(
         self, payloads: Sequence[Payload], type_hints: list[type] | None = None
@@ -84,7 +106,13 @@ class LabellingPayloadConverter(PydanticPayloadConverter):
             wanted = type_hints[index] if type_hints and index < len(type_hints) else None
             if payload.metadata.get("encoding") == UNDECODABLE and wanted is not RawValue:
                 raise CodecDecodeError(undecodable_reason(payload))
-        values = super().from_payloads(payloads, type_hints)
+        try:
+            values = super().from_payloads(payloads, type_hints)
+        except ValidationError as exc:
+            if _wants_action(type_hints) and any(arrived_unencrypted(p) for p in payloads):
+                raise UnencryptedRefusal(UNREADABLE_UNENCRYPTED) from None
+            names = ", ".join(getattr(t, "__name__", "a value") for t in type_hints or ())
+            raise UnreadableValue.from_validation(exc, names or "a value") from None
         for value, payload in zip(values, payloads, strict=False):
             if isinstance(value, ManagerAction) and arrived_unencrypted(payload):
                 value.note_arrived_unencrypted()

@@ -106,10 +106,13 @@ TEXT = {
     "withdrawal reason": "CanaryWithdrawReasonS7U2",
     "operator CLI note": "CanaryCliNoteE4Q1",
     "operator CLI update without the codec": "CanaryPlainUpdateA6R3",
+    "operator CLI update that does not read": "CanaryUnreadableUpdateK8P2",
 }
 # A signal keeps what it carried in the history as it was sent, refused or
 # not: the one sent without the codec carries no child.
 PLAIN_SIGNAL = "Operator's note sent without the codec endpoint"
+# One that is not even a note (a list where the text goes).
+UNREADABLE_SIGNAL = "Operator's unreadable note sent without the codec endpoint"
 CANARIES = {**IDENTITY, **{f"{path} canary": token for path, token in TEXT.items()}}
 NEEDLES = needles(CANARIES)
 IDENTITY_NEEDLES = needles(IDENTITY)
@@ -305,6 +308,29 @@ async def act_without_the_codec(api: Api, stack: Stack, ref: str) -> None:
         "the unencrypted signal's refusal",
     )
     assert not any(PLAIN_SIGNAL in n["text"] for n in state["notes"])
+
+    # Not a note at all (a list where the text goes): the update is refused
+    # readably, saying how to send it and not what it held; the signal is
+    # refused and recorded like the one above.
+    garbled = json.dumps({"text": [text("operator CLI update that does not read")]})
+    updated = cli("update", "execute", "--input", garbled)
+    said = (updated.stdout + updated.stderr).decode(errors="replace")
+    assert updated.returncode != 0, said[-500:]
+    assert "arrived unencrypted and could not be read" in said, said[-500:]
+    assert "--codec-endpoint" in said, said[-500:]
+    signalled = cli("signal", "--input", json.dumps({"text": [UNREADABLE_SIGNAL]}))
+    assert signalled.returncode == 0, signalled.stderr.decode(errors="replace")[-500:]
+    await api.until(
+        ref,
+        lambda s: (
+            sum(
+                "the add_note signal arrived unencrypted and is refused" in (e.get("detail") or "")
+                for e in s["events"]
+            )
+            == 2
+        ),
+        "the unreadable signal's refusal",
+    )
 
 
 async def run_cases(api: Api, stack: Stack) -> dict[str, Case]:

@@ -42,6 +42,7 @@ from escalation.codec import (
     KeyRing,
     UnencryptedRefusal,
     UnknownKeyError,
+    UnreadableValue,
     arrived_unencrypted,
     create_key_file,
     decode_payloads_json,
@@ -161,6 +162,29 @@ async def test_the_converters_codec_marks_what_arrived_unencrypted() -> None:
         [json_format.ParseDict(p, Payload()) for p in encoded["payloads"]]
     )
     assert not arrived_unencrypted(through_the_endpoint)
+
+
+async def test_an_action_that_does_not_validate_fails_without_what_it_held() -> None:
+    """Pydantic's own message quotes the input; a note is free text about a
+    child. Encrypted, the failure says what was wrong and not what was in
+    it; unencrypted, it is the refusal its codec-less sender can read."""
+    converter = data_converter()
+    codec = converter.payload_codec
+    assert codec is not None
+    said = "Zebedee Quillfeather lives at 14 Orchard Row"
+    note = Payload(metadata={"encoding": b"json/plain"}, data=json.dumps({"text": [said]}).encode())
+    [encrypted] = await codec.encode([note])
+    [arrived] = await codec.decode([encrypted])
+    with pytest.raises(UnreadableValue) as failed:
+        converter.payload_converter.from_payloads([arrived], [AddNote])
+    assert "AddNote" in str(failed.value) and "string_type" in str(failed.value)
+    assert failed.value.problems == [("text", "string_type", "Input should be a valid string")]
+    assert "Zebedee" not in str(failed.value) and failed.value.__cause__ is None
+    [arrived_plain] = await codec.decode([note])
+    with pytest.raises(UnencryptedRefusal) as refused:
+        converter.payload_converter.from_payloads([arrived_plain], [AddNote])
+    assert "arrived unencrypted" in refused.value.message
+    assert "--codec-endpoint" in refused.value.message and "Zebedee" not in str(refused.value)
 
 
 # --- Keys -------------------------------------------------------------------------------

@@ -34,7 +34,12 @@ with workflow.unsafe.imports_passed_through():
     import workflows.snapshots as snapshots
     import workflows.timeline as timeline
     from escalation import search_attributes as sa
-    from escalation.codec import CodecDecodeError, UnencryptedRefusal, arrived_unencrypted
+    from escalation.codec import (
+        CodecDecodeError,
+        UnencryptedRefusal,
+        UnreadableValue,
+        arrived_unencrypted,
+    )
     from policies.model import Policy
     from workflows.ladder import Refused, Step
     from workflows.messages import (
@@ -1023,9 +1028,14 @@ def _read_signal(name: str, inputs: Sequence[RawValue]) -> Action | DeliveryFail
             f"the {name} signal's input could not be decrypted ({error}); send it through "
             "the codec endpoint (--codec-endpoint, --codec-auth)"
         ) from None
-    except pydantic.ValidationError as error:
+    except UnreadableValue as error:
         raise Refused(
-            f"the {name} signal's input is not a valid {name}: {_problems(error)}"
+            f"the {name} signal's input is not a valid {name}: {_problems(error.problems)}"
+        ) from None
+    except pydantic.ValidationError as error:
+        problems = UnreadableValue.from_validation(error, name).problems
+        raise Refused(
+            f"the {name} signal's input is not a valid {name}: {_problems(problems)}"
         ) from None
     except Exception as error:  # noqa: BLE001 - any unreadable input is refused, whatever broke
         raise Refused(
@@ -1036,12 +1046,8 @@ def _read_signal(name: str, inputs: Sequence[RawValue]) -> Action | DeliveryFail
     return value
 
 
-def _problems(error: pydantic.ValidationError) -> str:
-    found = [
-        f"{'.'.join(str(part) for part in problem['loc']) or 'input'}: {problem['msg']}"
-        for problem in error.errors(include_url=False, include_input=False)[:5]
-    ]
-    return "; ".join(found)
+def _problems(problems: Sequence[tuple[str, str, str]]) -> str:
+    return "; ".join(f"{where}: {message}" for where, _, message in problems[:5])
 
 
 def notice_identity(state: CaseState, template: str) -> str:
