@@ -36,7 +36,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy policies workflows activities workers escalation api register reports web chaos
+	$(BIN)/mypy policies workflows activities workers escalation api register reports web chaos bench
 
 ## Re-record the workflow histories that the replay tests check.
 histories: $(STAMP)

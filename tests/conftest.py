@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -81,7 +82,7 @@ class Harness:
         self.task_queue = f"tq-{uuid.uuid4()}"
         self.sink = MemorySink()
 
-    def worker(self, **options: object) -> Worker:
+    def worker(self, **options: Any) -> Worker:
         # A workflow bug fails the test at once instead of retrying for ever.
         options.setdefault("workflow_failure_exception_types", [Exception])
         # The register the cases write themselves to, so that ``state_of``
@@ -180,4 +181,5 @@ async def state_of(handle: WorkflowHandle) -> CaseState:
 async def barrier(handle: WorkflowHandle) -> None:
     """An operator's note: once answered, everything before it is done (the
     case exists from its first instant, so the note is never refused)."""
-    await handle.execute_update(DisagreementWorkflow.add_note, AddNote(text="barrier"))
+    # The SDK types a named update's result as a coroutine; it is the answer.
+    _ = await handle.execute_update(DisagreementWorkflow.add_note, AddNote(text="barrier"))
