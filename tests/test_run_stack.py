@@ -129,8 +129,11 @@ async def _wait_for_stage_started(handle: WorkflowHandle) -> CaseState:
             state = await handle.query(DisagreementWorkflow.get_state)
         except Exception:  # the first workflow task may not have run yet
             state = None
-        # A notice sent (the case lets its events go once recorded).
-        if state is not None and state.notices_sent:
+        # Its deadline set and a notice counted (the case lets its events go
+        # once recorded). A stage's deadline and first notice come from one
+        # local activity, and the notice is counted as it is made, before
+        # that activity answers: a query in between sees no deadline yet.
+        if state is not None and state.notices_sent and state.clock.deadline is not None:
             return state
         await asyncio.sleep(0.5)
     raise AssertionError("the case never started")
