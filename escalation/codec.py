@@ -440,6 +440,16 @@ def arrived_unencrypted(payload: Payload) -> bool:
     return UNENCRYPTED_METADATA in payload.metadata
 
 
+def send_through_the_codec(command: str) -> str:
+    """How to send again an action that arrived unencrypted (``command``: the
+    Temporal CLI's ``signal`` or ``update execute``; README, acting from the CLI)."""
+    return (
+        f"send it again through the codec endpoint, temporal workflow {command} "
+        '--codec-endpoint <API address>/codec --codec-auth "Bearer <operator token>" '
+        "(see the README on acting from the CLI)"
+    )
+
+
 class UnreadableValue(ValueError):
     """A payload that did not validate as the value wanted, told by where and
     what was wrong and never by what it held: pydantic's own message quotes

@@ -58,6 +58,7 @@ from escalation.codec import (
     UnreadableValue,
     arrived_unencrypted,
     resolve_key_ring,
+    send_through_the_codec,
 )
 from escalation.settings import Settings
 from workflows.messages import CaseState, ManagerAction, RaiseDisagreement
@@ -74,10 +75,8 @@ def _partnership_of(value: Any) -> str | None:
 # The refusal of an action that arrived unencrypted and could not even be
 # read as one: its sender has no codec, so it says how to send it, plainly.
 UNREADABLE_UNENCRYPTED = (
-    "this action arrived unencrypted and could not be read, so it is refused: send it "
-    "again through the codec endpoint, temporal workflow update execute --codec-endpoint "
-    '<API address>/codec --codec-auth "Bearer <operator token>" (see the README on acting '
-    "from the CLI)"
+    "this action arrived unencrypted and could not be read, so it is refused: "
+    + send_through_the_codec("update execute")
 )
 
 

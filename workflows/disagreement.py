@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         UnencryptedRefusal,
         UnreadableValue,
         arrived_unencrypted,
+        send_through_the_codec,
     )
     from policies.model import Policy
     from workflows.ladder import Refused, Step
@@ -1002,11 +1003,7 @@ def _sent_unencrypted(name: str, kind: str) -> str:
     it (README, operating the cases)."""
     shown = f"the {name} {kind}" if name in SIGNALS else f"this {kind}"
     command = "signal" if kind == "signal" else "update execute"
-    return (
-        f"{shown} arrived unencrypted and is refused: send it again through the codec "
-        f"endpoint, temporal workflow {command} --codec-endpoint <API address>/codec "
-        '--codec-auth "Bearer <operator token>" (see the README on acting from the CLI)'
-    )
+    return f"{shown} arrived unencrypted and is refused: {send_through_the_codec(command)}"
 
 
 def _read_signal(name: str, inputs: Sequence[RawValue]) -> Action | DeliveryFailed:
@@ -1028,14 +1025,9 @@ def _read_signal(name: str, inputs: Sequence[RawValue]) -> Action | DeliveryFail
             f"the {name} signal's input could not be decrypted ({error}); send it through "
             "the codec endpoint (--codec-endpoint, --codec-auth)"
         ) from None
-    except UnreadableValue as error:
+    except (UnreadableValue, pydantic.ValidationError) as error:
         raise Refused(
-            f"the {name} signal's input is not a valid {name}: {_problems(error.problems)}"
-        ) from None
-    except pydantic.ValidationError as error:
-        problems = UnreadableValue.from_validation(error, name).problems
-        raise Refused(
-            f"the {name} signal's input is not a valid {name}: {_problems(problems)}"
+            f"the {name} signal's input is not a valid {name}: {_problems(error)}"
         ) from None
     except Exception as error:  # noqa: BLE001 - any unreadable input is refused, whatever broke
         raise Refused(
@@ -1046,8 +1038,12 @@ def _read_signal(name: str, inputs: Sequence[RawValue]) -> Action | DeliveryFail
     return value
 
 
-def _problems(problems: Sequence[tuple[str, str, str]]) -> str:
-    return "; ".join(f"{where}: {message}" for where, _, message in problems[:5])
+def _problems(error: UnreadableValue | pydantic.ValidationError) -> str:
+    """Where and what was wrong, for the first five problems; never the values."""
+    if isinstance(error, pydantic.ValidationError):
+        # A converter without ours (pydantic's own) raises it unwrapped.
+        error = UnreadableValue.from_validation(error, "")
+    return "; ".join(f"{where}: {message}" for where, _, message in error.problems[:5])
 
 
 def notice_identity(state: CaseState, template: str) -> str:
